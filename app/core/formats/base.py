@@ -8,7 +8,7 @@ incremental parser for each reply that turns streamed text into typed events.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Union
+from typing import Any, Literal, Protocol
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
@@ -105,8 +105,8 @@ class Done:
     error: str | None = None
 
 
-ParsedEvent = Union[ReasoningDelta, AnswerDelta, PreambleDelta, ToolCallEvent]
-Event = Union[ReasoningDelta, AnswerDelta, PreambleDelta, ToolCallEvent, Done]
+ParsedEvent = ReasoningDelta | AnswerDelta | PreambleDelta | ToolCallEvent
+Event = ReasoningDelta | AnswerDelta | PreambleDelta | ToolCallEvent | Done
 
 
 class StreamParser(Protocol):

