@@ -27,5 +27,5 @@ def looks_chat_tuned(info: ModelInfo) -> bool:
     llama.cpp's converter records the fine-tune from the model's name ("it", "instruct", "chat");
     a file with neither that nor a template is taken for a base model.
     """
-    words = f"{getattr(info, 'finetune', '')} {info.name} {info.path.name}".lower().replace("_", "-")
+    words = f"{info.finetune} {info.name} {info.path.name}".lower().replace("_", "-")
     return any(tag in words for tag in ("-it", " it", "instruct", "chat", "-sft", "-dpo", "-rl"))
