@@ -1,0 +1,69 @@
+"""Every location Hearth reads or writes, from platformdirs.
+
+The environment variable HEARTH_HOME, when set, replaces all of them with folders under one
+root (HEARTH_HOME/data, /config, /cache, /logs, /data/models): tests, portable installs and
+people who want everything on another disk use it. These are functions, not constants, because
+the environment may change after import (tests do that), and each creates its folder on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "Hearth"
+HOME_ENV = "HEARTH_HOME"
+DATABASE_FILENAME = "hearth.sqlite3"
+
+
+def home_override() -> Path | None:
+    """The HEARTH_HOME folder as an absolute path, or None when it is unset or empty."""
+    value = os.environ.get(HOME_ENV, "").strip()
+    if not value:
+        return None
+    return Path(value).expanduser().absolute()
+
+
+def _dirs() -> platformdirs.PlatformDirs:
+    # appauthor=False: otherwise Windows nests the app folder in a same-named "author" folder.
+    return platformdirs.PlatformDirs(appname=APP_NAME, appauthor=False)
+
+
+def _ensure(path: Path, create: bool) -> Path:
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir(create: bool = True) -> Path:
+    """Where the user's own data lives: the chat database and the models."""
+    home = home_override()
+    return _ensure(home / "data" if home else _dirs().user_data_path, create)
+
+
+def config_dir(create: bool = True) -> Path:
+    home = home_override()
+    return _ensure(home / "config" if home else _dirs().user_config_path, create)
+
+
+def cache_dir(create: bool = True) -> Path:
+    """Things that can be rebuilt (hardware probe results, thumbnails): safe to delete."""
+    home = home_override()
+    return _ensure(home / "cache" if home else _dirs().user_cache_path, create)
+
+
+def logs_dir(create: bool = True) -> Path:
+    home = home_override()
+    return _ensure(home / "logs" if home else _dirs().user_log_path, create)
+
+
+def models_dir(create: bool = True) -> Path:
+    """Downloaded and imported model files; under data, not cache, because they cost hours."""
+    return _ensure(data_dir(create) / "models", create)
+
+
+def database_path(create: bool = True) -> Path:
+    """The SQLite chat database; `create` makes its folder, never the file itself."""
+    return data_dir(create) / DATABASE_FILENAME

@@ -1,0 +1,679 @@
+"""SQLite storage for conversations, messages (answer, reasoning, stats) and settings.
+
+One `ChatStore` wraps one connection. It may be used from any thread, one call at a time (a lock
+serialises calls), and several stores, in one process or several, may share a file: the database
+runs in WAL mode, writes take the write lock up front (BEGIN IMMEDIATE) and wait for it up to the
+busy timeout instead of failing.
+
+The schema is versioned with PRAGMA user_version; `MIGRATIONS[n]` turns version n into n + 1 and
+is applied in its own transaction. Never edit a released migration: add a new one.
+
+A reply being generated is saved while it streams (`ReplyWriter` flushes about once a second), so
+a crash or kill -9 loses at most the last second; at start-up `recover_interrupted()` marks such
+left-over replies 'interrupted'.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.core import paths
+
+EFFORTS = ("low", "medium", "high")
+STATES = ("complete", "streaming", "interrupted", "error", "stopped")
+FINAL_STATES = tuple(s for s in STATES if s != "streaming")
+ROLES = ("system", "user", "assistant", "tool")
+
+# Version 1: the first schema Hearth shipped. Kept verbatim so old files migrate from what they are.
+_V1 = (
+    """CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX messages_by_conversation ON messages(conversation_id, id)",
+)
+
+# Version 2: per-conversation settings, reasoning/stats/state on messages, app settings.
+_V2 = (
+    "ALTER TABLE conversations ADD COLUMN system_prompt TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE conversations ADD COLUMN model TEXT",
+    "ALTER TABLE conversations ADD COLUMN effort TEXT NOT NULL DEFAULT 'medium'"
+    " CHECK (effort IN ('low', 'medium', 'high'))",
+    "ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE messages ADD COLUMN stats TEXT",  # JSON object, or NULL
+    "ALTER TABLE messages ADD COLUMN model TEXT",
+    "ALTER TABLE messages ADD COLUMN state TEXT NOT NULL DEFAULT 'complete'"
+    " CHECK (state IN ('complete', 'streaming', 'interrupted', 'error', 'stopped'))",
+    "ALTER TABLE messages ADD COLUMN error TEXT",
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",  # value: JSON text
+    # The conversation list, most recent activity first.
+    "CREATE INDEX conversations_by_activity ON conversations(updated_at DESC, id DESC)",
+    # recover_interrupted() at every start-up; partial so it stays tiny.
+    "CREATE INDEX messages_streaming ON messages(state) WHERE state = 'streaming'",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """A problem with the chat database, worded as one sentence a user can read."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """The conversation or message does not exist (any more)."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    title: str
+    system_prompt: str
+    model: str | None
+    effort: str
+    created_at: float  # Unix seconds
+    updated_at: float  # last activity: a message added, a reply finished
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    role: str
+    content: str  # for an assistant message: the answer
+    reasoning: str
+    stats: dict[str, Any] | None
+    model: str | None
+    state: str
+    error: str | None
+    created_at: float
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+UNSET = _Unset.UNSET
+
+_CONVERSATION_COLUMNS = "id, title, system_prompt, model, effort, created_at, updated_at"
+_MESSAGE_COLUMNS = "id, conversation_id, role, content, reasoning, stats, model, state, error, created_at"
+
+
+def _fold(text: str | None) -> str | None:
+    """Caseless, normalisation-insensitive form for search (SQLite's LIKE folds ASCII only)."""
+    if text is None:
+        return None
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
+
+
+def _like_pattern(query: str) -> str:
+    escaped = _fold(query) or ""
+    for char in ("\\", "%", "_"):
+        escaped = escaped.replace(char, "\\" + char)
+    return f"%{escaped}%"
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        title=row["title"],
+        system_prompt=row["system_prompt"],
+        model=row["model"],
+        effort=row["effort"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _message(row: sqlite3.Row) -> Message:
+    stats: dict[str, Any] | None = None
+    if row["stats"] is not None:
+        try:
+            loaded = json.loads(row["stats"])
+        except ValueError:
+            loaded = None
+        stats = loaded if isinstance(loaded, dict) else None
+    return Message(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        role=row["role"],
+        content=row["content"],
+        reasoning=row["reasoning"],
+        stats=stats,
+        model=row["model"],
+        state=row["state"],
+        error=row["error"],
+        created_at=row["created_at"],
+    )
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _dump_stats(stats: dict[str, Any] | None) -> str | None:
+    return None if stats is None else json.dumps(stats, ensure_ascii=False)
+
+
+def _describe(exc: sqlite3.Error, path: Path) -> str:
+    text = str(exc).lower()
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return (
+            f"The chat database {path} is damaged or is not a Hearth database, so Hearth left it untouched."
+        )
+    if "locked" in text or "busy" in text:
+        return f"The chat database {path} is busy in another program; try again in a moment."
+    if "readonly" in text or "read-only" in text:
+        return f"The chat database {path} is read-only, so Hearth cannot save to it."
+    if "disk" in text and "full" in text:
+        return f"The disk holding the chat database {path} is full."
+    if "unable to open" in text:
+        return f"The chat database {path} cannot be opened: check the folder exists and is writable."
+    return f"The chat database {path} failed: {exc}."
+
+
+class ChatStore:
+    """Conversations, messages and settings in one SQLite file."""
+
+    def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 10.0) -> None:
+        self._path = Path(path) if path is not None else paths.database_path()
+        self._lock = threading.RLock()
+        self._last_time = 0.0
+        self._conn: sqlite3.Connection | None = None
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=busy_timeout,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # the lock below makes cross-thread use safe
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(_describe(exc, self._path)) from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.create_function("hearth_fold", 1, _fold, deterministic=True)
+            self._open(conn, busy_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- opening ----------------------------------------------------------------------------
+
+    def _open(self, conn: sqlite3.Connection, busy_timeout: float) -> None:
+        with self._errors():
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            # Read-only checks first: a file we refuse must stay byte-for-byte as it was.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"The chat database {self._path} was written by a newer version of Hearth "
+                    f"(schema {version}, this one knows up to {SCHEMA_VERSION}); update Hearth to open it."
+                )
+            if version == 0:
+                tables = conn.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+                ).fetchone()[0]
+                if tables:
+                    raise StoreError(
+                        f"The file {self._path} is an SQLite database of another program, "
+                        "so Hearth left it untouched."
+                    )
+            conn.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL survives any crash of the app; only a power cut may lose the last
+            # commits. FULL would fsync on every reply flush.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate(conn)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        while True:
+            # The version is re-read inside the write transaction: another process may have
+            # migrated the file while we waited for the lock.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version >= SCHEMA_VERSION:
+                    conn.execute("COMMIT")
+                    return
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(_describe(exc, self._path)) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("The chat store is closed.")
+        return self._conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors():
+            yield self._connection()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors():
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _now(self) -> float:
+        # Strictly increasing, so "most recent first" holds even where the clock is coarse.
+        now = max(time.time(), self._last_time + 1e-6)
+        self._last_time = now
+        return now
+
+    def _touch(self, conn: sqlite3.Connection, conversation_id: int, now: float) -> None:
+        cursor = conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"Conversation {conversation_id} does not exist.")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> ChatStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- conversations ----------------------------------------------------------------------
+
+    def create_conversation(
+        self,
+        title: str = "New chat",
+        system_prompt: str = "",
+        model: str | None = None,
+        effort: str = "medium",
+    ) -> Conversation:
+        _check_choice("effort", effort, EFFORTS)
+        with self._write() as conn:
+            now = self._now()
+            cursor = conn.execute(
+                "INSERT INTO conversations (title, system_prompt, model, effort, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (title, system_prompt, model, effort, now, now),
+            )
+            assert cursor.lastrowid is not None
+            return self._get_conversation(conn, cursor.lastrowid)
+
+    def _get_conversation(self, conn: sqlite3.Connection, conversation_id: int) -> Conversation:
+        row = conn.execute(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"Conversation {conversation_id} does not exist.")
+        return _conversation(row)
+
+    def get_conversation(self, conversation_id: int) -> Conversation | None:
+        """The conversation, or None when there is no such id."""
+        with self._read() as conn:
+            try:
+                return self._get_conversation(conn, conversation_id)
+            except NotFoundError:
+                return None
+
+    def list_conversations(self) -> list[Conversation]:
+        """All conversations, most recent activity first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations ORDER BY updated_at DESC, id DESC"
+            ).fetchall()
+        return [_conversation(row) for row in rows]
+
+    def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
+        """Rename; does not count as activity, so the list order stays put."""
+        with self._write() as conn:
+            conn.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
+            return self._get_conversation(conn, conversation_id)
+
+    def update_conversation(
+        self,
+        conversation_id: int,
+        *,
+        system_prompt: str | _Unset = UNSET,
+        model: str | None | _Unset = UNSET,
+        effort: str | _Unset = UNSET,
+    ) -> Conversation:
+        """Change the given fields only (model=None clears the model); not counted as activity."""
+        changes: dict[str, object] = {}
+        if not isinstance(system_prompt, _Unset):
+            changes["system_prompt"] = system_prompt
+        if not isinstance(model, _Unset):
+            changes["model"] = model
+        if not isinstance(effort, _Unset):
+            _check_choice("effort", effort, EFFORTS)
+            changes["effort"] = effort
+        with self._write() as conn:
+            if changes:
+                assignments = ", ".join(f"{column} = ?" for column in changes)
+                conn.execute(
+                    f"UPDATE conversations SET {assignments} WHERE id = ?",
+                    (*changes.values(), conversation_id),
+                )
+            return self._get_conversation(conn, conversation_id)
+
+    def delete_conversation(self, conversation_id: int) -> bool:
+        """Delete it and its messages; False when it did not exist."""
+        with self._write() as conn:
+            cursor = conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            return cursor.rowcount > 0
+
+    def search_conversations(self, query: str) -> list[Conversation]:
+        """Conversations whose title or any message text contains `query`, ignoring case.
+
+        Matching is on Unicode case-folded, NFC-normalised text, so "ÉTÉ" finds "été" whether
+        the accents were typed precomposed or combining; % and _ are literal. A substring
+        search cannot use a B-tree index: it scans, which is fast enough for a personal history.
+        """
+        if not query.strip():
+            return self.list_conversations()
+        pattern = _like_pattern(query)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations AS c"
+                " WHERE hearth_fold(c.title) LIKE :p ESCAPE '\\'"
+                " OR EXISTS (SELECT 1 FROM messages AS m WHERE m.conversation_id = c.id"
+                "            AND hearth_fold(m.content) LIKE :p ESCAPE '\\')"
+                " ORDER BY c.updated_at DESC, c.id DESC",
+                {"p": pattern},
+            ).fetchall()
+        return [_conversation(row) for row in rows]
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        conversation_id: int,
+        role: str,
+        content: str,
+        *,
+        reasoning: str = "",
+        stats: dict[str, Any] | None = None,
+        model: str | None = None,
+        state: str = "complete",
+        error: str | None = None,
+    ) -> Message:
+        """Append a finished message (the user's, before generation starts)."""
+        _check_choice("role", role, ROLES)
+        _check_choice("state", state, STATES)
+        stats_json = _dump_stats(stats)
+        with self._write() as conn:
+            now = self._now()
+            self._touch(conn, conversation_id, now)
+            cursor = conn.execute(
+                "INSERT INTO messages"
+                " (conversation_id, role, content, reasoning, stats, model, state, error, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, role, content, reasoning, stats_json, model, state, error, now),
+            )
+            assert cursor.lastrowid is not None
+            return self._get_message(conn, cursor.lastrowid)
+
+    def _get_message(self, conn: sqlite3.Connection, message_id: int) -> Message:
+        row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"Message {message_id} does not exist.")
+        return _message(row)
+
+    def get_message(self, message_id: int) -> Message | None:
+        with self._read() as conn:
+            try:
+                return self._get_message(conn, message_id)
+            except NotFoundError:
+                return None
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        """The conversation's messages in the order they were added."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
+                (conversation_id,),
+            ).fetchall()
+        return [_message(row) for row in rows]
+
+    def begin_reply(self, conversation_id: int, model: str | None) -> int:
+        """Create an empty assistant message in state 'streaming'; returns its id."""
+        with self._write() as conn:
+            now = self._now()
+            self._touch(conn, conversation_id, now)
+            cursor = conn.execute(
+                "INSERT INTO messages (conversation_id, role, content, model, state, created_at)"
+                " VALUES (?, 'assistant', '', ?, 'streaming', ?)",
+                (conversation_id, model, now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def update_reply(self, message_id: int, answer: str, reasoning: str) -> None:
+        """Save the partial text of a streaming reply (the whole text so far, not a delta)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE messages SET content = ?, reasoning = ? WHERE id = ?",
+                (answer, reasoning, message_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"Message {message_id} does not exist.")
+
+    def finish_reply(
+        self,
+        message_id: int,
+        answer: str,
+        reasoning: str,
+        stats: dict[str, Any] | None,
+        state: str,
+        error: str | None = None,
+    ) -> Message:
+        """Save the final text and how the reply ended ('complete', 'stopped', 'error'...)."""
+        _check_choice("state", state, FINAL_STATES)
+        stats_json = _dump_stats(stats)
+        with self._write() as conn:
+            message = self._get_message(conn, message_id)
+            conn.execute(
+                "UPDATE messages SET content = ?, reasoning = ?, stats = ?, state = ?, error = ?"
+                " WHERE id = ?",
+                (answer, reasoning, stats_json, state, error, message_id),
+            )
+            self._touch(conn, message.conversation_id, self._now())
+            return self._get_message(conn, message_id)
+
+    def delete_messages_after(self, conversation_id: int, message_id: int, *, inclusive: bool = False) -> int:
+        """Delete the messages that follow `message_id` (and it too when inclusive).
+
+        For regenerate (delete after the user's message) and edit-and-resend (inclusive, then add
+        the edited text). Returns how many were deleted.
+        """
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?",
+                (message_id, conversation_id),
+            ).fetchone()
+            if found is None:
+                raise NotFoundError(f"Message {message_id} is not in conversation {conversation_id}.")
+            operator = ">=" if inclusive else ">"
+            cursor = conn.execute(
+                f"DELETE FROM messages WHERE conversation_id = ? AND id {operator} ?",
+                (conversation_id, message_id),
+            )
+            self._touch(conn, conversation_id, self._now())
+            return cursor.rowcount
+
+    def recover_interrupted(self) -> list[int]:
+        """Mark replies left 'streaming' by a crash as 'interrupted'; returns their ids.
+
+        Call once at start-up, before any reply starts: a reply streaming in another running
+        Hearth would be marked too.
+        """
+        with self._write() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM messages WHERE state = 'streaming' ORDER BY id"
+                ).fetchall()
+            ]
+            conn.execute("UPDATE messages SET state = 'interrupted' WHERE state = 'streaming'")
+            return ids
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """The stored JSON value, or `default` when absent or unreadable."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            return default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store any JSON-serialisable value (TypeError otherwise)."""
+        text = json.dumps(value, ensure_ascii=False)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, text),
+            )
+
+    def delete_setting(self, key: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+
+
+class ReplyWriter:
+    """Streams one assistant reply into the store, flushing at most every `interval` seconds.
+
+    `append()` is called per event from the generation thread; the text reaches the database on
+    the first append after the interval has passed, and on `flush()` / `finish()`. A kill -9
+    therefore loses at most about one interval of text.
+    """
+
+    def __init__(
+        self,
+        store: ChatStore,
+        message_id: int,
+        *,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._message_id = message_id
+        self._interval = interval
+        self._clock = clock
+        self._answer: list[str] = []
+        self._reasoning: list[str] = []
+        self._dirty = False
+        self._finished = False
+        self._last_flush = clock()
+
+    @classmethod
+    def begin(
+        cls,
+        store: ChatStore,
+        conversation_id: int,
+        model: str | None,
+        *,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> ReplyWriter:
+        """Create the 'streaming' message and a writer for it."""
+        message_id = store.begin_reply(conversation_id, model)
+        return cls(store, message_id, interval=interval, clock=clock)
+
+    @property
+    def message_id(self) -> int:
+        return self._message_id
+
+    @property
+    def answer(self) -> str:
+        return "".join(self._answer)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._reasoning)
+
+    def append(self, reasoning_delta: str = "", answer_delta: str = "") -> None:
+        if self._finished:
+            raise RuntimeError("append() after finish()")
+        if reasoning_delta:
+            self._reasoning.append(reasoning_delta)
+            self._dirty = True
+        if answer_delta:
+            self._answer.append(answer_delta)
+            self._dirty = True
+        if self._dirty and self._clock() - self._last_flush >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the text so far now (also useful from a timer when tokens stall)."""
+        if self._finished or not self._dirty:
+            return
+        # Joined once per flush and kept joined, so a long reply is not re-joined from pieces.
+        answer, reasoning = self.answer, self.reasoning
+        self._answer, self._reasoning = [answer], [reasoning]
+        self._store.update_reply(self._message_id, answer, reasoning)
+        self._dirty = False
+        self._last_flush = self._clock()
+
+    def finish(
+        self,
+        state: str = "complete",
+        stats: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> Message:
+        """Final write with how the reply ended; the writer cannot be used afterwards."""
+        if self._finished:
+            raise RuntimeError("finish() called twice")
+        message = self._store.finish_reply(self._message_id, self.answer, self.reasoning, stats, state, error)
+        self._finished = True
+        return message
