@@ -160,7 +160,7 @@ def test_oldest_turns_are_dropped_when_the_context_is_full(starter_info: ModelIn
         assert len(prepared.tokens) <= 512 - 64
         assert "Be brief." in prepared.text and "What did we talk about?" in prepared.text
         assert "fact number 0 " not in prepared.text and "fact number 11 " in prepared.text
-        got, done = run(engine, history, max_tokens=16, sampling=GREEDY)
+        got, done = run(engine, history, max_tokens=64, sampling=GREEDY)
         assert done.stats.dropped_turns == prepared.dropped_turns
         huge = [Message("user", "word " * 5000)]
         with pytest.raises(ContextOverflowError, match="context"):
