@@ -265,6 +265,9 @@ class Engine:
         tokens = prepared.tokens
         n_ctx = llm.n_ctx()
         cached = _common_prefix(llm, tokens)
+        if cached and not _prefix_still_in_cache(llm, info, self._plan, cached):
+            llm.reset()  # the next eval clears the whole cache and starts over
+            cached = 0
         # llama-cpp-python re-evaluates the last prompt token when the whole prompt is cached.
         evaluated = len(tokens) - min(cached, len(tokens) - 1)
         if sampling.seed is not None:
@@ -354,6 +357,14 @@ def _common_prefix(llm: Any, tokens: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def _prefix_still_in_cache(llm: Any, info: ModelInfo, plan: LoadPlan | None, prefix: int) -> bool:
+    """Whether the cache can resume after `prefix` tokens. A sliding-window cache that is not
+    full-size recycles the cells of old positions, and resuming anywhere before the cache's end
+    changed the output on Gemma 3 (same seed, different reply) even where llama.cpp reported the
+    window's positions present; so only a full-size cache (the planner's choice) is rolled back."""
+    return not info.sliding_window or (plan is not None and plan.swa_full) or prefix >= llm.n_tokens
 
 
 def _piece(llm: Any, token: int) -> str:

@@ -129,7 +129,7 @@ def test_multi_turn_reuses_the_prefix_and_matches_a_cold_run(starter_info: Model
         got1, done1 = run(warm, first, max_tokens=60, sampling=seeded)
         first, second = _turns(got1.answer_text)
         got2, done2 = run(warm, second, max_tokens=60, sampling=seeded)
-        new_part = warm._require().tokenize("And three fruits?".encode(), add_bos=False)
+        new_part = warm._require().tokenize(b"And three fruits?", add_bos=False)
         answer_part = warm._require().tokenize(got1.answer_text.encode(), add_bos=False)
         assert done1.stats.prompt_tokens > 600
         assert done2.stats.prompt_tokens_evaluated <= len(new_part) + len(answer_part) + 12
@@ -197,3 +197,35 @@ def test_unusual_text_round_trips(starter_engine: Engine, text: str) -> None:
     got, done = run(starter_engine, [Message("user", f"Repeat exactly: {text}")], max_tokens=24, sampling=GREEDY)
     assert done.stop_reason in ("stop", "length")
     assert "\ufffd" not in got.answer_text  # multi-byte pieces are decoded whole
+
+
+@pytest.mark.parametrize("swa_full", [True, False])
+def test_rolling_back_into_a_long_turn_stays_exact(starter_info: ModelInfo, swa_full: bool) -> None:
+    """Editing the last message after a turn longer than Gemma 3's 512-token window: a full-size
+    sliding-window cache is rolled back and reused; a small one cannot be (reused, it gave a
+    different reply for the same seed), so the engine evaluates the prompt again. Either way the
+    reply equals a cold run's."""
+    plan = replace(small_plan(starter_info), swa_full=swa_full)
+    seeded = Sampling(temperature=0.8, seed=1234)
+    system = Message("system", "You are a helpful assistant. " + "Answer briefly and clearly. " * 120)
+    long_answer = "Red, orange and yellow. " + "Also, " * 300
+    history = [system, Message("user", "Name three colours of the rainbow."), Message("assistant", long_answer)]
+    warm = Engine()
+    warm.load(starter_info, plan=plan)
+    try:
+        run(warm, [*history, Message("user", "And three fruits?")], max_tokens=30, sampling=seeded)
+        edited = [*history, Message("user", "And three cars?")]
+        got, done = run(warm, edited, max_tokens=30, sampling=seeded)
+    finally:
+        warm.unload()
+    if swa_full:
+        assert done.stats.prompt_tokens_evaluated < 20
+    else:
+        assert done.stats.prompt_tokens_evaluated == done.stats.prompt_tokens
+    cold = Engine()
+    cold.load(starter_info, plan=plan)
+    try:
+        cold_got, _ = run(cold, edited, max_tokens=30, sampling=seeded)
+    finally:
+        cold.unload()
+    assert got.answer_text == cold_got.answer_text
