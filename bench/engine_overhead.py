@@ -38,8 +38,6 @@ def bare_rate(engine: Engine, tokens: list[int], n: int, s: Sampling) -> tuple[f
     for token in gen:
         if not first:
             first = time.perf_counter()
-        if llm.token_eos() == token:
-            break
         llm.detokenize([token], special=True)  # a caller of bare llama.cpp needs the text too
         count += 1
         if count >= n:
@@ -77,7 +75,8 @@ def main() -> int:
     loaded = engine.load(args.model, plan=plan_load(hw, inspect_gguf(args.model), ctx_cap=args.ctx))
     print(f"model {loaded.info.name}; {loaded.plan.reason}")
     sampling = Sampling(temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, seed=42)
-    request = GenerateRequest(Conversation((Message("user", PROMPT),)), max_tokens=args.tokens, sampling=sampling)
+    request = GenerateRequest(Conversation((Message("user", PROMPT),)), max_tokens=args.tokens, sampling=sampling,
+                              ignore_eos=True)
     tokens = engine.prepare(request).tokens
     bare, ours = [], []
     for i in range(args.rounds):

@@ -71,6 +71,7 @@ class GenerateRequest:
     date: str | None = None
     max_tokens: int | None = None
     sampling: Sampling | None = None  # None: the model's defaults
+    ignore_eos: bool = False  # generate max_tokens whatever the model says (benchmarks), like llama-server's
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ class Engine:
             llm.set_seed(int.from_bytes(_random_bytes(4), "little"))
         parser = fmt.new_parser()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(fmt.stop_strings)
+        stops = StopMatcher(() if request.ignore_eos else fmt.stop_strings)
         max_new = request.max_tokens or n_ctx
         generated = 0
         first_at = last_at = 0.0
@@ -299,7 +300,7 @@ class Engine:
                 if self._cancel.is_set():
                     stop_reason = "cancelled"
                     break
-                if token in self._eog:
+                if token in self._eog and not request.ignore_eos:
                     stop_reason = "tool_call" if _piece(llm, token) == "<|call|>" else "stop"
                     break
                 generated += 1
