@@ -1,0 +1,80 @@
+"""The Hugging Face token, kept in the operating system's keyring (keyring package) and nowhere
+else: never in settings files, logs or messages. `redact()` scrubs it from any text that might
+reach a user or a log (error messages from HTTP libraries can echo request details).
+
+keyring picks the platform's backend (macOS Keychain, Windows Credential Locker, Secret Service on
+Linux). Tests install their own in-memory backend with `keyring.set_keyring(...)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SERVICE = "Hearth"
+HF_TOKEN_USER = "huggingface-token"
+REDACTED = "hf_***"
+
+# What Hugging Face tokens look like (hf_ + 30-40 letters); used to scrub any token-shaped text,
+# not only the one we stored, in case a message quotes a token the user pasted elsewhere.
+_TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")
+
+
+class SecretsError(RuntimeError):
+    """The keyring cannot be used; the message says what to do."""
+
+
+def _keyring() -> Any:
+    import keyring
+
+    return keyring
+
+
+def get_hf_token() -> str | None:
+    """The stored token, or None when there is none or no keyring is usable (downloads of public
+    models must keep working on a machine without a keyring)."""
+    try:
+        value = _keyring().get_password(SERVICE, HF_TOKEN_USER)
+    except Exception as exc:  # keyring.errors.KeyringError and backend-specific failures
+        log.debug("cannot read the Hugging Face token from the keyring: %s", type(exc).__name__)
+        return None
+    return value or None
+
+
+def set_hf_token(token: str) -> None:
+    """Store the token in the keyring; raises SecretsError if it is empty or cannot be stored."""
+    token = token.strip()
+    if not token:
+        raise SecretsError("The token is empty.")
+    if any(c.isspace() for c in token):
+        raise SecretsError("A Hugging Face token has no spaces; copy it again from your Hugging Face settings.")
+    try:
+        _keyring().set_password(SERVICE, HF_TOKEN_USER, token)
+    except Exception as exc:
+        # The exception text is not shown: some backends include what they were asked to store.
+        raise SecretsError(
+            f"The token could not be saved in the system keyring ({type(exc).__name__}); "
+            "on Linux, a Secret Service provider such as GNOME Keyring or KWallet must be running."
+        ) from None
+
+
+def delete_hf_token() -> None:
+    """Forget the token (no error when there is none)."""
+    try:
+        _keyring().delete_password(SERVICE, HF_TOKEN_USER)
+    except Exception as exc:  # keyring.errors.PasswordDeleteError when absent
+        log.debug("no Hugging Face token deleted: %s", type(exc).__name__)
+
+
+def has_hf_token() -> bool:
+    return get_hf_token() is not None
+
+
+def redact(text: str, token: str | None = None) -> str:
+    """`text` with the given token and anything token-shaped replaced by a placeholder."""
+    if token:
+        text = text.replace(token, REDACTED)
+    return _TOKEN_SHAPE.sub(REDACTED, text)
