@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--temperature", type=float)
     ask.add_argument("--ctx", type=int, help="cap the context size")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+    from app import cli_models
+
+    cli_models.add_parsers(sub)
     return p
 
 
@@ -61,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _prompt(args, sys.stdout)
         if args.command == "ask":
             return _ask(args, sys.stdout)
+        if args.command in ("models", "download"):
+            from app import cli_models
+
+            return cli_models.run(args)
         return _gui(args)
     except KeyboardInterrupt:
         print("hearth: stopped.", file=sys.stderr)
@@ -86,9 +94,10 @@ def _sentence(exc: BaseException) -> str:
 
 
 def _gui(args: argparse.Namespace) -> int:
-    print("hearth: the chat window is not built yet; use `hearth ask`, `hearth probe` or `hearth prompt`.",
-          file=sys.stderr)
-    return EXIT_USAGE
+    # Qt is imported here only: the headless commands never load it.
+    from app.gui.app import run
+
+    return run(selftest=args.selftest, model=args.model)
 
 
 def _model_path(path: str | None) -> str:

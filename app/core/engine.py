@@ -111,7 +111,7 @@ class Engine:
         self._cancel = threading.Event()
         self._eog: set[int] = set()
         # Kept alive for as long as llama.cpp holds a pointer to it.
-        self._abort_cb = None
+        self._abort_cb: Any = None
 
     # ---- loading --------------------------------------------------------------------------
 

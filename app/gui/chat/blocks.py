@@ -1,0 +1,370 @@
+"""Widgets for rendered Markdown: prose blocks, code blocks, and the view that streams them.
+
+`MarkdownView` shows a text as a column of block widgets. Fed while a reply streams, it keeps
+the closed blocks as they are and re-renders only the open last block (see markdown.py), so the
+cost of an update does not grow with the length of the reply.
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QEvent, QSize, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QResizeEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui import theme
+from app.gui.chat.markdown import Block, StreamingMarkdown, highlight_code, render_blocks
+from app.gui.theme import named
+
+BLOCK_SPACING = 12
+SAFE_SCHEMES = ("http", "https", "mailto")
+HIGHLIGHT_EVERY_S = 0.5  # an open code block is re-highlighted at most this often
+CHUNK_BLOCKS = 12
+
+
+def open_link(href: str) -> None:
+    """Open a link the user clicked in the system browser; other schemes are ignored."""
+    url = QUrl(href)
+    if url.scheme().lower() in SAFE_SCHEMES:
+        QDesktopServices.openUrl(url)
+
+
+class ProseBlock(QLabel):
+    """A paragraph, heading, list, quote or table, as rich text."""
+
+    def __init__(self, html: str, *, muted: bool = False, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._muted = muted
+        self._hfw: dict[int, int] = {}
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setWordWrap(True)
+        self.setOpenExternalLinks(False)
+        self.linkActivated.connect(open_link)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.LinksAccessibleByMouse
+        )
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        if muted:
+            self.setStyleSheet(f"color: {theme.current().muted};")
+        self.set_html(html)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        # QLabel's own hint is the height at a narrow width; a scroll area would take that
+        # (much taller) height as the column's minimum. The layout uses heightForWidth instead.
+        return QSize(40, self.fontMetrics().height())
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt API)
+        # Qt's layouts ask every label again on each layout pass and QLabel lays its rich text
+        # out anew each time; remembered here, an update costs one label's layout, not all.
+        height = self._hfw.get(width)
+        if height is None:
+            height = super().heightForWidth(width)
+            if len(self._hfw) > 8:
+                self._hfw.clear()
+            self._hfw[width] = height
+        return height
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt API)
+        self._hfw.clear()
+        super().setText(text)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt API)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._hfw.clear()
+        super().changeEvent(event)
+
+    def set_html(self, html: str) -> None:
+        if "<a " in html:
+            # Links must be reachable from the keyboard too.
+            self.setTextInteractionFlags(self.textInteractionFlags() | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
+            self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.setText(theme.markdown_css(theme.current(), muted=self._muted) + html)
+
+
+class CodeView(QScrollArea):
+    """The body of a code block: no wrapping, a horizontal scroll bar when lines are long."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("CodeScroll")
+        self.setWidgetResizable(False)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.label = QLabel()
+        self.label.setTextFormat(Qt.TextFormat.RichText)
+        self.label.setFont(theme.mono_font())
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.label.setContentsMargins(12, 10, 12, 10)
+        self.label.setAutoFillBackground(False)
+        self.setWidget(self.label)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_html(self, html: str) -> None:
+        self.label.setText(html)
+        self.label.adjustSize()
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        height = self.label.sizeHint().height()
+        if self.label.sizeHint().width() > self.viewport().width():
+            height += self.horizontalScrollBar().sizeHint().height()
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._fit_height()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        return QSize(self.label.sizeHint().width(), self.height())
+
+
+class CodeBlock(QFrame):
+    """Monospace code on a tinted, rounded panel; a top bar with the language and a Copy button."""
+
+    def __init__(self, block: Block, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("CodeBlock")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(1, 1, 1, 1)
+        layout.setSpacing(0)
+        bar = named(QWidget(), "CodeBar")
+        bar.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        bar_layout = QHBoxLayout(bar)
+        bar_layout.setContentsMargins(12, 2, 4, 2)
+        self.language_label = QLabel()
+        self.copy_button = named(QToolButton(), "ActionButton", "Copy")
+        self.copy_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.copy_button.clicked.connect(self.copy)
+        bar_layout.addWidget(self.language_label)
+        bar_layout.addStretch(1)
+        bar_layout.addWidget(self.copy_button)
+        self.view = CodeView()
+        layout.addWidget(bar)
+        layout.addWidget(self.view)
+        self._code = ""
+        self._language = ""
+        self._closed = False
+        self._highlighted_at = 0.0
+        self._highlighted_lines = 0
+        self._highlighted_html = ""
+        self.set_block(block)
+
+    @property
+    def code(self) -> str:
+        return self._code
+
+    def set_block(self, block: Block) -> None:
+        if block.code == self._code and block.language == self._language and block.closed == self._closed:
+            return
+        self._code, self._language, self._closed = block.code, block.language, block.closed
+        name = block.language or "code"
+        self.language_label.setText(name)
+        self.copy_button.setAccessibleName(f"Copy {name} code")
+        self.setAccessibleName(f"{name} code block")
+        self.view.set_html(self._html())
+
+    def _html(self) -> str:
+        style = theme.current().pygments_style
+        if self._closed:
+            return highlight_code(self._code, self._language, style)
+        # While the block streams: highlight the complete lines at most every HIGHLIGHT_EVERY_S and
+        # show the rest plain, so a long block does not cost a full highlight per update.
+        import html as _html
+
+        lines = self._code.split("\n")
+        complete = len(lines) - 1
+        now = time.monotonic()
+        if complete != self._highlighted_lines and now - self._highlighted_at >= HIGHLIGHT_EVERY_S:
+            prefix = "\n".join(lines[:complete]) + "\n" if complete else ""
+            self._highlighted_html = highlight_code(prefix, self._language, style)[len("<pre style='margin:0'>") : -6]
+            self._highlighted_lines, self._highlighted_at = complete, now
+        rest = "\n".join(lines[self._highlighted_lines :])
+        return f"<pre style='margin:0'>{self._highlighted_html}{_html.escape(rest)}</pre>"
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self._code)
+        self.copy_button.setText("Copied")
+
+
+class _Chunk(QWidget):
+    """Up to CHUNK_BLOCKS closed blocks. Inside a scroll area Qt re-asks the height of every
+    height-for-width widget, at several widths, on every layout pass; a sealed chunk answers
+    with a fixed height (recomputed only when its width changes), so a streaming update costs
+    the same at the end of a long reply as at its start."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.box = QVBoxLayout(self)
+        self.box.setContentsMargins(0, 0, 0, 0)
+        self.box.setSpacing(BLOCK_SPACING)
+        self._sealed = False
+        self._fitted_width = -1
+
+    def widgets(self) -> list[QWidget]:
+        items = (self.box.itemAt(i) for i in range(self.box.count()))
+        return [w for w in (item.widget() for item in items if item is not None) if w is not None]
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealed
+
+    def seal(self) -> None:
+        if self._sealed:
+            return
+        self._sealed = True
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self._fit(self.width())
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt API)
+        return not self._sealed and super().hasHeightForWidth()
+
+    def _fit(self, width: int) -> None:
+        if width <= 0 or width == self._fitted_width:
+            return
+        self._fitted_width = width
+        height = self.box.totalHeightForWidth(width)
+        if height >= 0 and height != self.height():
+            self.setFixedHeight(height)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        if self._sealed:
+            self._fit(event.size().width())
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest and self._sealed:
+            # A block inside changed its height (a code block gained a scroll bar): refit.
+            self._fitted_width = -1
+            self._fit(self.width())
+        return super().event(event)
+
+
+class MarkdownView(QWidget):
+    """A Markdown text as a column of blocks; static (`set_text`) or streamed (`append`/`flush`)."""
+
+    def __init__(self, *, muted: bool = False, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._muted = muted
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(BLOCK_SPACING)
+        self._chunks: list[_Chunk] = []
+        self._stream: StreamingMarkdown | None = None
+        self._tail: QWidget | None = None  # the open block, below the chunks
+        self._text = ""
+        self._dirty = False
+        if muted:
+            font = self.font()
+            font.setPointSizeF(font.pointSizeF() * 0.92)
+            self.setFont(font)
+
+    # -- static -------------------------------------------------------------------------------
+
+    def set_text(self, text: str) -> None:
+        self.clear()
+        self._text = text
+        for block in render_blocks(text):
+            self._add_closed(block)
+
+    def clear(self) -> None:
+        while self._layout.count():
+            item = self._layout.takeAt(0)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.hide()
+                widget.deleteLater()
+        self._chunks.clear()
+        self._stream, self._tail, self._text = None, None, ""
+
+    def text(self) -> str:
+        return self._stream.text if self._stream is not None else self._text
+
+    def block_widgets(self) -> list[QWidget]:
+        widgets = [w for chunk in self._chunks for w in chunk.widgets()]
+        return widgets + ([self._tail] if self._tail is not None else [])
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    def append(self, text: str) -> None:
+        """Take more text; shown at the next `flush()`."""
+        if self._stream is None:
+            self._stream = StreamingMarkdown()
+            self._stream.feed(self._text)
+        self._stream.feed(text)
+        self._dirty = True
+
+    def flush(self) -> None:
+        if not self._dirty or self._stream is None:
+            return
+        self._dirty = False
+        closed, tail = self._stream.update()
+        self._apply(closed, tail)
+
+    def finish(self) -> None:
+        """The text is complete: render what is still open as closed blocks."""
+        if self._stream is None:
+            return
+        self._dirty = False
+        self._apply(self._stream.finish(), None)
+        self._text = self._stream.text
+        self._stream = None
+
+    def _apply(self, closed: list[Block], tail: Block | None) -> None:
+        if closed:
+            self._drop_tail()  # the first closed block is the one the tail showed
+            for block in closed:
+                self._add_closed(block)
+        if tail is None:
+            self._drop_tail()
+        elif self._tail is not None and self._fits(self._tail, tail):
+            self._update(self._tail, tail)
+        else:
+            self._drop_tail()
+            self._tail = self._widget_for(tail)
+            self._layout.addWidget(self._tail)
+
+    def _add_closed(self, block: Block) -> None:
+        if not self._chunks or self._chunks[-1].box.count() >= CHUNK_BLOCKS:
+            if self._chunks:
+                self._chunks[-1].seal()
+            chunk = _Chunk()
+            self._layout.insertWidget(len(self._chunks), chunk)
+            self._chunks.append(chunk)
+        self._chunks[-1].box.addWidget(self._widget_for(block))
+
+    def _drop_tail(self) -> None:
+        if self._tail is not None:
+            self._layout.removeWidget(self._tail)
+            self._tail.hide()
+            self._tail.deleteLater()
+            self._tail = None
+
+    @staticmethod
+    def _fits(widget: QWidget, block: Block) -> bool:
+        return isinstance(widget, CodeBlock) == (block.kind == "code")
+
+    @staticmethod
+    def _update(widget: QWidget, block: Block) -> None:
+        if isinstance(widget, CodeBlock):
+            widget.set_block(block)
+        elif isinstance(widget, ProseBlock):
+            widget.set_html(block.html)
+
+    def _widget_for(self, block: Block) -> QWidget:
+        if block.kind == "code":
+            return CodeBlock(block)
+        return ProseBlock(block.html, muted=self._muted)

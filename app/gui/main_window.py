@@ -1,0 +1,339 @@
+"""The main window: sidebar | header, conversation, composer. Wires the pieces; owns no logic of
+its own beyond start-up (restore the layout, load the last model) and shutdown (stop, save)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut, QShowEvent
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.store import ChatStore, StoreError
+from app.core.store import Conversation as StoredConversation
+from app.gui import theme
+from app.gui.chat.composer import Composer
+from app.gui.chat.session import ChatSession
+from app.gui.chat.view import ChatView
+from app.gui.model_picker import STARTER_KEY, HeaderBar, ModelEntry, SystemPromptDialog, installed_models
+from app.gui.sidebar import Sidebar
+from app.gui.theme import named
+from app.gui.workers import EngineController
+
+if TYPE_CHECKING:
+    from app.core.engine import LoadResult
+    from app.core.planner import LoadPlan
+
+SETTING_GEOMETRY = "window.geometry"
+SETTING_SPLITTER = "window.splitter"
+SETTING_SIDEBAR = "window.sidebar_visible"
+SETTING_MODEL = "model.last"
+SETTING_EXTRA_MODELS = "model.opened_files"
+AUTOLOAD_DELAY_MS = 50
+
+
+class ErrorBanner(QFrame):
+    """An inline, dismissable message for problems outside a reply (store, load)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Banner")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(12, 6, 6, 6)
+        self.label = named(QLabel(), "ErrorLabel")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = named(QToolButton(), text="✕")
+        close.setAccessibleName("Dismiss")
+        close.clicked.connect(self.hide)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    modelLoaded = Signal(object)  # LoadResult
+    modelFailed = Signal(str)
+
+    def __init__(self, store: ChatStore, *, engine: EngineController | None = None, ctx_cap: int | None = None,
+                 model: str | Path | None = None, autoload: bool = True) -> None:
+        """`model`: a GGUF file to load instead of the remembered one; `autoload`: load a model at
+        start (the remembered one, else the starter) — off in tests that pick one themselves."""
+        super().__init__()
+        self.setWindowTitle("Hearth")
+        self.setMinimumSize(720, 480)
+        self.store = store
+        self.engine = engine or EngineController(store, self, ctx_cap=ctx_cap)
+        self._closed = False
+        self._loading_name = ""
+        self._requested_key = self._loaded_key = ""
+
+        self.sidebar = Sidebar(store)
+        self.header = HeaderBar()
+        self.banner = ErrorBanner()
+        self.view = ChatView()
+        self.composer = Composer()
+        self.session = ChatSession(store, self.engine, self.view, self.composer, self)
+
+        pane = named(QWidget(), "ChatPane")
+        pane.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        pane_layout = QVBoxLayout(pane)
+        pane_layout.setContentsMargins(0, 0, 0, 0)
+        pane_layout.setSpacing(0)
+        pane_layout.addWidget(self.header)
+        banner_row = QHBoxLayout()
+        banner_row.setContentsMargins(24, 8, 24, 0)
+        banner_row.addWidget(self.banner)
+        pane_layout.addLayout(banner_row)
+        pane_layout.addWidget(self.view, 1)
+        composer_row = QHBoxLayout()
+        composer_row.setContentsMargins(24, 8, 24, 12)
+        composer_row.addStretch(0)
+        self.composer.setMaximumWidth(theme.COLUMN_WIDTH)
+        composer_row.addWidget(self.composer, 1)
+        composer_row.addStretch(0)
+        pane_layout.addLayout(composer_row)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(pane)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(1, False)
+        self.splitter.setHandleWidth(1)
+        self.splitter.setSizes([theme.SIDEBAR_WIDTH, 1000])
+        self.setCentralWidget(self.splitter)
+
+        self._connect()
+        self._shortcuts()
+        self._restore_layout()
+        self._refresh_models(model)
+        self._on_conversation_changed(None)
+        self.composer.edit.setFocus()
+        # Loaded only once the window is on screen: nothing slow happens before that.
+        self._autoload = self._entry_for(model) if (model is not None or autoload) else None
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        s, sb, h = self.session, self.sidebar, self.header
+        sb.conversationActivated.connect(s.open)
+        sb.newChatRequested.connect(self.new_chat)
+        sb.conversationDeleted.connect(self._on_deleted)
+        sb.conversationRenamed.connect(self._on_renamed)
+        sb.errorOccurred.connect(self.banner.show_message)
+        s.conversationChanged.connect(self._on_conversation_changed)
+        s.conversationsChanged.connect(sb.refresh)
+        s.errorOccurred.connect(self.banner.show_message)
+        self.view.empty.promptChosen.connect(self._use_example)
+        self.view.empty.openModelRequested.connect(self.open_model_file)
+        h.modelChosen.connect(self.load_model)
+        h.openFileRequested.connect(self.open_model_file)
+        h.effortChanged.connect(s.set_effort)
+        h.systemPromptRequested.connect(self.edit_system_prompt)
+        h.sidebarToggleRequested.connect(self.toggle_sidebar)
+        self.engine.loadStarted.connect(self._on_load_started)
+        self.engine.planReady.connect(self._on_plan)
+        self.engine.loaded.connect(self._on_loaded)
+        self.engine.loadFailed.connect(self._on_load_failed)
+
+    def _shortcuts(self) -> None:
+        def bind(keys: QKeySequence | str, slot: object) -> QShortcut:
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.activated.connect(slot)
+            return shortcut
+
+        bind("Ctrl+N", self.new_chat)
+        bind(QKeySequence(QKeySequence.StandardKey.Find), self.focus_search)
+        bind("Ctrl+L", lambda: self.composer.edit.setFocus())
+        bind("Ctrl+B", self.toggle_sidebar)
+        bind("Ctrl+Shift+C", self.session.copy_last_reply)
+        self._stop_shortcut = bind("Esc", self.session.stop)
+        self._stop_shortcut.setEnabled(False)
+        self.session.streamingChanged.connect(lambda: self._stop_shortcut.setEnabled(self.session.streaming))
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def new_chat(self) -> None:
+        self.session.new_chat()
+        self.composer.edit.setFocus()
+
+    def focus_search(self) -> None:
+        if not self.sidebar.isVisible():
+            self.toggle_sidebar()
+        self.sidebar.search.setFocus()
+        self.sidebar.search.selectAll()
+
+    def toggle_sidebar(self) -> None:
+        self.sidebar.setVisible(not self.sidebar.isVisible())
+
+    def _use_example(self, prompt: str) -> None:
+        self.composer.set_text(prompt)
+        self.composer.edit.setFocus()
+
+    def edit_system_prompt(self) -> None:
+        dialog = SystemPromptDialog(self.session.system_prompt, self)
+        if dialog.exec():
+            self.session.set_system_prompt(dialog.text())
+            self._update_system_button()
+
+    def _update_system_button(self) -> None:
+        has = bool(self.session.system_prompt.strip())
+        self.header.system_button.setText("System prompt ✓" if has else "System prompt")
+
+    def open_model_file(self) -> None:
+        name, _filter = QFileDialog.getOpenFileName(self, "Open a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
+        if not name:
+            self.header.select(self.store.get_setting(SETTING_MODEL, "") or "")
+            return
+        opened = [p for p in self.store.get_setting(SETTING_EXTRA_MODELS, []) if p != name] + [name]
+        self.store.set_setting(SETTING_EXTRA_MODELS, opened[-10:])
+        self._refresh_models(name)
+        entry = self.header.entry(name)
+        if entry is not None:
+            self.load_model(entry)
+
+    def load_model(self, entry: ModelEntry) -> None:
+        if self._closed:
+            return
+        self._requested_key = entry.key
+        self.header.select(entry.key)
+        self.header.set_loading(entry.name)
+        self.session.model_name = None
+        try:
+            self.store.set_setting(SETTING_MODEL, entry.key)
+        except StoreError as exc:
+            self.banner.show_message(str(exc))
+        self.engine.load(entry.path)
+
+    # -- models -------------------------------------------------------------------------------
+
+    def _refresh_models(self, preferred: str | Path | None = None) -> None:
+        extra = [Path(p) for p in self.store.get_setting(SETTING_EXTRA_MODELS, []) if Path(p).exists()]
+        if preferred is not None and Path(preferred).exists():
+            extra.append(Path(preferred))
+        entries = installed_models(extra)
+        key = str(preferred) if preferred is not None else self.store.get_setting(SETTING_MODEL)
+        if key and not any(e.key == key for e in entries):
+            key = None
+        self.header.set_models(entries, key or (entries[0].key if entries else None))
+        self.view.empty.set_no_model(not entries)
+
+    def _entry_for(self, model: str | Path | None) -> ModelEntry | None:
+        if model is not None:
+            return self.header.entry(str(model))
+        remembered = self.store.get_setting(SETTING_MODEL)
+        return self.header.entry(remembered) if remembered else self.header.entry(STARTER_KEY) or next(
+            iter(self.header.entries()), None
+        )
+
+    def _on_load_started(self, name: str) -> None:
+        self._loading_name = name
+        self.header.set_loading(name)
+
+    def _on_plan(self, plan: LoadPlan) -> None:
+        self.header.set_plan(plan.reason, self._loading_name)
+
+    def _on_loaded(self, result: LoadResult) -> None:
+        self._loaded_key = self._requested_key
+        self.session.model_name = result.info.name
+        self.header.set_loaded(result)
+        self.header.effort.set_effort(self.session.effort)
+        self.modelLoaded.emit(result)
+
+    def _on_load_failed(self, message: str) -> None:
+        previous = self.engine.result
+        if previous is not None and self.engine.engine is not None and self.engine.engine.loaded:
+            # The file was refused before the old model was unloaded: it keeps answering.
+            self.header.set_loaded(previous)
+            self.header.select(self._loaded_key)
+            self.banner.show_message(f"The model could not be loaded. {message} Still using {previous.info.name}.")
+        else:
+            self.session.model_name = None
+            self.header.set_failed(message)
+            self.banner.show_message(f"The model could not be loaded. {message}")
+        self.modelFailed.emit(message)
+
+    def on_theme_changed(self) -> None:
+        """The OS switched light/dark: re-render what is shown (message HTML carries colours)."""
+        self.header.refresh_dot()
+        if not self.session.streaming and self.session.conversation is not None:
+            self.session.reload()
+
+    # -- conversations ------------------------------------------------------------------------
+
+    def _on_conversation_changed(self, conversation: StoredConversation | None) -> None:
+        self.sidebar.set_current(conversation.id if conversation else None)
+        self.sidebar.refresh()
+        self.header.effort.set_effort(self.session.effort)
+        self._update_system_button()
+        title = conversation.title if conversation else "New chat"
+        self.setWindowTitle(f"{title} — Hearth")
+
+    def _on_deleted(self, conversation_id: int) -> None:
+        if self.session.conversation is not None and self.session.conversation.id == conversation_id:
+            self.session.new_chat()
+
+    def _on_renamed(self, conversation_id: int, title: str) -> None:
+        if self.session.conversation is not None and self.session.conversation.id == conversation_id:
+            self.session.conversation = self.store.get_conversation(conversation_id)
+            self.setWindowTitle(f"{title} — Hearth")
+
+    # -- layout memory and shutdown -----------------------------------------------------------
+
+    def _restore_layout(self) -> None:
+        try:
+            geometry = self.store.get_setting(SETTING_GEOMETRY)
+            splitter = self.store.get_setting(SETTING_SPLITTER)
+            sidebar = self.store.get_setting(SETTING_SIDEBAR, True)
+        except StoreError:
+            return
+        if not (isinstance(geometry, str) and self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))):
+            self.resize(1180, 780)
+        if isinstance(splitter, str):
+            self.splitter.restoreState(QByteArray.fromBase64(splitter.encode()))
+        self.sidebar.setVisible(bool(sidebar))
+
+    def _save_layout(self) -> None:
+        try:
+            self.store.set_setting(SETTING_GEOMETRY, bytes(self.saveGeometry().toBase64().data()).decode())
+            self.store.set_setting(SETTING_SPLITTER, bytes(self.splitter.saveState().toBase64().data()).decode())
+            self.store.set_setting(SETTING_SIDEBAR, self.sidebar.isVisible())
+        except StoreError:
+            pass  # losing the window size is not worth an error at exit
+
+    def shutdown(self) -> None:
+        """Stop the reply (it is saved as 'stopped'), end the engine thread, save the layout."""
+        if self._closed:
+            return
+        self._closed = True
+        self.sidebar.commit_deletes()
+        self._save_layout()
+        self.engine.shutdown()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if self._autoload is not None:
+            entry, self._autoload = self._autoload, None
+            # A short delay lets the first frame paint before the engine thread takes the GIL.
+            QTimer.singleShot(AUTOLOAD_DELAY_MS, lambda: self.load_model(entry))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        self.hide()
+        self.shutdown()
+        super().closeEvent(event)

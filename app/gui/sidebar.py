@@ -1,0 +1,289 @@
+"""The sidebar: New chat, search, conversations grouped by last activity, the Offline indicator.
+
+Rename edits the title in place (F2 or the context menu). Delete hides the conversation at once
+and offers Undo for a few seconds; only then is it removed from the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeyEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.store import ChatStore, Conversation, StoreError
+from app.gui.theme import named
+
+ID_ROLE = Qt.ItemDataRole.UserRole
+UNDO_SECONDS = 8
+SEARCH_DELAY_MS = 150
+
+
+def group_label(timestamp: float, today: dt.date) -> str:
+    day = dt.datetime.fromtimestamp(timestamp).date()
+    age = (today - day).days
+    if age <= 0:
+        return "Today"
+    if age == 1:
+        return "Yesterday"
+    if age <= 7:
+        return "Previous 7 days"
+    return "Older"
+
+
+class ConversationList(QListWidget):
+    renameRequested = Signal(QListWidgetItem)
+    deleteRequested = Signal(QListWidgetItem)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
+        item = self.currentItem()
+        if item is not None and item.data(ID_ROLE) is not None and self.state() != self.State.EditingState:
+            if event.key() == Qt.Key.Key_F2:
+                self.renameRequested.emit(item)
+                return
+            if event.key() == Qt.Key.Key_Delete:
+                self.deleteRequested.emit(item)
+                return
+        super().keyPressEvent(event)
+
+
+class Sidebar(QWidget):
+    conversationActivated = Signal(int)
+    newChatRequested = Signal()
+    conversationDeleted = Signal(int)  # hidden now (Undo may still bring it back)
+    conversationRestored = Signal(int)
+    conversationRenamed = Signal(int, str)
+    errorOccurred = Signal(str)
+
+    def __init__(self, store: ChatStore, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Sidebar")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self._store = store
+        self._current: int | None = None
+        self._pending_delete: dict[int, str] = {}
+        self._building = False
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+        layout.setSpacing(8)
+
+        self.new_button = named(QPushButton("+   New chat"), "NewChat")
+        self.new_button.setAccessibleName("New chat")
+        self.new_button.setToolTip("New chat (Ctrl+N)")
+        self.new_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.new_button.clicked.connect(self.newChatRequested)
+        layout.addWidget(self.new_button)
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search chats")
+        self.search.setAccessibleName("Search chats")
+        self.search.setToolTip("Search titles and messages (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        layout.addWidget(self.search)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self.refresh)
+        self.search.textChanged.connect(lambda _text: self._search_timer.start())
+
+        self.list = named(ConversationList(), "ConversationList")
+        self.list.setAccessibleName("Conversations")
+        self.list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
+        self.list.itemClicked.connect(self._on_item_activated)
+        self.list.itemActivated.connect(self._on_item_activated)
+        self.list.itemChanged.connect(self._on_item_changed)
+        self.list.renameRequested.connect(self.begin_rename)
+        self.list.deleteRequested.connect(lambda item: self.delete(item.data(ID_ROLE)))
+        self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        layout.addWidget(self.list, 1)
+
+        self.empty_label = named(QLabel("No chats yet."), "Muted")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(self.empty_label)
+
+        self.undo_bar = named(QFrame(), "UndoBar")
+        self.undo_bar.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        undo_layout = QHBoxLayout(self.undo_bar)
+        undo_layout.setContentsMargins(10, 4, 4, 4)
+        self.undo_label = QLabel()
+        self.undo_label.setWordWrap(True)
+        self.undo_button = named(QToolButton(), text="Undo")
+        self.undo_button.setAccessibleName("Undo delete")
+        self.undo_button.clicked.connect(self.undo_delete)
+        undo_layout.addWidget(self.undo_label, 1)
+        undo_layout.addWidget(self.undo_button)
+        self.undo_bar.setVisible(False)
+        layout.addWidget(self.undo_bar)
+        self._undo_timer = QTimer(self)
+        self._undo_timer.setSingleShot(True)
+        self._undo_timer.setInterval(UNDO_SECONDS * 1000)
+        self._undo_timer.timeout.connect(self.commit_deletes)
+
+        footer = named(QWidget(), "SidebarFooter")
+        footer_layout = QHBoxLayout(footer)
+        footer_layout.setContentsMargins(4, 4, 4, 0)
+        dot = named(QFrame(), "OfflineDot")
+        dot.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        dot.setFixedSize(8, 8)
+        offline = QLabel("Offline · nothing leaves this computer")
+        offline.setAccessibleName("Offline: nothing leaves this computer")
+        footer_layout.addWidget(dot)
+        footer_layout.addWidget(offline, 1)
+        layout.addWidget(footer)
+        self.refresh()
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def conversations(self) -> list[Conversation]:
+        query = self.search.text()
+        found = self._store.search_conversations(query) if query.strip() else self._store.list_conversations()
+        return [c for c in found if c.id not in self._pending_delete]
+
+    def refresh(self) -> None:
+        try:
+            conversations = self.conversations()
+        except StoreError as exc:
+            self.errorOccurred.emit(str(exc))
+            return
+        self._building = True
+        self.list.clear()
+        today = dt.date.today()
+        group = ""
+        selected: QListWidgetItem | None = None
+        for conv in conversations:
+            label = group_label(conv.updated_at, today)
+            if label != group:
+                group = label
+                header = QListWidgetItem(label)
+                header.setFlags(Qt.ItemFlag.NoItemFlags)
+                font = header.font()
+                font.setPointSizeF(font.pointSizeF() * 0.85)
+                font.setWeight(font.Weight.DemiBold)
+                header.setFont(font)
+                self.list.addItem(header)
+            item = QListWidgetItem(conv.title)
+            item.setData(ID_ROLE, conv.id)
+            item.setToolTip(conv.title)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+            self.list.addItem(item)
+            if conv.id == self._current:
+                selected = item
+        if selected is not None:
+            self.list.setCurrentItem(selected)
+        self.empty_label.setVisible(not conversations)
+        self.empty_label.setText("No matches." if self.search.text().strip() else "No chats yet.")
+        self._building = False
+
+    def set_current(self, conversation_id: int | None) -> None:
+        self._current = conversation_id
+        self._building = True
+        self.list.clearSelection()
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if item.data(ID_ROLE) == conversation_id and conversation_id is not None:
+                self.list.setCurrentItem(item)
+        self._building = False
+
+    def item_for(self, conversation_id: int) -> QListWidgetItem | None:
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if item.data(ID_ROLE) == conversation_id:
+                return item
+        return None
+
+    def titles(self) -> list[str]:
+        return [self.list.item(i).text() for i in range(self.list.count()) if self.list.item(i).data(ID_ROLE)]
+
+    def _on_item_activated(self, item: QListWidgetItem) -> None:
+        conversation_id = item.data(ID_ROLE)
+        if conversation_id is not None and not self._building:
+            self.conversationActivated.emit(int(conversation_id))
+
+    # -- rename -------------------------------------------------------------------------------
+
+    def begin_rename(self, item: QListWidgetItem) -> None:
+        self.list.setCurrentItem(item)
+        self.list.editItem(item)
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        title = " ".join(title.split())
+        if not title:
+            self.refresh()
+            return
+        try:
+            self._store.rename_conversation(conversation_id, title)
+        except StoreError as exc:
+            self.errorOccurred.emit(str(exc))
+        self.refresh()
+        self.conversationRenamed.emit(conversation_id, title)
+
+    def _on_item_changed(self, item: QListWidgetItem) -> None:
+        if self._building or item.data(ID_ROLE) is None:
+            return
+        # Deferred: refreshing the list from inside its own itemChanged would delete this item.
+        conversation_id, title = int(item.data(ID_ROLE)), item.text()
+        QTimer.singleShot(0, lambda: self.rename(conversation_id, title))
+
+    # -- delete with undo ---------------------------------------------------------------------
+
+    def delete(self, conversation_id: int) -> None:
+        """Hide it now; delete it from the store when the Undo offer ends."""
+        self.commit_deletes()
+        conv = self._store.get_conversation(conversation_id)
+        if conv is None:
+            return
+        self._pending_delete[conversation_id] = conv.title
+        self.undo_label.setText(f"Deleted “{conv.title}”.")
+        self.undo_bar.setVisible(True)
+        self._undo_timer.start()
+        self.refresh()
+        self.conversationDeleted.emit(conversation_id)
+        self.undo_button.setFocus()
+
+    def undo_delete(self) -> None:
+        self._undo_timer.stop()
+        restored = list(self._pending_delete)
+        self._pending_delete.clear()
+        self.undo_bar.setVisible(False)
+        self.refresh()
+        for conversation_id in restored:
+            self.conversationRestored.emit(conversation_id)
+
+    def commit_deletes(self) -> None:
+        self._undo_timer.stop()
+        pending, self._pending_delete = self._pending_delete, {}
+        self.undo_bar.setVisible(False)
+        for conversation_id in pending:
+            try:
+                self._store.delete_conversation(conversation_id)
+            except StoreError as exc:
+                self.errorOccurred.emit(str(exc))
+
+    def _context_menu(self, pos: object) -> None:
+        item = self.list.itemAt(pos)  # type: ignore[call-overload]
+        if item is None or item.data(ID_ROLE) is None:
+            return
+        menu = QMenu(self)
+        rename = QAction("Rename", menu)
+        rename.triggered.connect(lambda: self.begin_rename(item))
+        delete = QAction("Delete", menu)
+        delete.triggered.connect(lambda: self.delete(int(item.data(ID_ROLE))))
+        menu.addAction(rename)
+        menu.addAction(delete)
+        menu.exec(self.list.viewport().mapToGlobal(pos))  # type: ignore[call-overload]

@@ -1,0 +1,139 @@
+"""Generation speed through the whole app path ÷ bare `llama_cpp.Llama.generate`.
+
+The app path: the real main window (offscreen), the composer's Send, the engine on its QThread,
+the format's parser, coalesced events over queued signals, the chat view rendering Markdown, the
+reply saved as it streams. Its rate is what the GUI sees: from the first batch rendered to the
+reply finished. The bare path: `Llama.generate` on the same loaded llama.cpp context (same
+threads, prompt tokens, greedy sampling and seed), detokenizing each token, on the GUI thread
+while the engine thread is idle. The two are alternated; the medians are compared.
+
+    python bench/stream_overhead.py --model FILE [--rounds 3] [--numbers 100]
+
+The prompt makes a base model (the starter) copy a long list of numbers, so a reply is a few
+hundred tokens whatever the model. Last line: stream_overhead_ratio X (target >= 0.97).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HEARTH_HOME", tempfile.mkdtemp(prefix="hearth-bench-"))
+
+from app.core.engine import GenerateRequest, Sampling  # noqa: E402
+from app.core.store import ChatStore  # noqa: E402
+from app.gui.app import application  # noqa: E402
+from app.gui.chat.session import prompt_conversation  # noqa: E402
+from app.gui.main_window import MainWindow  # noqa: E402
+from app.gui.model_picker import ModelEntry  # noqa: E402
+from app.gui.selftest import wait_for  # noqa: E402
+from app.gui.theme import ThemeManager  # noqa: E402
+
+SAMPLING = Sampling(temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, seed=1)
+
+
+def seed_conversation(store: ChatStore, numbers: int) -> int:
+    conv = store.create_conversation("Counting")
+    store.add_message(conv.id, "user", f"Count from 1 to {numbers}.")
+    store.add_message(conv.id, "assistant", ", ".join(str(i) for i in range(1, numbers + 1)))
+    return conv.id
+
+
+def app_rate(window: MainWindow, first_round: bool, prompt: str) -> tuple[float, int]:
+    times: list[float] = []
+
+    def first_batch(*_args: object) -> None:  # connected after the view: runs once it has rendered
+        if not times:
+            times.append(time.perf_counter())
+
+    window.engine.events.connect(first_batch)
+    if first_round:
+        window.composer.set_text(prompt)
+        window.composer.button.click()
+    else:
+        window.session.regenerate()
+    _i, (outcome,) = wait_for([window.session.replyFinished], 1800)
+    done = time.perf_counter()
+    window.engine.events.disconnect(first_batch)
+    n = outcome.stats["generated_tokens"]
+    if outcome.state != "complete" or not times or n < 2:
+        raise SystemExit(f"the app run failed: {outcome.state} {outcome.error}")
+    return (n - 1) / (done - times[0]), n
+
+
+def bare_rate(window: MainWindow, tokens: list[int], n: int) -> tuple[float, int]:
+    engine = window.engine.engine
+    assert engine is not None
+    llm = engine._require()
+    llm.reset()
+    llm.set_seed(SAMPLING.seed or 0)
+    count, first = 0, 0.0
+    gen = llm.generate(tokens, temp=SAMPLING.temperature, top_p=SAMPLING.top_p, top_k=SAMPLING.top_k,
+                       min_p=SAMPLING.min_p, repeat_penalty=SAMPLING.repeat_penalty, reset=True)
+    for token in gen:
+        if not first:
+            first = time.perf_counter()
+        llm.detokenize([token], special=True)  # a caller of bare llama.cpp needs the text too
+        count += 1
+        if count >= n:
+            break
+    last = time.perf_counter()
+    gen.close()
+    return (count - 1) / (last - first), count
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--numbers", type=int, default=100, help="length of the list the model copies")
+    ap.add_argument("--ctx", type=int, default=4096)
+    args = ap.parse_args()
+
+    app = application()
+    ThemeManager(app, forced="light")
+    home = Path(os.environ["HEARTH_HOME"])
+    store = ChatStore(home / "bench.sqlite3")
+    window = MainWindow(store, ctx_cap=args.ctx, autoload=False)
+    window.resize(1200, 800)
+    window.show()
+    path = Path(args.model)
+    window.load_model(ModelEntry(str(path), path.stem, path, path.stat().st_size))
+    index, loaded = wait_for([window.modelLoaded, window.modelFailed], 1800)
+    if index == 1:
+        raise SystemExit(f"load failed: {loaded[0]}")
+    print(f"model {loaded[0].info.name}; {loaded[0].plan.reason}")
+    conv_id = seed_conversation(store, args.numbers)
+    window.session.open(conv_id)
+    window.session.sampling = SAMPLING
+    prompt = f"Count from 1 to {args.numbers} again."
+
+    ours, bare = [], []
+    for i in range(args.rounds):
+        rate, n = app_rate(window, i == 0, prompt)
+        ours.append(rate)
+        messages = store.messages(conv_id)[:-1]  # the prompt the session built: up to the new message
+        request = GenerateRequest(prompt_conversation(store.get_conversation(conv_id), messages), sampling=SAMPLING)
+        engine = window.engine.engine
+        assert engine is not None
+        tokens = engine.prepare(request).tokens
+        b, nb = bare_rate(window, tokens, n)
+        bare.append(b)
+        print(f"round {i + 1}: app {rate:.2f} tok/s ({n} tokens), bare {b:.2f} tok/s ({nb} tokens)", flush=True)
+    window.close()
+    store.close()
+    ratio = statistics.median(ours) / statistics.median(bare)
+    print(f"app median {statistics.median(ours):.2f} tok/s, bare median {statistics.median(bare):.2f} tok/s")
+    print(f"stream_overhead_ratio {ratio:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

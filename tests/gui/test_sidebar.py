@@ -1,0 +1,143 @@
+"""The sidebar over a real store: grouping, rename, delete with undo, search, keyboard."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.core.store import ChatStore
+from app.gui.sidebar import group_label
+from tests.gui.conftest import WindowFactory
+
+
+def seed(store: ChatStore) -> dict[str, int]:
+    ids = {}
+    for title, text in (("Sourdough schedule", "feed the starter twice"), ("Lisbon trip", "pastéis de nata"),
+                        ("Attention", "ÉTÉ in CAPITALS")):
+        conv = store.create_conversation(title)
+        store.add_message(conv.id, "user", text)
+        ids[title] = conv.id
+    return ids
+
+
+def test_group_labels() -> None:
+    today = dt.date(2025, 8, 10)
+    at = lambda d: dt.datetime.combine(d, dt.time(12)).timestamp()  # noqa: E731
+    assert group_label(at(today), today) == "Today"
+    assert group_label(at(today - dt.timedelta(days=1)), today) == "Yesterday"
+    assert group_label(at(today - dt.timedelta(days=5)), today) == "Previous 7 days"
+    assert group_label(at(today - dt.timedelta(days=30)), today) == "Older"
+
+
+def test_conversations_are_listed_by_last_activity_under_a_group_header(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    ids = seed(store)
+    store.add_message(ids["Sourdough schedule"], "user", "one more")  # most recent activity
+    window = make_window(store)
+    assert window.sidebar.titles() == ["Sourdough schedule", "Attention", "Lisbon trip"]
+    header = window.sidebar.list.item(0)
+    assert header.text() == "Today" and header.flags() == Qt.ItemFlag.NoItemFlags
+
+
+def test_click_opens_a_conversation(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    ids = seed(store)
+    window = make_window(store)
+    item = window.sidebar.item_for(ids["Lisbon trip"])
+    rect = window.sidebar.list.visualItemRect(item)
+    qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.session.conversation is not None and window.session.conversation.id == ids["Lisbon trip"]
+    assert window.windowTitle() == "Lisbon trip — Hearth"
+    assert [w.text for w in window.view.messages] == ["pastéis de nata"]
+
+
+def test_rename_in_place_with_f2(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    ids = seed(store)
+    window = make_window(store)
+    sidebar = window.sidebar
+    sidebar.list.setFocus()
+    sidebar.list.setCurrentItem(sidebar.item_for(ids["Attention"]))
+    qtbot.keyClick(sidebar.list, Qt.Key.Key_F2)
+    editor = sidebar.list.focusWidget()
+    assert editor is not sidebar.list  # the in-place editor is open
+    editor.selectAll()  # type: ignore[attr-defined]
+    qtbot.keyClicks(editor, "Attention   is all you need")
+    with qtbot.waitSignal(sidebar.conversationRenamed, timeout=10_000) as blocker:
+        qtbot.keyClick(editor, Qt.Key.Key_Return)
+    assert blocker.args == [ids["Attention"], "Attention is all you need"]
+    assert store.get_conversation(ids["Attention"]).title == "Attention is all you need"
+    assert "Attention is all you need" in sidebar.titles()
+
+
+def test_rename_to_blank_keeps_the_old_title(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    ids = seed(store)
+    window = make_window(store)
+    window.sidebar.rename(ids["Attention"], "   ")
+    assert store.get_conversation(ids["Attention"]).title == "Attention"
+
+
+def test_delete_hides_at_once_and_undo_brings_it_back(qtbot: QtBot, make_window: WindowFactory,
+                                                      store: ChatStore) -> None:
+    ids = seed(store)
+    window = make_window(store)
+    window.session.open(ids["Lisbon trip"])
+    sidebar = window.sidebar
+    sidebar.list.setFocus()
+    sidebar.list.setCurrentItem(sidebar.item_for(ids["Lisbon trip"]))
+    qtbot.keyClick(sidebar.list, Qt.Key.Key_Delete)
+    assert "Lisbon trip" not in sidebar.titles() and sidebar.undo_bar.isVisible()
+    assert window.session.conversation is None  # the open conversation was left
+    assert store.get_conversation(ids["Lisbon trip"]) is not None  # not gone yet
+    qtbot.mouseClick(sidebar.undo_button, Qt.MouseButton.LeftButton)
+    assert "Lisbon trip" in sidebar.titles() and not sidebar.undo_bar.isVisible()
+    assert store.get_conversation(ids["Lisbon trip"]) is not None
+
+
+def test_delete_is_committed_when_the_undo_offer_ends(qtbot: QtBot, make_window: WindowFactory,
+                                                      store: ChatStore) -> None:
+    ids = seed(store)
+    window = make_window(store)
+    window.sidebar._undo_timer.setInterval(50)
+    window.sidebar.delete(ids["Attention"])
+    qtbot.waitUntil(lambda: store.get_conversation(ids["Attention"]) is None, timeout=10_000)
+    assert not window.sidebar.undo_bar.isVisible() and "Attention" not in window.sidebar.titles()
+
+
+def test_a_pending_delete_is_committed_when_the_window_closes(make_window: WindowFactory, store: ChatStore) -> None:
+    ids = seed(store)
+    window = make_window(store)
+    window.sidebar.delete(ids["Attention"])
+    window.close()
+    assert store.get_conversation(ids["Attention"]) is None
+    assert store.get_conversation(ids["Lisbon trip"]) is not None
+
+
+def test_search_by_title_and_by_message_text(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    seed(store)
+    window = make_window(store)
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert window.sidebar.search.hasFocus()
+    qtbot.keyClicks(window.sidebar.search, "lisbon")
+    qtbot.waitUntil(lambda: window.sidebar.titles() == ["Lisbon trip"], timeout=10_000)
+    window.sidebar.search.setText("été")  # message text, any case (QTest types ASCII only)
+    qtbot.waitUntil(lambda: window.sidebar.titles() == ["Attention"], timeout=10_000)
+    window.sidebar.search.setText("no such words")
+    qtbot.waitUntil(lambda: window.sidebar.titles() == [], timeout=10_000)
+    assert window.sidebar.empty_label.text() == "No matches." and window.sidebar.empty_label.isVisible()
+    window.sidebar.search.clear()
+    qtbot.waitUntil(lambda: len(window.sidebar.titles()) == 3, timeout=10_000)
+
+
+def test_keyboard_new_chat_and_sidebar_toggle(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    ids = seed(store)
+    window = make_window(store)
+    window.session.open(ids["Attention"])
+    qtbot.keyClick(window.focusWidget(), Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.session.conversation is None and window.view.empty.isVisible()
+    assert window.composer.edit.hasFocus()
+    qtbot.keyClick(window.focusWidget(), Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert not window.sidebar.isVisible()
+    qtbot.keyClick(window.focusWidget(), Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert window.sidebar.isVisible()

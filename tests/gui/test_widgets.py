@@ -1,0 +1,227 @@
+"""Chat widgets driven with real event objects: streaming Markdown, the Thinking section, the
+composer's keys, code blocks and links."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from app.core.formats.base import AnswerDelta, ReasoningDelta, ToolCallEvent
+from app.core.store import ChatStore
+from app.gui.chat import blocks
+from app.gui.chat.blocks import CodeBlock, MarkdownView, ProseBlock
+from app.gui.chat.composer import Composer
+from app.gui.chat.messages import AssistantMessageWidget, stats_text
+
+REPLY = "Intro paragraph.\n\n```python\nprint('hi')\n```\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+
+
+def kinds(view: MarkdownView) -> list[str]:
+    return [type(w).__name__ for w in view.block_widgets()]
+
+
+def test_streamed_markdown_ends_as_the_static_render(qtbot: QtBot, themed_app: QApplication) -> None:
+    streamed, static = MarkdownView(), MarkdownView()
+    qtbot.addWidget(streamed)
+    qtbot.addWidget(static)
+    for i in range(0, len(REPLY), 4):
+        streamed.append(REPLY[i : i + 4])
+        streamed.flush()
+    streamed.finish()
+    static.set_text(REPLY)
+    assert kinds(streamed) == kinds(static) == ["ProseBlock", "CodeBlock", "ProseBlock", "ProseBlock"]
+    assert streamed.text() == static.text() == REPLY
+    texts = [w.text() for w in streamed.block_widgets() if isinstance(w, ProseBlock)]
+    assert texts == [w.text() for w in static.block_widgets() if isinstance(w, ProseBlock)]
+
+
+def test_streaming_reuses_closed_block_widgets(qtbot: QtBot, themed_app: QApplication) -> None:
+    view = MarkdownView()
+    qtbot.addWidget(view)
+    view.append("First paragraph.\n\nSecond")
+    view.flush()
+    first = view.block_widgets()[0]
+    for word in (" paragraph", " keeps", " growing."):
+        view.append(word)
+        view.flush()
+    widgets = view.block_widgets()
+    assert widgets[0] is first  # the closed block was not rebuilt
+    assert len(widgets) == 2 and "Second paragraph keeps growing." in widgets[1].text()
+
+
+def test_thinking_is_live_then_folds_when_the_answer_starts(qtbot: QtBot, themed_app: QApplication) -> None:
+    reply = AssistantMessageWidget(1)
+    qtbot.addWidget(reply)
+    reply.show()
+    reply.start()
+    assert reply.waiting.isVisible() and not reply.thinking.isVisible()
+
+    reply.add_events([ReasoningDelta("The user asks about "), ReasoningDelta("tides.")])
+    reply.flush()
+    assert reply.thinking.isVisible() and reply.thinking.live and reply.thinking.expanded
+    assert reply.thinking.header_text().startswith("Thinking")
+    assert reply.thinking.body.isVisible() and not reply.waiting.isVisible()
+
+    reply.add_events([AnswerDelta("Tides come from the **Moon**.")])
+    reply.flush()
+    assert not reply.thinking.live and not reply.thinking.expanded
+    assert not reply.thinking.body.isVisible()
+    assert reply.thinking.header_text().startswith("Thought for ")
+
+    reply.finish("complete", {"generated_tokens": 12, "tokens_per_s": 30.0, "time_to_first_token_s": 0.25,
+                              "thinking_s": 4.2}, None)
+    assert reply.thinking.text() == "The user asks about tides."
+    assert reply.answer_text() == "Tides come from the **Moon**."
+    assert reply.stats_label.text() == "12 tokens · 30.0 tok/s · 0.2 s to first token"
+    # The header keeps the time measured when the answer began.
+    assert reply.thinking.header_text().startswith("Thought for ")
+
+
+def test_thinking_toggles_by_click_and_keyboard(qtbot: QtBot, themed_app: QApplication) -> None:
+    reply = AssistantMessageWidget(1)
+    qtbot.addWidget(reply)
+    reply.show()
+    reply.start()
+    reply.add_events([ReasoningDelta("Hidden reasoning."), AnswerDelta("Answer.")])
+    reply.finish("complete", {"generated_tokens": 3, "thinking_s": 4.2}, None)
+    header = reply.thinking.header
+    assert header.text() == "Thought for 4.2 s" and "collapsed" in header.accessibleName()
+    qtbot.mouseClick(header, Qt.MouseButton.LeftButton)
+    assert reply.thinking.expanded and reply.thinking.body.isVisible()
+    assert "expanded" in header.accessibleName()
+    header.setFocus()
+    qtbot.keyClick(header, Qt.Key.Key_Space)
+    assert not reply.thinking.expanded and not reply.thinking.body.isVisible()
+
+
+def test_a_stored_reply_keeps_its_thinking_collapsed_and_renders_it_on_demand(
+    qtbot: QtBot, themed_app: QApplication, store: ChatStore
+) -> None:
+    conv = store.create_conversation()
+    store.add_message(conv.id, "user", "q")
+    stored = store.add_message(conv.id, "assistant", "The answer.", reasoning="Step one. Step two.",
+                               stats={"generated_tokens": 5, "thinking_s": 1.5})
+    reply = AssistantMessageWidget(stored.id)
+    qtbot.addWidget(reply)
+    reply.show_stored(stored)
+    reply.show()
+    assert reply.thinking.isVisible() and not reply.thinking.expanded
+    assert reply.thinking.header_text() == "Thought for 1.5 s"
+    assert reply.thinking.view.block_widgets() == []  # not rendered until opened
+    reply.thinking.toggle()
+    assert [w.text() for w in reply.thinking.view.block_widgets()][0].endswith("<p>Step one. Step two.</p>\n")
+
+
+def test_a_tool_call_and_an_error_are_explained_inline(qtbot: QtBot, themed_app: QApplication) -> None:
+    reply = AssistantMessageWidget(1)
+    qtbot.addWidget(reply)
+    reply.show()
+    reply.start()
+    reply.add_events([ToolCallEvent("get_weather", "{}")])
+    assert "get_weather" in reply.notice.text() and reply.notice_row.isVisible()
+    reply.finish("error", None, "llama.cpp failed while generating: boom")
+    assert reply.notice.objectName() == "ErrorLabel" and "boom" in reply.notice.text()
+    assert reply.retry_button.isVisibleTo(reply)
+
+
+def test_stats_text() -> None:
+    assert stats_text(None) == ""
+    assert stats_text({"generated_tokens": 0}) == ""
+    assert stats_text({"generated_tokens": 1412, "tokens_per_s": 38.54, "time_to_first_token_s": 0.4}) == (
+        "1,412 tokens · 38.5 tok/s · 0.4 s to first token"
+    )
+
+
+def test_composer_keys(qtbot: QtBot, themed_app: QApplication) -> None:
+    composer = Composer()
+    qtbot.addWidget(composer)
+    composer.show()
+    sent: list[str] = []
+    stops: list[bool] = []
+    composer.sendRequested.connect(sent.append)
+    composer.stopRequested.connect(lambda: stops.append(True))
+    assert not composer.button.isEnabled()  # nothing typed
+    qtbot.keyClicks(composer.edit, "   ")
+    qtbot.keyClick(composer.edit, Qt.Key.Key_Return)
+    assert sent == [] and not composer.button.isEnabled()  # blank is not sent
+    composer.edit.clear()
+    qtbot.keyClicks(composer.edit, "line one")
+    qtbot.keyClick(composer.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(composer.edit, "line two")
+    one_line = composer.edit.height()
+    for _ in range(12):
+        qtbot.keyClick(composer.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert composer.edit.height() > one_line  # grows...
+    grown = composer.edit.height()
+    qtbot.keyClick(composer.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert composer.edit.height() == grown  # ...up to about 8 lines
+    qtbot.keyClick(composer.edit, Qt.Key.Key_Return)
+    assert sent == ["line one\nline two" + "\n" * 13] and composer.text() == ""
+    composer.set_streaming(True)
+    assert composer.button.isEnabled() and composer.button.accessibleName() == "Stop"
+    qtbot.keyClicks(composer.edit, "typed while streaming")
+    qtbot.keyClick(composer.edit, Qt.Key.Key_Return)
+    assert len(sent) == 1  # Enter does not send while a reply streams
+    qtbot.keyClick(composer.edit, Qt.Key.Key_Escape)
+    qtbot.mouseClick(composer.button, Qt.MouseButton.LeftButton)
+    assert stops == [True, True]
+
+
+def test_code_block_copy_button_copies_the_source(qtbot: QtBot, themed_app: QApplication) -> None:
+    view = MarkdownView()
+    qtbot.addWidget(view)
+    view.set_text("```python\nx = '<long line>' + " + "'y' * 80 + " * 6 + "'z'\n```")
+    [code] = view.block_widgets()
+    assert isinstance(code, CodeBlock) and code.language_label.text() == "python"
+    qtbot.mouseClick(code.copy_button, Qt.MouseButton.LeftButton)
+    assert QApplication.clipboard().text() == code.code and code.code.startswith("x = '<long line>'")
+    assert code.copy_button.text() == "Copied"
+
+
+def test_links_open_only_on_click_and_only_web_or_mail(monkeypatch: object, themed_app: QApplication) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr(blocks.QDesktopServices, "openUrl", lambda url: opened.append(url.toString()))  # type: ignore[attr-defined]
+    label = ProseBlock('<p><a href="https://example.com/x">x</a></p>')
+    assert opened == []  # rendering a link fetches nothing
+    label.linkActivated.emit("https://example.com/x")
+    label.linkActivated.emit("file:///etc/passwd")
+    label.linkActivated.emit("javascript:alert(1)")
+    assert opened == ["https://example.com/x"]
+    assert label.focusPolicy() != Qt.FocusPolicy.NoFocus  # a link is reachable by keyboard
+
+
+def test_long_replies_stay_laid_out_when_the_window_resizes(qtbot: QtBot, themed_app: QApplication) -> None:
+    """Closed blocks are grouped in chunks with a fixed height (see blocks._Chunk); whatever
+    the width, every block must fit inside its chunk, one under the other."""
+    from PySide6.QtWidgets import QScrollArea
+
+    text = "\n\n".join(f"Paragraph {i} " + "with several words " * (i % 7 + 1) for i in range(40))
+    text += "\n\n```python\n" + "x = 1  # a long line " * 12 + "\n```\n\nThe end."
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    view = MarkdownView()
+    area.setWidget(view)
+    qtbot.addWidget(area)
+    area.resize(800, 600)
+    area.show()
+
+    def assert_fits() -> None:
+        chunks = [c for c in view.findChildren(blocks._Chunk) if c.isVisible()]
+        assert len(chunks) > 1 and chunks[0].sealed
+        for chunk in chunks:
+            bottom = 0
+            for widget in chunk.widgets():
+                geometry = widget.geometry()
+                assert geometry.top() >= bottom  # no overlap
+                assert geometry.height() >= widget.heightForWidth(geometry.width()) or isinstance(widget, CodeBlock)
+                bottom = geometry.bottom()
+            assert bottom < chunk.height()  # nothing clipped
+
+    view.set_text(text)
+    qtbot.waitUntil(lambda: view.block_widgets()[0].width() > 700, timeout=10_000)
+    assert_fits()
+    area.resize(420, 600)
+    qtbot.waitUntil(lambda: view.block_widgets()[0].width() < 420, timeout=10_000)
+    qtbot.wait(50)
+    assert_fits()
