@@ -560,6 +560,34 @@ def fit_for(info: ModelInfo | None, hw: Any) -> Fit:
     return Fit(verdict, plan.reason, plan.fits, plan.n_ctx, plan.est_ram_bytes, plan.est_vram_bytes)
 
 
+SIZE_ONLY_OVERHEAD = 0.10  # KV cache and compute buffers at a small context, as a share of the file
+SIZE_ONLY_FIXED = 768 * 1024**2
+
+
+def fit_for_size(size_bytes: int | None, hw: Any) -> Fit:
+    """A rough verdict for a hub file known only by its size (its metadata is read once it is
+    downloaded): the weights plus a modest allowance for context, against VRAM then RAM."""
+    from app.core import planner
+
+    if not size_bytes:
+        return Fit("unknown", "The hub did not say how large this file is.", fits=False)
+    need = int(size_bytes * (1 + SIZE_ONLY_OVERHEAD)) + SIZE_ONLY_FIXED
+    gb = lambda n: f"{max(n, 0) / 1024**3:.1f} GB"  # noqa: E731
+    gpu = hw.best_gpu if getattr(hw, "gpu_offload_supported", False) else None
+    note = " (estimated from the file size)"
+    if gpu is not None and need <= planner.vram_budget(gpu):
+        return Fit("gpu", f"Fits the {gpu.name}: needs about {gb(need)}{note}.", True, est_vram_bytes=need)
+    ram = planner.ram_budget(hw)
+    if gpu is not None and not gpu.unified_memory and need <= ram + max(planner.vram_budget(gpu), 0):
+        return Fit("partial", f"Part on the {gpu.name}, part on the CPU: needs about {gb(need)}{note}.", True,
+                   est_ram_bytes=need)
+    if need <= ram:
+        return Fit("cpu", f"Runs on the CPU: needs about {gb(need)}{note}; {gb(ram)} is free.", True,
+                   est_ram_bytes=need)
+    return Fit("too_large", f"Too large for this machine: needs about {gb(need)}{note}, {gb(ram)} free.",
+               False, est_ram_bytes=need)
+
+
 def installed_info(model: InstalledModel) -> ModelInfo | None:
     """GGUF metadata of an installed model (reads its header, not its weights); None if unusable."""
     if model.path is None or model.problem:

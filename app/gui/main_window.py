@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QSplitter,
+    QStackedWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -26,6 +27,7 @@ from app.gui import theme
 from app.gui.chat.composer import Composer
 from app.gui.chat.session import ChatSession
 from app.gui.chat.view import ChatView
+from app.gui.library.controller import LibraryController
 from app.gui.model_picker import STARTER_KEY, HeaderBar, ModelEntry, SystemPromptDialog, installed_models
 from app.gui.sidebar import Sidebar
 from app.gui.theme import named
@@ -34,6 +36,8 @@ from app.gui.workers import EngineController
 if TYPE_CHECKING:
     from app.core.engine import LoadResult
     from app.core.planner import LoadPlan
+    from app.gui.library.downloads_page import DownloadsPage
+    from app.gui.library.view import LibraryPage
 
 SETTING_GEOMETRY = "window.geometry"
 SETTING_SPLITTER = "window.splitter"
@@ -81,8 +85,12 @@ class MainWindow(QMainWindow):
         self.store = store
         self.engine = engine or EngineController(store, self, ctx_cap=ctx_cap)
         self._closed = False
+        self._resumed_downloads = False
         self._loading_name = ""
         self._requested_key = self._loaded_key = ""
+        self.library = LibraryController(self, is_loaded=self.is_loaded)
+        self._library_page: LibraryPage | None = None
+        self._downloads_page: DownloadsPage | None = None
 
         self.sidebar = Sidebar(store)
         self.header = HeaderBar()
@@ -110,9 +118,12 @@ class MainWindow(QMainWindow):
         composer_row.addStretch(0)
         pane_layout.addLayout(composer_row)
 
+        self.chat_pane = pane
+        self.pages = QStackedWidget()
+        self.pages.addWidget(pane)  # the Library and Downloads pages are built when first opened
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.sidebar)
-        self.splitter.addWidget(pane)
+        self.splitter.addWidget(self.pages)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setCollapsible(1, False)
         self.splitter.setHandleWidth(1)
@@ -144,6 +155,7 @@ class MainWindow(QMainWindow):
         self.view.empty.openModelRequested.connect(self.open_model_file)
         h.modelChosen.connect(self.load_model)
         h.openFileRequested.connect(self.open_model_file)
+        h.libraryRequested.connect(self._library_from_picker)
         h.effortChanged.connect(s.set_effort)
         h.systemPromptRequested.connect(self.edit_system_prompt)
         h.sidebarToggleRequested.connect(self.toggle_sidebar)
@@ -151,6 +163,12 @@ class MainWindow(QMainWindow):
         self.engine.planReady.connect(self._on_plan)
         self.engine.loaded.connect(self._on_loaded)
         self.engine.loadFailed.connect(self._on_load_failed)
+        sb.libraryRequested.connect(self.show_library)
+        sb.downloadsRequested.connect(self.show_downloads)
+        sb.conversationActivated.connect(lambda _id: self.show_chat())
+        self.view.empty.libraryRequested.connect(self.show_library)
+        self.library.jobChanged.connect(lambda _job: self._update_downloads_note())
+        self.library.modelsChanged.connect(self._on_models_changed)
 
     def _shortcuts(self) -> None:
         def bind(keys: QKeySequence | str, slot: object) -> QShortcut:
@@ -163,6 +181,8 @@ class MainWindow(QMainWindow):
         bind("Ctrl+L", lambda: self.composer.edit.setFocus())
         bind("Ctrl+B", self.toggle_sidebar)
         bind("Ctrl+Shift+C", self.session.copy_last_reply)
+        bind("Ctrl+Shift+M", self.show_library)
+        bind("Ctrl+J", self.show_downloads)
         self._stop_shortcut = bind("Esc", self.session.stop)
         self._stop_shortcut.setEnabled(False)
         self.session.streamingChanged.connect(lambda: self._stop_shortcut.setEnabled(self.session.streaming))
@@ -170,8 +190,110 @@ class MainWindow(QMainWindow):
     # -- actions ------------------------------------------------------------------------------
 
     def new_chat(self) -> None:
+        self.show_chat()
         self.session.new_chat()
         self.composer.edit.setFocus()
+
+    # -- pages: chat, library, downloads --------------------------------------------------------
+
+    def show_chat(self) -> None:
+        self.pages.setCurrentWidget(self.chat_pane)
+        self._mark_nav()
+
+    def library_page(self) -> LibraryPage:
+        if self._library_page is None:
+            from app.gui.library.view import LibraryPage
+
+            page = LibraryPage(self.library)
+            page.backRequested.connect(self.show_chat)
+            page.useModel.connect(self.use_model)
+            page.tokenRequested.connect(self.edit_token)
+            self.pages.addWidget(page)
+            self._library_page = page
+        return self._library_page
+
+    def downloads_page(self) -> DownloadsPage:
+        if self._downloads_page is None:
+            from app.gui.library.downloads_page import DownloadsPage
+
+            page = DownloadsPage(self.library)
+            page.backRequested.connect(self.show_chat)
+            page.openModel.connect(self.use_model)
+            page.tokenRequested.connect(self.edit_token)
+            self.pages.addWidget(page)
+            self._downloads_page = page
+        return self._downloads_page
+
+    def _library_from_picker(self) -> None:
+        self.header.select(self._loaded_key or self._requested_key or "")
+        self.show_library()
+
+    def show_library(self) -> None:
+        page = self.library_page()
+        self.pages.setCurrentWidget(page)
+        self._mark_nav()
+        self.library.refresh()
+        page.search_edit.setFocus() if not self.library.rows else page.back_button.setFocus()
+
+    def show_downloads(self) -> None:
+        self.library.ensure_manager()
+        page = self.downloads_page()
+        page.sync()
+        self.pages.setCurrentWidget(page)
+        self._mark_nav()
+
+    def _mark_nav(self) -> None:
+        current = self.pages.currentWidget()
+        for button, page in ((self.sidebar.library_button, self._library_page),
+                             (self.sidebar.downloads_button, self._downloads_page)):
+            on = page is not None and current is page
+            if button.property("current") != on:
+                button.setProperty("current", on)
+                button.style().unpolish(button)
+                button.style().polish(button)
+
+    def edit_token(self) -> None:
+        from app.gui.library.token_dialog import TokenDialog
+
+        TokenDialog(self.library, self).exec()
+
+    def use_model(self, path: str) -> None:
+        """Open an installed model in the chat ("" is the starter model)."""
+        self.show_chat()
+        if path:
+            self._refresh_models(path)
+        entry = self.header.entry(path or STARTER_KEY)
+        if entry is None:
+            self.banner.show_message("That model is no longer installed; see the Library.")
+            return
+        self.load_model(entry)
+        self.composer.edit.setFocus()
+
+    def is_loaded(self, path: str | None) -> bool:
+        """Whether the model at `path` is the one loaded (or loading) in the chat."""
+        if not path:
+            return False
+        keys = {k for k in (self._loaded_key, self._requested_key) if k}
+        if STARTER_KEY in keys and self.engine.result is not None:
+            keys.add(str(self.engine.result.info.path))
+        try:
+            target = Path(path).resolve()
+            return any(k != STARTER_KEY and Path(k).resolve() == target for k in keys)
+        except OSError:
+            return False
+
+    def _on_models_changed(self) -> None:
+        self._refresh_models(self.header.current_key() or None)
+
+    def _update_downloads_note(self) -> None:
+        count, done, total, _speed = self.library.summary()
+        if not count:
+            note = ""
+        elif total:
+            note = f"{100 * done / total:.0f}%"
+        else:
+            note = f"{count} running"
+        self.sidebar.set_downloads_progress(note)
 
     def focus_search(self) -> None:
         if not self.sidebar.isVisible():
@@ -324,6 +446,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.sidebar.commit_deletes()
         self._save_layout()
+        self.library.close()
         self.engine.shutdown()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
@@ -332,6 +455,10 @@ class MainWindow(QMainWindow):
             entry, self._autoload = self._autoload, None
             # A short delay lets the first frame paint before the engine thread takes the GIL.
             QTimer.singleShot(AUTOLOAD_DELAY_MS, lambda: self.load_model(entry))
+        if not self._resumed_downloads:
+            self._resumed_downloads = True
+            # A download left unfinished by the last session continues (after the first frame).
+            QTimer.singleShot(AUTOLOAD_DELAY_MS, self.library.resume_unfinished)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         self.hide()

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 STARTER_KEY = "starter"
 OPEN_FILE_KEY = "open-file"
+LIBRARY_KEY = "__library__"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,13 @@ def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
     folder = paths.models_dir()
     found = sorted(p for p in folder.rglob("*.gguf")
                    if p.parent.name != "starter" and not p.name.startswith((".", "incomplete")))
+    try:  # imported files that stay where they are, listed in the models folder's manifest
+        from app.core import catalog
+
+        found += [m.path for m in catalog.installed_models(folder, include_starter=False)
+                  if m.path is not None and m.problem is None and m.path not in found]
+    except (OSError, ValueError):
+        pass
     for path in [*found, *(extra or [])]:
         if "-of-" in path.stem and not path.stem.split("-of-")[0].endswith("00001"):
             continue
@@ -145,6 +153,7 @@ class EffortSelector(QWidget):
 class HeaderBar(QWidget):
     modelChosen = Signal(object)  # ModelEntry
     openFileRequested = Signal()
+    libraryRequested = Signal()
     effortChanged = Signal(str)
     systemPromptRequested = Signal()
     sidebarToggleRequested = Signal()
@@ -212,9 +221,14 @@ class HeaderBar(QWidget):
         for entry in entries:
             self.picker.addItem(entry.label, entry.key)
         self.picker.addItem("Open a GGUF file…", OPEN_FILE_KEY)
+        self.picker.addItem("Get more models…", LIBRARY_KEY)
         index = self.picker.findData(current_key) if current_key else -1
         self.picker.setCurrentIndex(max(index, 0))
         self.picker.blockSignals(False)
+
+    def current_key(self) -> str | None:
+        key = self.picker.currentData()
+        return key if isinstance(key, str) and key not in (OPEN_FILE_KEY, LIBRARY_KEY) else None
 
     def entries(self) -> list[ModelEntry]:
         return list(self._entries)
@@ -231,6 +245,9 @@ class HeaderBar(QWidget):
         key = self.picker.itemData(index)
         if key == OPEN_FILE_KEY:
             self.openFileRequested.emit()
+            return
+        if key == LIBRARY_KEY:
+            self.libraryRequested.emit()
             return
         entry = self.entry(key) if key else None
         if entry is not None:

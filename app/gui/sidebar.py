@@ -68,6 +68,8 @@ class Sidebar(QWidget):
     conversationRestored = Signal(int)
     conversationRenamed = Signal(int, str)
     errorOccurred = Signal(str)
+    libraryRequested = Signal()
+    downloadsRequested = Signal()
 
     def __init__(self, store: ChatStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -135,6 +137,18 @@ class Sidebar(QWidget):
         self._undo_timer.setInterval(UNDO_SECONDS * 1000)
         self._undo_timer.timeout.connect(self.commit_deletes)
 
+        self.library_button = named(QPushButton("Library"), "NavButton")
+        self.library_button.setAccessibleName("Model library")
+        self.library_button.setToolTip("Models that fit this computer, downloads, imports (Ctrl+Shift+M)")
+        self.library_button.clicked.connect(self.libraryRequested)
+        self.downloads_button = named(QPushButton("Downloads"), "NavButton")
+        self.downloads_button.setAccessibleName("Downloads")
+        self.downloads_button.setToolTip("Downloads in progress and finished (Ctrl+J)")
+        self.downloads_button.clicked.connect(self.downloadsRequested)
+        for button in (self.library_button, self.downloads_button):
+            button.setCursor(Qt.CursorShape.PointingHandCursor)
+            layout.addWidget(button)
+
         footer = named(QWidget(), "SidebarFooter")
         footer_layout = QHBoxLayout(footer)
         footer_layout.setContentsMargins(4, 4, 4, 0)
@@ -147,6 +161,11 @@ class Sidebar(QWidget):
         footer_layout.addWidget(offline, 1)
         layout.addWidget(footer)
         self.refresh()
+
+    def set_downloads_progress(self, text: str) -> None:
+        """The Downloads button's note while something downloads ("Downloads · 42%")."""
+        self.downloads_button.setText(f"Downloads · {text}" if text else "Downloads")
+        self.downloads_button.setAccessibleDescription(text)
 
     # -- listing ------------------------------------------------------------------------------
 

@@ -184,6 +184,11 @@ QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
 #ConversationList::item:disabled {{ color: {t.muted}; background: transparent; }}
 #ConversationList:focus {{ border: none; }}
 #SidebarFooter QLabel {{ color: {t.muted}; }}
+#NavButton {{ text-align: left; padding: 6px 8px; border-radius: 6px; color: {t.text}; }}
+#NavButton:hover {{ background: {t.hover}; }}
+#NavButton[current="true"] {{ background: {t.selected}; font-weight: 600; }}
+#CapChip {{ color: {t.muted}; background: {t.hover}; border-radius: 9px; padding: 1px 8px; }}
+#RecommendedTag {{ color: {t.accent}; font-weight: 600; padding-left: 6px; }}
 #OfflineDot {{ background: {t.ok}; border-radius: 4px; }}
 #UndoBar {{ background: {t.surface}; border: 1px solid {t.faint}; border-radius: 8px; }}
 

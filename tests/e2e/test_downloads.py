@@ -24,15 +24,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import keyring
 import pytest
 
 from app.core import catalog, downloads, paths, secrets
 from app.core.catalog import CatalogEntry, CatalogFile, Sampling
 from app.core.downloads import DownloadJob, DownloadManager, ErrorKind, JobState
 from app.core.gguf_file import inspect_gguf
+from tests.fixtures.keyring import MemoryKeyring
 from tests.hub_server import Fault, HubServer, make_gguf_like
-from tests.unit.core.test_catalog import MemoryKeyring
 
 REPO = "test-org/tiny-GGUF"
 NAME = "model-Q4_K_M.gguf"
@@ -43,14 +42,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    ring = MemoryKeyring()
-    keyring.set_keyring(ring)
-    try:
-        yield ring
-    finally:
-        keyring.set_keyring(previous)
+def _keyring(memory_keyring: MemoryKeyring) -> MemoryKeyring:
+    """Every test here runs with the in-memory keyring."""
+    return memory_keyring
+
 
 
 @pytest.fixture

