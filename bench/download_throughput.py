@@ -10,6 +10,10 @@ Then the cost of an interruption at 50 %: with an in-process server that counts 
 (a) the connection is dropped at exactly 50 % and the manager resumes by itself; (b) the user pauses
 at about 50 % and resumes. Bytes re-downloaded = bytes sent - file size.
 
+Last, the window's side: the same file downloaded through the GUI path (LibraryController, the
+Library and Downloads pages receiving every progress update, offscreen Qt) while a 5 ms heartbeat
+timer records the longest gap in the GUI event loop (`gui_max_stall_ms`, target <= 50).
+
     python bench/download_throughput.py [--size-mb 256] [--rounds 5]
 
 Last line: download_throughput_ratio X (target >= 0.9).
@@ -96,6 +100,56 @@ def interruption_costs(source: Path, size: int) -> list[tuple[str, int]]:
     return results
 
 
+def gui_stall_ms(model_id: str) -> tuple[float, float]:
+    """(longest GUI event-loop gap in ms, seconds) for one download started from the Library page."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.catalog import Catalog, CatalogEntry, CatalogFile, Sampling
+    from app.gui.library.controller import LibraryController
+    from app.gui.library.downloads_page import DownloadsPage
+    from app.gui.library.view import LibraryPage
+    from app.gui.theme import ThemeManager
+
+    app = QApplication.instance() or QApplication([])
+    ThemeManager(app, forced="light")
+    controller = LibraryController(manager_factory=lambda: DownloadManager(token_provider=lambda: None,
+                                                                           disk_margin=0))
+    controller._catalog = Catalog([CatalogEntry(
+        id=model_id, name="bench", repo=REPO, revision="main", files=(CatalogFile(NAME, None, None),), quantization="",
+        context_length=0, params_total=0, params_active=0, license="", capabilities=frozenset(), description="",
+        sampling=Sampling())])
+    library, downloads = LibraryPage(controller), DownloadsPage(controller)
+    library.resize(1000, 800)
+    downloads.resize(1000, 800)
+    library.show()
+    downloads.show()
+    loop = QEventLoop()
+    clock = QElapsedTimer()
+    gaps = [0.0]
+    heartbeat = QTimer()
+    heartbeat.setInterval(5)
+    heartbeat.timeout.connect(lambda: (gaps.append(clock.restart() - 5.0)))
+    controller.jobChanged.connect(lambda job: job is not None and job.finished and loop.quit())
+    QTimer.singleShot(600_000, loop.quit)  # a safety net
+    t0 = time.perf_counter()
+    clock.start()
+    heartbeat.start()
+    controller.download(model_id)
+    loop.exec()
+    heartbeat.stop()
+    elapsed = time.perf_counter() - t0
+    job = controller.job_for_model(model_id)
+    controller.close()
+    library.close()
+    downloads.close()
+    if job is None or job.state != JobState.DONE:
+        raise SystemExit(f"GUI download failed: {job.message if job else 'no job'}")
+    catalog.delete_model(model_id)
+    return max(gaps), elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=256)
@@ -129,6 +183,8 @@ def main() -> None:
             curl_times.append(c)
             manager_times.append(m)
             print(f"round {i + 1}: curl {size / c / 1e6:7.1f} MB/s   manager {size / m / 1e6:7.1f} MB/s")
+        stall, seconds = gui_stall_ms("gui")
+        print(f"gui_max_stall_ms {stall:.1f} (download through the Library page: {size / seconds / 1e6:.1f} MB/s)")
     finally:
         server.terminate()
         server.wait(10)
