@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 STARTER_KEY = "starter"
 OPEN_FILE_KEY = "open-file"
 LIBRARY_KEY = "__library__"
+MANIFEST_NAME = "manifest.json"  # app.core.catalog.MANIFEST_NAME
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,14 @@ def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
     folder = paths.models_dir()
     found = sorted(p for p in folder.rglob("*.gguf")
                    if p.parent.name != "starter" and not p.name.startswith((".", "incomplete")))
-    try:  # imported files that stay where they are, listed in the models folder's manifest
-        from app.core import catalog
+    if (folder / MANIFEST_NAME).exists():  # imported files that stay where they are (read only then:
+        from app.core import catalog  # the catalog module costs start-up time)
 
-        found += [m.path for m in catalog.installed_models(folder, include_starter=False)
-                  if m.path is not None and m.problem is None and m.path not in found]
-    except (OSError, ValueError):
-        pass
+        try:
+            found += [m.path for m in catalog.installed_models(folder, include_starter=False)
+                      if m.path is not None and m.problem is None and m.path not in found]
+        except (OSError, ValueError):
+            pass
     for path in [*found, *(extra or [])]:
         if "-of-" in path.stem and not path.stem.split("-of-")[0].endswith("00001"):
             continue

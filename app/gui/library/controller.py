@@ -12,19 +12,33 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from app.core import catalog, paths, secrets
-from app.core.downloads import JOBS_FILE, DownloadError, DownloadJob, DownloadManager, HubModel, JobState
+from app.core import paths
 from app.gui.library.tasks import Background
+
+if TYPE_CHECKING:
+    from app.core import catalog
+    from app.core.downloads import DownloadJob, DownloadManager, HubModel
+
+# The core modules behind the library (catalog, downloads, secrets) are imported on first use:
+# the main window creates this controller at start-up, before its first frame.
+JOBS_FILE = "jobs.json"  # app.core.downloads.JOBS_FILE
+UNFINISHED = ("queued", "running", "verifying", "paused")
+
+
+def _core() -> tuple[Any, Any, Any]:
+    from app.core import catalog, downloads, secrets
+
+    return catalog, downloads, secrets
 
 
 def _problem(exc: BaseException) -> str:
     """One sentence for the user; a token never reaches the screen."""
     text = str(exc).strip() or type(exc).__name__
-    return secrets.redact(text if text.endswith((".", "?", "!")) else text + ".")
+    return _core()[2].redact(text if text.endswith((".", "?", "!")) else text + ".")
 
 
 class LibraryController(QObject):
@@ -49,7 +63,7 @@ class LibraryController(QObject):
         self.has_token: bool | None = None
         self.refreshing = False
         self._refresh_again = False
-        self._manager_factory = manager_factory or DownloadManager
+        self._manager_factory = manager_factory
         self._manager: DownloadManager | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._jobs: dict[str, DownloadJob] = {}
@@ -68,7 +82,7 @@ class LibraryController(QObject):
         self.refreshing = True
 
         def work() -> tuple[Any, list[dict[str, Any]], tuple[int, int]]:
-            from app.core import hardware
+            from app.core import catalog, hardware
 
             root = paths.models_dir()
             hw = hardware.probe(root, refresh=True)
@@ -93,7 +107,7 @@ class LibraryController(QObject):
 
     def catalog(self) -> catalog.Catalog:
         if self._catalog is None:
-            self._catalog = catalog.load_catalog()
+            self._catalog = _core()[0].load_catalog()
         return self._catalog
 
     def row(self, model_id: str) -> dict[str, Any] | None:
@@ -109,9 +123,10 @@ class LibraryController(QObject):
         """The download manager, started on first use; None (with a message) when another Hearth
         process holds the downloads folder."""
         if self._manager is None and not self._closed:
+            downloads = _core()[1]
             try:
-                manager = self._manager_factory()
-            except (DownloadError, OSError) as exc:
+                manager = (self._manager_factory or downloads.DownloadManager)()
+            except (downloads.DownloadError, OSError) as exc:
                 self.message.emit(_problem(exc))
                 return None
             self._unsubscribe = manager.subscribe(self._job.emit)
@@ -130,9 +145,7 @@ class LibraryController(QObject):
         except (OSError, ValueError):
             return
         jobs = saved.get("jobs", saved) if isinstance(saved, dict) else saved
-        if isinstance(jobs, list) and any(isinstance(j, dict) and j.get("state") in ("queued", "running",
-                                                                                     "verifying", "paused")
-                                          for j in jobs):
+        if isinstance(jobs, list) and any(isinstance(j, dict) and j.get("state") in UNFINISHED for j in jobs):
             self.ensure_manager()
 
     def jobs(self) -> list[DownloadJob]:
@@ -141,7 +154,8 @@ class LibraryController(QObject):
     def job_for_model(self, model_id: str) -> DownloadJob | None:
         matches = [j for j in self.jobs() if j.model_id == model_id]
         unfinished = [j for j in matches if not j.finished]
-        return (unfinished or matches or [None])[-1]
+        candidates = unfinished or matches
+        return candidates[-1] if candidates else None
 
     def download(self, model_id: str) -> DownloadJob | None:
         entry = self.catalog().get(model_id)
@@ -174,12 +188,13 @@ class LibraryController(QObject):
         manager = self.ensure_manager()
         if manager is None:
             return None
+        downloads = _core()[1]
         try:
             result = fn(manager)
-        except DownloadError as exc:
+        except downloads.DownloadError as exc:
             self.message.emit(_problem(exc))
             return None
-        if isinstance(result, DownloadJob):
+        if isinstance(result, downloads.DownloadJob):
             self._on_job(result)
         return result
 
@@ -189,14 +204,13 @@ class LibraryController(QObject):
             return  # an older snapshot delivered late
         self._jobs[job.id] = job
         self.jobChanged.emit(job)
-        if job.state == JobState.DONE and (previous is None or previous.state != JobState.DONE):
+        if job.state.value == "done" and (previous is None or previous.state.value != "done"):
             self.modelsChanged.emit()
             self.refresh()
 
     def summary(self) -> tuple[int, int, int | None, float]:
         """(unfinished jobs, bytes done, bytes total or None, bytes/s) over the jobs in progress."""
-        active = [j for j in self._jobs.values() if j.state in (JobState.QUEUED, JobState.RUNNING,
-                                                                JobState.VERIFYING)]
+        active = [j for j in self._jobs.values() if j.state.value in ("queued", "running", "verifying")]
         totals = [j.bytes_total for j in active]
         total = sum(t for t in totals if t is not None) if all(t is not None for t in totals) else None
         return len(active), sum(j.bytes_done for j in active), total, sum(j.speed for j in active)
@@ -204,6 +218,8 @@ class LibraryController(QObject):
     # -- import and delete -----------------------------------------------------------------------
 
     def import_file(self, path: str | Path) -> None:
+        core_catalog = _core()[0]
+
         def done(model: catalog.InstalledModel) -> None:
             self.message.emit(f"Imported {model.name}.")
             self.modelsChanged.emit()
@@ -212,7 +228,7 @@ class LibraryController(QObject):
         def failed(exc: BaseException) -> None:
             self.message.emit(_problem(exc))
 
-        self.tasks.submit(lambda: catalog.import_model(path), done, failed, name="import")
+        self.tasks.submit(lambda: core_catalog.import_model(path), done, failed, name="import")
 
     def delete(self, model_id: str) -> bool:
         """Delete an installed model; refused (False, with a message) while it is loaded."""
@@ -231,7 +247,7 @@ class LibraryController(QObject):
             self.message.emit(_problem(exc))
             self.refresh()
 
-        self.tasks.submit(lambda: catalog.delete_model(model_id), done, failed, name="delete")
+        self.tasks.submit(lambda: _core()[0].delete_model(model_id), done, failed, name="delete")
         return True
 
     # -- hub search ------------------------------------------------------------------------------
@@ -241,19 +257,20 @@ class LibraryController(QObject):
         if not query:
             self.searchFailed.emit("Type a model name to search Hugging Face.")
             return
-        from app.core import downloads
-
+        _catalog, downloads, secrets = _core()
         self.tasks.submit(lambda: downloads.search_gguf_repos(query, token=secrets.get_hf_token()),
                           lambda repos: self.searchDone.emit(query, repos),
                           lambda exc: self.searchFailed.emit(_problem(exc)), name="search")
 
     def open_repo(self, repo: str) -> None:
-        from app.core import downloads, hardware
+        from app.core import hardware
+
+        core_catalog, downloads, secrets = _core()
 
         def work() -> list[tuple[HubModel, catalog.Fit]]:
             hw = self.hw or hardware.probe(paths.models_dir())
             models = downloads.repo_gguf_models(repo, token=secrets.get_hf_token())
-            return [(m, catalog.fit_for_size(m.size_bytes, hw)) for m in models]
+            return [(m, core_catalog.fit_for_size(m.size_bytes, hw)) for m in models]
 
         self.tasks.submit(work, lambda found: self.repoDone.emit(repo, found),
                           lambda exc: self.searchFailed.emit(_problem(exc)), name="repo")
@@ -261,9 +278,11 @@ class LibraryController(QObject):
     # -- the Hugging Face token ------------------------------------------------------------------
 
     def check_token(self) -> None:
-        self.tasks.submit(secrets.has_hf_token, self._token_state, name="token")
+        self.tasks.submit(_core()[2].has_hf_token, self._token_state, name="token")
 
     def set_token(self, token: str) -> None:
+        secrets = _core()[2]
+
         def failed(exc: BaseException) -> None:
             self.message.emit(_problem(exc) if isinstance(exc, secrets.SecretsError)
                               else "The token could not be saved in the system keyring.")
@@ -272,7 +291,7 @@ class LibraryController(QObject):
                           name="token")
 
     def delete_token(self) -> None:
-        self.tasks.submit(secrets.delete_hf_token, lambda _: self._token_state(False), name="token")
+        self.tasks.submit(_core()[2].delete_hf_token, lambda _: self._token_state(False), name="token")
 
     def _token_state(self, present: bool) -> None:
         self.has_token = bool(present)

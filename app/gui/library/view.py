@@ -36,6 +36,14 @@ def _bold(label: QLabel, scale: float = 1.0) -> QLabel:
     return label
 
 
+def _clear_layout(layout: QHBoxLayout | QVBoxLayout) -> None:
+    while layout.count():
+        item = layout.takeAt(0)
+        widget = item.widget() if item is not None else None
+        if widget is not None:
+            widget.deleteLater()
+
+
 def _inside_models_dir(path: object) -> bool:
     if not path:
         return False
@@ -141,10 +149,7 @@ class ModelCard(QFrame):
                 _context_text(row.get("context_length")), _params_text(row.get("parameters")),
                 str(row.get("quantization") or ""), str(row.get("license") or "")]
         self.meta.setText(" · ".join(b for b in bits if b))
-        while self.chips.count():
-            item = self.chips.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+        _clear_layout(self.chips)
         for cap in row.get("capabilities") or []:
             self.chips.addWidget(chip(str(cap).capitalize()))
         self.chips.addStretch(1)
@@ -210,10 +215,7 @@ class HubResults(QWidget):
     def _clear(self) -> None:
         self.repo_buttons.clear()
         self.model_rows.clear()
-        while self.items.count():
-            item = self.items.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+        _clear_layout(self.items)
 
     def show_status(self, text: str, error: bool = False) -> None:
         repolish(self.status, "ErrorLabel" if error else "Muted")
@@ -345,8 +347,8 @@ class LibraryPage(QWidget):
                                           not r.get("fit", {}).get("fits")))
         for layout, group in ((self.installed_list, installed), (self.available_list, available)):
             for row in group:
-                card = self.cards.get(str(row["id"]))
-                if card is None:
+                found = self.cards.get(str(row["id"]))
+                if found is None:
                     card = ModelCard(row)
                     card.downloadClicked.connect(self._download)
                     card.useClicked.connect(self._use)
@@ -357,6 +359,7 @@ class LibraryPage(QWidget):
                     card.progress.cancelClicked.connect(self.controller.cancel)
                     self.cards[card.model_id] = card
                 else:
+                    card = found
                     card.set_row(row)
                 card.set_job(self.controller.job_for_model(card.model_id))
                 self.installed_list.removeWidget(card)
@@ -375,9 +378,9 @@ class LibraryPage(QWidget):
             for card in self.cards.values():
                 card.set_job(self.controller.job_for_model(card.model_id))
             return
-        card = self.cards.get(job.model_id)
-        if card is not None:
-            card.set_job(self.controller.job_for_model(job.model_id))
+        shown = self.cards.get(job.model_id)
+        if shown is not None:
+            shown.set_job(self.controller.job_for_model(job.model_id))
 
     def show_notice(self, text: str) -> None:
         self.notice.setText(text)
