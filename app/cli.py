@@ -6,12 +6,16 @@ traceback. Heavy modules (llama_cpp, Qt) are imported only by the commands that 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import traceback
 from collections.abc import Sequence
-from typing import Any, TextIO
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    import argparse
+
+# argparse, json and traceback are imported where they are used: `hearth` alone opens the window,
+# and start-up time is counted from here.
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -22,6 +26,8 @@ class CliError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(prog="hearth", description="Hearth: offline chat with local language models.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--selftest", action="store_true", help="open the window, send one message, exit")
@@ -57,7 +63,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args: Any
+    if argv:
+        args = _parser().parse_args(argv)
+    else:  # the window, as from a double-click: nothing to parse
+        args = SimpleNamespace(command=None, debug=False, selftest=False, model=None)
     try:
         if args.command == "probe":
             return _probe(args, sys.stdout)
@@ -75,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # every error becomes one sentence; --debug shows where it came from
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         print(f"hearth: {_sentence(exc)}", file=sys.stderr)
         return EXIT_ERROR
@@ -93,7 +106,7 @@ def _sentence(exc: BaseException) -> str:
     return f"unexpected error: {exc}. Run again with --debug for details."
 
 
-def _gui(args: argparse.Namespace) -> int:
+def _gui(args: argparse.Namespace | SimpleNamespace) -> int:
     # Qt is imported here only: the headless commands never load it.
     from app.gui.app import run
 
@@ -125,6 +138,8 @@ def _probe(args: argparse.Namespace, out: TextIO) -> int:
                            "size_bytes": info.file_size}
         result["plan"] = plan_dict(plan)
     if args.json:
+        import json
+
         json.dump(result, out, indent=2)
         out.write("\n")
         return 0
@@ -224,6 +239,8 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     if done.error:
         raise CliError(done.error)
     if args.json:
+        import json
+
         json.dump({"reasoning": collected.reasoning_text, "answer": collected.answer_text,
                    "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in collected.tool_calls],
                    "stop_reason": done.stop_reason, "stats": done.stats.as_dict()}, out, ensure_ascii=False)

@@ -124,11 +124,17 @@ def main() -> int:
     settle()
     top.setValue(0)
     save("reply-reasoning-collapsed.png")
+    # The Library: catalog cards with this machine's fit verdicts (read in the background).
+    window.show_library()
+    wait_for([window.library.rowsChanged], 120)
+    library = save("library.png")
+    window.show_chat()
     if args.readme:
         docs = ROOT / "docs"
         docs.mkdir(exist_ok=True)
         (docs / "screenshot.png").write_bytes(expanded.read_bytes())
-        print(f"saved {docs / 'screenshot.png'}")
+        (docs / "library.png").write_bytes(library.read_bytes())
+        print(f"saved {docs / 'screenshot.png'} and {docs / 'library.png'}")
     window.close()
     store.close()
     return 0

@@ -168,6 +168,10 @@ QScrollBar::add-line, QScrollBar::sub-line {{ width: 0; height: 0; }}
 QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
 
 #Sidebar {{ background: {t.sidebar}; }}
+#ChatPane QLineEdit, QDialog QLineEdit {{
+    background: {t.surface}; color: {t.text}; border: 1px solid {t.faint}; border-radius: 8px; padding: 6px 8px;
+}}
+#ChatPane QLineEdit:focus, QDialog QLineEdit:focus {{ border-color: {t.accent}; }}
 #Sidebar QLineEdit {{
     background: {t.surface}; border: 1px solid {t.faint}; border-radius: 8px; padding: 6px 8px;
 }}
