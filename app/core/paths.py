@@ -59,9 +59,37 @@ def logs_dir(create: bool = True) -> Path:
     return _ensure(home / "logs" if home else _dirs().user_log_path, create)
 
 
+MODELS_FOLDER_FILE = "models-folder.txt"  # in config_dir(): the folder the user picked, if any
+
+
 def models_dir(create: bool = True) -> Path:
-    """Downloaded and imported model files; under data, not cache, because they cost hours."""
+    """Downloaded and imported model files: the folder the user picked (the Library's "Models
+    folder…"), else under data, not cache, because they cost hours."""
+    try:
+        chosen = (config_dir(create=False) / MODELS_FOLDER_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        chosen = ""
+    if chosen and Path(chosen).is_absolute():
+        return _ensure(Path(chosen), create)
     return _ensure(data_dir(create) / "models", create)
+
+
+def set_models_dir(folder: str | Path | None) -> Path:
+    """Keep models in `folder` from now on (None: back to the default). The folder must be
+    writable; files already in the old folder stay where they are. Returns the folder in use."""
+    setting = config_dir() / MODELS_FOLDER_FILE
+    if folder is None:
+        setting.unlink(missing_ok=True)
+        return models_dir()
+    target = Path(folder).expanduser().absolute()
+    target.mkdir(parents=True, exist_ok=True)
+    probe = target / f".hearth-write-test-{os.getpid()}"
+    probe.write_bytes(b"")  # raises PermissionError / OSError when models could not be saved there
+    probe.unlink()
+    tmp = setting.with_name(setting.name + ".tmp")
+    tmp.write_text(str(target), encoding="utf-8")
+    os.replace(tmp, setting)
+    return target
 
 
 def database_path(create: bool = True) -> Path:

@@ -427,3 +427,22 @@ def test_search_offline_says_so(make_window: WindowFactory, store: ChatStore, qt
     with qtbot.waitSignal(window.library.searchFailed, timeout=WAIT_MS):
         click(qtbot, page.search_button)
     assert "cannot be reached" in page.results.status.text()
+
+
+def test_choose_another_models_folder(make_window: WindowFactory, store: ChatStore, qtbot: QtBot, tmp_path: Path,
+                                      tiny_gptoss_path: Path) -> None:
+    window, page = library_window(make_window, store, qtbot, [])
+    chosen = tmp_path / "other-disk" / "models"
+    chosen.mkdir(parents=True)
+    (chosen / "tiny.gguf").write_bytes(tiny_gptoss_path.read_bytes())  # a model already there
+    with qtbot.waitSignal(window.library.rowsChanged, timeout=WAIT_MS):
+        page.set_models_folder(chosen)
+    assert paths.models_dir() == chosen and str(chosen) in page.notice.text()
+    assert str(chosen) in page.disk_label.text()
+    assert card(qtbot, page, "file:tiny.gguf").use_button.isVisible()
+    assert window.header.entry(str(chosen / "tiny.gguf")) is not None  # the chat's picker follows
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    page.set_models_folder(blocker / "models")
+    assert "cannot keep models in" in page.notice.text() and paths.models_dir() == chosen

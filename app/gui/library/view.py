@@ -281,6 +281,11 @@ class LibraryPage(QWidget):
         self.import_button.setToolTip("Add a .gguf file from this computer (it is checked first)")
         self.import_button.clicked.connect(self.choose_import)
         top.addWidget(self.import_button)
+        self.folder_button = QPushButton("Models folder…")
+        self.folder_button.setAccessibleName("Choose the models folder")
+        self.folder_button.setToolTip("Where downloaded and imported models are kept")
+        self.folder_button.clicked.connect(self.choose_folder)
+        top.addWidget(self.folder_button)
         self.token_button = QPushButton("Hugging Face token…")
         self.token_button.setAccessibleName("Hugging Face token")
         self.token_button.clicked.connect(self.tokenRequested)
@@ -288,6 +293,7 @@ class LibraryPage(QWidget):
 
         self.disk_label = named(QLabel("Reading the models folder…"), "Muted")
         self.disk_label.setAccessibleName("Disk usage")
+        self.disk_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         column.addWidget(self.disk_label)
         self.notice = named(QLabel(), "NoticeLabel")
         self.notice.setWordWrap(True)
@@ -369,7 +375,8 @@ class LibraryPage(QWidget):
         self.available_title.setVisible(bool(available))
         if self.controller.disk is not None:
             used, free = self.controller.disk
-            self.disk_label.setText(f"Models use {size_text(used)} · {size_text(free)} free on this disk")
+            self.disk_label.setText(f"Models use {size_text(used)} · {size_text(free)} free on this disk · "
+                                    f"{paths.models_dir(create=False)}")
         elif self.controller.refreshing:
             self.disk_label.setText("Reading the models folder…")
 
@@ -434,6 +441,27 @@ class LibraryPage(QWidget):
     def import_file(self, path: str | Path) -> None:
         self.show_notice(f"Checking {Path(path).name}…")
         self.controller.import_file(path)
+
+    def choose_folder(self) -> None:
+        current = str(paths.models_dir(create=False))
+        name = QFileDialog.getExistingDirectory(self, "Keep models in", current)
+        if name:
+            self.set_models_folder(name)
+
+    def set_models_folder(self, folder: str | Path) -> None:
+        """Keep models in `folder` from now on; models already in the old folder stay there."""
+        old = paths.models_dir(create=False)
+        try:
+            new = paths.set_models_dir(folder)
+        except OSError as exc:
+            self.show_notice(f"Hearth cannot keep models in {folder}: {exc.strerror or exc}. Pick another folder.")
+            return
+        note = f"Models are now kept in {new}."
+        if new != old:
+            note += f" Models in {old} stay there: move their folders over, or import their files."
+        self.show_notice(note)
+        self.controller.modelsChanged.emit()
+        self.controller.refresh()
 
     def search(self) -> None:
         query = self.search_edit.text().strip()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import platformdirs
@@ -57,3 +58,29 @@ def test_platform_locations_without_override(monkeypatch: pytest.MonkeyPatch) ->
     assert paths.models_dir(create=False) == expected.user_data_path / "models"
     assert paths.database_path(create=False) == expected.user_data_path / "hearth.sqlite3"
     assert "Hearth" in paths.data_dir(create=False).parts
+
+
+def test_a_chosen_models_folder_is_used_until_reset(hearth_home: Path, tmp_path: Path) -> None:
+    default = paths.models_dir()
+    chosen = tmp_path / "big-disk" / "models"
+    assert paths.set_models_dir(chosen) == chosen and chosen.is_dir()
+    assert paths.models_dir() == chosen
+    assert not any(chosen.iterdir())  # the write test left nothing behind
+    assert paths.set_models_dir(None) == default
+    assert paths.models_dir() == default
+
+
+def test_an_unwritable_models_folder_is_refused(hearth_home: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions: use a path under a file instead
+            target = tmp_path / "a-file"
+            target.write_text("x")
+            locked = target / "models"
+        with pytest.raises(OSError):
+            paths.set_models_dir(locked)
+        assert paths.models_dir() == hearth_home / "data" / "models"
+    finally:
+        (tmp_path / "locked").chmod(0o700)
