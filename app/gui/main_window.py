@@ -283,6 +283,8 @@ class MainWindow(QMainWindow):
             return False
 
     def _on_models_changed(self) -> None:
+        if self._closed:
+            return
         self._refresh_models(self.header.current_key() or None)
 
     def _update_downloads_note(self) -> None:

@@ -446,3 +446,19 @@ def test_choose_another_models_folder(make_window: WindowFactory, store: ChatSto
     blocker.write_text("not a folder")
     page.set_models_folder(blocker / "models")
     assert "cannot keep models in" in page.notice.text() and paths.models_dir() == chosen
+
+
+def test_download_news_arriving_after_close_is_ignored(make_window: WindowFactory, tmp_path: Path,
+                                                       qtbot: QtBot) -> None:
+    """A job update queued just before the window closed is delivered after its store is closed."""
+    from app.core.downloads import DownloadJob, JobFile
+
+    own_store = ChatStore(tmp_path / "chat.sqlite3")
+    window = make_window(own_store)
+    window.close()
+    own_store.close()
+    done = DownloadJob("j1", "small", "Small", SMALL_REPO, "main", [JobFile(SMALL_FILE, 1, None, 1, True)],
+                       state=JobState.DONE)
+    window.library._job.emit(done)  # queued, as from the download thread
+    qtbot.wait(50)  # delivered now: must neither raise nor touch the closed store
+    assert window.library.jobs() == []

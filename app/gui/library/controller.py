@@ -91,6 +91,8 @@ class LibraryController(QObject):
         self.tasks.submit(work, self._on_rows, self._on_rows_failed, name="library")
 
     def _on_rows(self, result: tuple[Any, list[dict[str, Any]], tuple[int, int]]) -> None:
+        if self._closed:
+            return
         self.hw, self.rows, self.disk = result
         self._refreshed()
         self.rowsChanged.emit()
@@ -199,6 +201,8 @@ class LibraryController(QObject):
         return result
 
     def _on_job(self, job: DownloadJob) -> None:
+        if self._closed:
+            return  # queued before close(): the window and its store may be gone
         previous = self._jobs.get(job.id)
         if previous is not None and job.updated_at < previous.updated_at:
             return  # an older snapshot delivered late
