@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     else:  # the window, as from a double-click: nothing to parse
         args = SimpleNamespace(command=None, debug=False, selftest=False, model=None)
+        import gc
+
+        gc.disable()  # until the first frame (app.gui.app re-enables it): see there
     try:
         if args.command == "probe":
             return _probe(args, sys.stdout)

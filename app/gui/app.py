@@ -1,19 +1,29 @@
 """QApplication setup, one instance per user, and the window's life from start to exit.
 
 Start-up does nothing slow before the window shows: the store opens (SQLite, milliseconds), the
-window appears, and only then does the engine thread begin loading the model.
+window appears, and only then does the engine thread begin loading the model. One Hearth per data
+folder: the first holds a lock file and, once its window is up, listens on a local socket; a later
+start that finds the lock taken asks that socket to bring the first window forward, and exits.
+Python's cyclic garbage collector is paused until the first frame (start-up creates many objects
+and frees almost none; `hearth` pauses it before the window's imports).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication, QMessageBox
+
+if TYPE_CHECKING:
+    from PySide6.QtNetwork import QLocalServer
 
 from app.core import paths
 
@@ -21,6 +31,9 @@ APP_NAME = "Hearth"
 ACTIVATE = b"activate\n"
 STARTUP_PROBE_ENV = "HEARTH_STARTUP_PROBE"
 STARTUP_PROBE_LINE = "hearth: window shown"
+LOCK_NAME = ".window.lock"
+AFTER_FIRST_FRAME_MS = 100
+ANSWER_WAIT_S = 5.0  # how long a second start waits for the first one to answer (it may be starting)
 
 
 def ensure_platform() -> None:
@@ -35,12 +48,22 @@ def application(argv: Sequence[str] | None = None) -> QApplication:
     if isinstance(existing, QApplication):
         return existing
     ensure_platform()
-    app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+    args = list(argv) if argv is not None else sys.argv[:1]
+    # Fusion from the command line rather than setStyle(): the latter hands Python a QStyle,
+    # whose wrapper and enums cost start-up time (see theme.ThemeManager.apply).
+    app = QApplication([*args, "-style", "fusion"])
+    app.setProperty(theme_style_property(), "fusion")
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
     app.setOrganizationName(APP_NAME)
     app.setDesktopFileName("hearth")
     return app
+
+
+def theme_style_property() -> str:
+    from app.gui.theme import STYLE_FROM_ARGV
+
+    return STYLE_FROM_ARGV
 
 
 def server_name() -> str:
@@ -61,6 +84,8 @@ class SingleInstance(QObject):
 
     def activate_running(self, timeout_ms: int = 500) -> bool:
         """True when another instance answered (it has been asked to show its window)."""
+        from PySide6.QtNetwork import QLocalSocket
+
         socket = QLocalSocket()
         socket.connectToServer(self.name)
         if not socket.waitForConnected(timeout_ms):
@@ -72,7 +97,21 @@ class SingleInstance(QObject):
             socket.waitForDisconnected(timeout_ms)
         return True
 
+    def activate_patiently(self, wait_s: float = ANSWER_WAIT_S) -> bool:
+        """Keep asking while the first instance may still be bringing its window up."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self.activate_running():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
     def listen(self) -> bool:
+        """Listen for later starts (call only while holding the window lock: a socket file left
+        by an instance that crashed is then known to be stale and is removed)."""
+        from PySide6.QtNetwork import QLocalServer
+
         server = QLocalServer(self)
         server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         if not server.listen(self.name):
@@ -102,6 +141,25 @@ class SingleInstance(QObject):
             self._server = None
 
 
+def window_lock() -> IO[str] | None:
+    """An exclusive lock on the data folder's window lock file, held for the process's life (the
+    OS drops it when the process dies, even by kill -9); None when another Hearth holds it."""
+    fh = (paths.data_dir() / LOCK_NAME).open("a+")
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
+
+
 def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str] | None = None) -> int:
     app = application(argv)
     if selftest:
@@ -109,15 +167,19 @@ def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str]
 
         return run_selftest(app, model)
 
+    instance = SingleInstance()
+    lock = window_lock()
+    if lock is None:
+        if instance.activate_patiently():
+            print("hearth: Hearth is already open; its window was brought forward.", file=sys.stderr)
+            return 0
+        # The other Hearth does not answer: open a second window; both work on the same database
+        # safely (SQLite WAL, one writer at a time).
+
     from app.core.store import ChatStore, StoreError
     from app.gui.main_window import MainWindow
     from app.gui.theme import ThemeManager
 
-    instance = SingleInstance()
-    if instance.activate_running():
-        print("hearth: Hearth is already open; its window was brought forward.", file=sys.stderr)
-        return 0
-    instance.listen()
     themes = ThemeManager(app)
     try:
         store = ChatStore()
@@ -130,6 +192,8 @@ def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str]
     instance.activated.connect(lambda: _bring_forward(window))
     themes.changed.connect(lambda _theme: window.on_theme_changed())
     window.show()
+    # After the first frame has been painted: listening needs QtNetwork, a later start waits for it.
+    QTimer.singleShot(AFTER_FIRST_FRAME_MS, lambda: _after_first_frame(instance if lock is not None else None))
     if os.environ.get(STARTUP_PROBE_ENV):
         # bench/startup.py: report once the first frame is up, then leave.
         QTimer.singleShot(0, lambda: (print(STARTUP_PROBE_LINE, flush=True), app.quit()))
@@ -139,6 +203,15 @@ def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str]
         window.shutdown()
         instance.close()
         store.close()
+        if lock is not None:
+            with contextlib.suppress(OSError):
+                lock.close()
+
+
+def _after_first_frame(instance: SingleInstance | None) -> None:
+    gc.enable()
+    if instance is not None:
+        instance.listen()
 
 
 def _bring_forward(window: QObject) -> None:

@@ -30,7 +30,7 @@ from app.gui.chat.view import ChatView
 from app.gui.library.controller import LibraryController
 from app.gui.model_picker import STARTER_KEY, HeaderBar, ModelEntry, SystemPromptDialog, installed_models
 from app.gui.sidebar import Sidebar
-from app.gui.theme import named
+from app.gui.theme import named, repolish
 from app.gui.workers import EngineController
 
 if TYPE_CHECKING:
@@ -249,8 +249,7 @@ class MainWindow(QMainWindow):
             on = page is not None and current is page
             if button.property("current") != on:
                 button.setProperty("current", on)
-                button.style().unpolish(button)
-                button.style().polish(button)
+                repolish(button)
 
     def edit_token(self) -> None:
         from app.gui.library.token_dialog import TokenDialog

@@ -17,6 +17,7 @@ SPACING = 8  # the grid every margin and gap is a multiple of
 SIDEBAR_WIDTH = 260
 COLUMN_WIDTH = 800  # the readable conversation column
 RADIUS = 10
+STYLE_FROM_ARGV = "hearth_style_from_argv"  # an application property: Fusion was set by argv
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,16 @@ def named(widget: W, name: str = "", text: str | None = None) -> W:
     if text is not None:
         widget.setText(text)  # type: ignore[attr-defined]
     return widget
+
+
+def repolish(widget: QWidget) -> None:
+    """Re-apply the style sheet after a change to a widget's object name or dynamic properties.
+    A widget not yet polished (still being built) needs nothing: it is polished when first shown,
+    and asking for its style() then would build PySide's QStyle wrapper during start-up."""
+    if widget.testAttribute(Qt.WidgetAttribute.WA_WState_Polished):
+        style = widget.style()
+        style.unpolish(widget)
+        style.polish(widget)
 
 
 def current() -> Theme:
@@ -316,7 +327,8 @@ class ThemeManager(QObject):
         global _current
         dark = self._forced == "dark" if self._forced else os_prefers_dark()
         _current = DARK if dark else LIGHT
-        self._app.setStyle("Fusion")
+        if self._app.property(STYLE_FROM_ARGV) != "fusion":  # app.application() passed -style fusion
+            self._app.setStyle("Fusion")
         self._app.setPalette(palette_for(_current))
         self._app.setStyleSheet(style_sheet(_current))
         self.changed.emit(_current)

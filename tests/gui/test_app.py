@@ -80,3 +80,17 @@ def test_the_installed_pyside_keeps_true_alive_across_emits(qapp: object) -> Non
     for _ in range(100):
         probe.ping.emit()
     assert sys.getrefcount(True) - before > -50, "this PySide6 build loses a reference to True per emit()"
+
+
+def test_the_window_lock_is_held_once_and_released_with_its_holder(hearth_home: Path) -> None:
+    from app.gui.app import window_lock
+
+    first = window_lock()
+    assert first is not None
+    try:
+        assert window_lock() is None  # a second Hearth on this data folder finds it taken
+    finally:
+        first.close()
+    again = window_lock()
+    assert again is not None
+    again.close()

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.theme import named
+from app.gui.theme import named, repolish
 
 MAX_LINES = 8
 HINT = "Enter to send · Shift+Enter for a new line"
@@ -205,8 +205,7 @@ class Composer(QWidget):
 
     def _on_focus(self, focused: bool) -> None:
         self.frame.setProperty("focused", "true" if focused else "false")
-        self.frame.style().unpolish(self.frame)
-        self.frame.style().polish(self.frame)
+        repolish(self.frame)
 
     def _update_button(self) -> None:
         if self._streaming:
@@ -221,5 +220,4 @@ class Composer(QWidget):
             self.button.setAccessibleName("Send")
             self.button.setToolTip("Send (Enter)")
             self.button.setEnabled(bool(self.text().strip()))
-        self.button.style().unpolish(self.button)
-        self.button.style().polish(self.button)
+        repolish(self.button)

@@ -13,7 +13,7 @@ from app.core.store import Message as StoredMessage
 from app.gui.chat.blocks import MarkdownView
 from app.gui.chat.markdown import breakable
 from app.gui.chat.thinking import ThinkingSection
-from app.gui.theme import named
+from app.gui.theme import named, repolish
 
 if TYPE_CHECKING:
     from app.core.formats.base import ParsedEvent
@@ -285,7 +285,6 @@ class AssistantMessageWidget(_HoverActions):
 
     def _show_notice(self, text: str, *, error: bool = False) -> None:
         self.notice.setObjectName("ErrorLabel" if error else "NoticeLabel")
-        self.notice.style().unpolish(self.notice)
-        self.notice.style().polish(self.notice)
+        repolish(self.notice)
         self.notice.setText(text)
         self.notice_row.setVisible(True)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from app.core.downloads import DownloadJob, ErrorKind, JobState
 from app.gui.theme import COLUMN_WIDTH, current, named
+from app.gui.theme import repolish as theme_repolish
 
 FIT_TEXT = {
     "gpu": "Fits your GPU",
@@ -151,8 +152,7 @@ def repolish(widget: QWidget, name: str) -> None:
     """Give a widget another style-sheet name and apply it now."""
     if widget.objectName() != name:
         widget.setObjectName(name)
-        widget.style().unpolish(widget)
-        widget.style().polish(widget)
+        theme_repolish(widget)
 
 
 def page_scaffold(page: QWidget, title: str) -> tuple[QVBoxLayout, QHBoxLayout, QPushButton]:
