@@ -64,7 +64,10 @@ def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
 
         from app.core.starter import STARTER_NAME
 
-        size = sum(p.stat().st_size for p in starter.chunk_paths())
+        assembled = paths.models_dir(create=False) / "starter" / starter.MODEL_NAME
+        # Once assembled (after its first use) one stat; before, its chunks (imports: slower).
+        size = (assembled.stat().st_size if assembled.is_file()
+                else sum(p.stat().st_size for p in starter.chunk_paths()))
         entries.append(ModelEntry(STARTER_KEY, STARTER_NAME, None, size))
     except (ImportError, OSError):
         pass
