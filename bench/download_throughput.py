@@ -14,7 +14,7 @@ Last, the window's side: the same file downloaded through the GUI path (LibraryC
 Library and Downloads pages receiving every progress update, offscreen Qt) while a 5 ms heartbeat
 timer records the longest gap in the GUI event loop (`gui_max_stall_ms`, target <= 50).
 
-    python bench/download_throughput.py [--size-mb 256] [--rounds 5]
+    python bench/download_throughput.py [--size-mb 256] [--rounds 7]
 
 Last line: download_throughput_ratio X (target >= 0.9).
 """
@@ -153,7 +153,7 @@ def gui_stall_ms(model_id: str) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed for the comparison")
