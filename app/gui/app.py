@@ -188,6 +188,12 @@ def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str]
         QMessageBox.critical(None, APP_NAME, str(exc))
         print(f"hearth: {exc}", file=sys.stderr)
         return 1
+    from app.gui.theme import SETTING_THEME
+
+    try:  # the Settings dialog's choice, applied before any widget exists (nothing to restyle)
+        themes.set_mode(str(store.get_setting(SETTING_THEME, "system")))
+    except StoreError:
+        pass
     window = MainWindow(store, model=model)
     instance.activated.connect(lambda: _bring_forward(window))
     themes.changed.connect(lambda _theme: window.on_theme_changed())

@@ -167,6 +167,7 @@ class MainWindow(QMainWindow):
         self.engine.loadFailed.connect(self._on_load_failed)
         sb.libraryRequested.connect(self.show_library)
         sb.downloadsRequested.connect(self.show_downloads)
+        sb.settingsRequested.connect(self.open_settings)
         sb.conversationActivated.connect(lambda _id: self.show_chat())
         self.view.empty.libraryRequested.connect(self.show_library)
         self.library.jobChanged.connect(lambda _job: self._update_downloads_note())
@@ -185,6 +186,7 @@ class MainWindow(QMainWindow):
         bind("Ctrl+Shift+C", self.session.copy_last_reply)
         bind("Ctrl+Shift+M", self.show_library)
         bind("Ctrl+J", self.show_downloads)
+        bind("Ctrl+,", self.open_settings)
         self._stop_shortcut = bind("Esc", self.session.stop)
         self._stop_shortcut.setEnabled(False)
         self.session.streamingChanged.connect(lambda: self._stop_shortcut.setEnabled(self.session.streaming))
@@ -252,6 +254,11 @@ class MainWindow(QMainWindow):
             if button.property("current") != on:
                 button.setProperty("current", on)
                 repolish(button)
+
+    def open_settings(self) -> None:
+        from app.gui.settings import SettingsDialog
+
+        SettingsDialog(self.store, self.library, self).exec()
 
     def edit_token(self) -> None:
         from app.gui.library.token_dialog import TokenDialog

@@ -70,6 +70,7 @@ class Sidebar(QWidget):
     errorOccurred = Signal(str)
     libraryRequested = Signal()
     downloadsRequested = Signal()
+    settingsRequested = Signal()
 
     def __init__(self, store: ChatStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -145,7 +146,11 @@ class Sidebar(QWidget):
         self.downloads_button.setAccessibleName("Downloads")
         self.downloads_button.setToolTip("Downloads in progress and finished (Ctrl+J)")
         self.downloads_button.clicked.connect(self.downloadsRequested)
-        for button in (self.library_button, self.downloads_button):
+        self.settings_button = named(QPushButton("Settings"), "NavButton")
+        self.settings_button.setAccessibleName("Settings")
+        self.settings_button.setToolTip("Appearance, models folder, Hugging Face token (Ctrl+,)")
+        self.settings_button.clicked.connect(self.settingsRequested)
+        for button in (self.library_button, self.downloads_button, self.settings_button):
             button.setCursor(Qt.CursorShape.PointingHandCursor)
             layout.addWidget(button)
 

@@ -17,6 +17,7 @@ SPACING = 8  # the grid every margin and gap is a multiple of
 SIDEBAR_WIDTH = 260
 COLUMN_WIDTH = 800  # the readable conversation column
 RADIUS = 10
+SETTING_THEME = "appearance.theme"  # store setting: "system" | "light" | "dark" (Settings dialog)
 STYLE_FROM_ARGV = "hearth_style_from_argv"  # an application property: Fusion was set by argv
 
 
@@ -315,13 +316,27 @@ class ThemeManager(QObject):
     changed = Signal(object)  # Theme
 
     def __init__(self, app: QApplication, forced: str | None = None) -> None:
+        global _manager
         super().__init__(app)
         self._app = app
         self._forced = forced  # "light" | "dark" | None (follow the OS)
+        _manager = self
         hints = QGuiApplication.styleHints()
         if hints is not None:
             hints.colorSchemeChanged.connect(lambda _scheme: self.apply())
         self.apply()
+
+    @property
+    def mode(self) -> str:
+        """"system", "light" or "dark"."""
+        return self._forced or "system"
+
+    def set_mode(self, mode: str) -> None:
+        """Follow the OS ("system") or force "light" / "dark"; re-applies at once."""
+        forced = mode if mode in ("light", "dark") else None
+        if forced != self._forced:
+            self._forced = forced
+            self.apply()
 
     def apply(self) -> None:
         global _current
@@ -332,3 +347,11 @@ class ThemeManager(QObject):
         self._app.setPalette(palette_for(_current))
         self._app.setStyleSheet(style_sheet(_current))
         self.changed.emit(_current)
+
+
+_manager: ThemeManager | None = None
+
+
+def manager() -> ThemeManager | None:
+    """The application's ThemeManager (the latest one made), for the Settings dialog."""
+    return _manager

@@ -254,6 +254,23 @@ class LibraryController(QObject):
         self.tasks.submit(lambda: _core()[0].delete_model(model_id), done, failed, name="delete")
         return True
 
+    def set_models_folder(self, folder: str | Path | None) -> bool:
+        """Keep models in `folder` from now on (None: back to the default); says what happened.
+        Models already in the old folder stay there."""
+        old = paths.models_dir(create=False)
+        try:
+            new = paths.set_models_dir(folder)
+        except OSError as exc:
+            self.message.emit(f"Hearth cannot keep models in {folder}: {exc.strerror or exc}. Pick another folder.")
+            return False
+        note = f"Models are now kept in {new}."
+        if new != old:
+            note += f" Models in {old} stay there: move their folders over, or import their files."
+        self.message.emit(note)
+        self.modelsChanged.emit()
+        self.refresh()
+        return True
+
     # -- hub search ------------------------------------------------------------------------------
 
     def search(self, query: str) -> None:

@@ -448,20 +448,9 @@ class LibraryPage(QWidget):
         if name:
             self.set_models_folder(name)
 
-    def set_models_folder(self, folder: str | Path) -> None:
-        """Keep models in `folder` from now on; models already in the old folder stay there."""
-        old = paths.models_dir(create=False)
-        try:
-            new = paths.set_models_dir(folder)
-        except OSError as exc:
-            self.show_notice(f"Hearth cannot keep models in {folder}: {exc.strerror or exc}. Pick another folder.")
-            return
-        note = f"Models are now kept in {new}."
-        if new != old:
-            note += f" Models in {old} stay there: move their folders over, or import their files."
-        self.show_notice(note)
-        self.controller.modelsChanged.emit()
-        self.controller.refresh()
+    def set_models_folder(self, folder: str | Path | None) -> None:
+        """Keep models in `folder` from now on (None: the default folder)."""
+        self.controller.set_models_folder(folder)
 
     def search(self) -> None:
         query = self.search_edit.text().strip()

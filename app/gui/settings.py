@@ -1,0 +1,146 @@
+"""Settings (Ctrl+,): appearance, where models are kept, the Hugging Face token. Each change
+applies at once; nothing here needs a restart."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core import paths
+from app.core.store import ChatStore, StoreError
+from app.gui import theme
+from app.gui.library.controller import LibraryController
+from app.gui.theme import SETTING_THEME, named
+
+THEMES = (("Follow the system", "system"), ("Light", "light"), ("Dark", "dark"))
+
+
+def saved_theme(store: ChatStore) -> str:
+    try:
+        value = store.get_setting(SETTING_THEME, "system")
+    except StoreError:
+        return "system"
+    return value if value in ("system", "light", "dark") else "system"
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, store: ChatStore, library: LibraryController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.library = library
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(560)
+        layout = QVBoxLayout(self)
+        layout.setSpacing(12)
+        form = QFormLayout()
+        form.setHorizontalSpacing(16)
+        form.setVerticalSpacing(12)
+
+        self.theme = QComboBox()
+        self.theme.setAccessibleName("Appearance")
+        for label, value in THEMES:
+            self.theme.addItem(label, value)
+        manager = theme.manager()
+        self.theme.setCurrentIndex(max(0, self.theme.findData(manager.mode if manager else saved_theme(store))))
+        self.theme.currentIndexChanged.connect(self._on_theme)
+        form.addRow("Appearance", self.theme)
+
+        folder_row = QVBoxLayout()
+        self.folder = QLabel()
+        self.folder.setWordWrap(True)
+        self.folder.setAccessibleName("Models folder")
+        folder_row.addWidget(self.folder)
+        buttons = QHBoxLayout()
+        self.change_folder = QPushButton("Change…")
+        self.change_folder.setAccessibleName("Change the models folder")
+        self.change_folder.clicked.connect(self._choose_folder)
+        self.default_folder = QPushButton("Use the default folder")
+        self.default_folder.clicked.connect(lambda: self._set_folder(None))
+        buttons.addWidget(self.change_folder)
+        buttons.addWidget(self.default_folder)
+        buttons.addStretch(1)
+        folder_row.addLayout(buttons)
+        form.addRow("Models folder", folder_row)
+
+        token_row = QHBoxLayout()
+        self.token_state = named(QLabel("Checking the keyring…"), "Muted")
+        self.token_state.setAccessibleName("Hugging Face token status")
+        self.token_button = QPushButton("Set token…")
+        self.token_button.setAccessibleName("Set the Hugging Face token")
+        self.token_button.clicked.connect(self._edit_token)
+        token_row.addWidget(self.token_state, 1)
+        token_row.addWidget(self.token_button)
+        form.addRow("Hugging Face", token_row)
+        layout.addLayout(form)
+
+        self.notice = named(QLabel(), "NoticeLabel")
+        self.notice.setWordWrap(True)
+        self.notice.setVisible(False)
+        layout.addWidget(self.notice)
+        privacy = named(QLabel("Hearth makes no network request unless you download a model or search Hugging "
+                               "Face. Chats stay in a database on this computer."), "Muted")
+        privacy.setWordWrap(True)
+        layout.addWidget(privacy)
+        close = QHBoxLayout()
+        close.addStretch(1)
+        self.close_button = named(QPushButton("Done"), "PrimaryButton")
+        self.close_button.setMinimumHeight(30)
+        self.close_button.setMinimumWidth(90)
+        self.close_button.clicked.connect(self.accept)
+        close.addWidget(self.close_button)
+        layout.addLayout(close)
+
+        library.message.connect(self._on_message)
+        library.tokenChanged.connect(self._on_token)
+        self._show_folder()
+        if library.has_token is None:
+            library.check_token()
+        else:
+            self._on_token(library.has_token)
+
+    def _on_theme(self) -> None:
+        mode = str(self.theme.currentData())
+        manager = theme.manager()
+        if manager is not None:
+            manager.set_mode(mode)
+        try:
+            self.store.set_setting(SETTING_THEME, mode)
+        except StoreError as exc:
+            self._on_message(str(exc))
+
+    def _show_folder(self) -> None:
+        current = paths.models_dir(create=False)
+        self.folder.setText(str(current))
+        self.default_folder.setEnabled(current != paths.data_dir(create=False) / "models")
+
+    def _choose_folder(self) -> None:
+        name = QFileDialog.getExistingDirectory(self, "Keep models in", str(paths.models_dir(create=False)))
+        if name:
+            self._set_folder(name)
+
+    def _set_folder(self, folder: str | None) -> None:
+        self.library.set_models_folder(folder)
+        self._show_folder()
+
+    def _edit_token(self) -> None:
+        from app.gui.library.token_dialog import TokenDialog
+
+        TokenDialog(self.library, self).exec()
+
+    def _on_token(self, present: bool) -> None:
+        self.token_state.setText("A token is saved in the system keyring." if present else
+                                 "No token saved (only gated or private models need one).")
+        self.token_button.setText("Change token…" if present else "Set token…")
+
+    def _on_message(self, text: str) -> None:
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
