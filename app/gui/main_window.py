@@ -170,6 +170,8 @@ class MainWindow(QMainWindow):
         sb.settingsRequested.connect(self.open_settings)
         sb.conversationActivated.connect(lambda _id: self.show_chat())
         self.view.empty.libraryRequested.connect(self.show_library)
+        self.view.empty.downloadRequested.connect(self._download_recommended)
+        self.library.rowsChanged.connect(self._update_recommendation)
         self.library.jobChanged.connect(lambda _job: self._update_downloads_note())
         self.library.modelsChanged.connect(self._on_models_changed)
 
@@ -290,6 +292,23 @@ class MainWindow(QMainWindow):
         except OSError:
             return False
 
+    def _update_recommendation(self) -> None:
+        """The first catalog model (the catalog is in order of preference) that fits this machine."""
+        from app.gui.library.widgets import size_text
+
+        best = next((r for r in self.library.rows if r.get("source") == "catalog" and not r.get("installed")
+                     and r.get("fit", {}).get("fits")), None)
+        if best is None:
+            self.view.empty.set_recommendation("", "", "")
+            return
+        detail = " · ".join(x for x in (size_text(best.get("size_bytes")) if best.get("size_bytes") else "",
+                                        str(best["fit"].get("reason", ""))) if x)
+        self.view.empty.set_recommendation(str(best["id"]), str(best["name"]), detail)
+
+    def _download_recommended(self, model_id: str) -> None:
+        self.show_library()
+        self.library.download(model_id)
+
     def _on_models_changed(self) -> None:
         if self._closed:
             return
@@ -365,6 +384,8 @@ class MainWindow(QMainWindow):
             key = None
         self.header.set_models(entries, key or (entries[0].key if entries else None))
         self.view.empty.set_no_model(not entries)
+        if not entries and not self.library.rows:
+            self.library.refresh()  # for the empty state's recommendation (in the background)
 
     def _entry_for(self, model: str | Path | None) -> ModelEntry | None:
         if model is not None:

