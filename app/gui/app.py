@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import os
 import sys
 import time
@@ -68,6 +67,8 @@ def theme_style_property() -> str:
 
 def server_name() -> str:
     """One name per data folder: two Hearths on one database meet; HEARTH_HOME ones do not."""
+    import hashlib  # here, not at the top: only used once the window is up (start-up time)
+
     digest = hashlib.sha256(str(paths.data_dir(create=False)).encode()).hexdigest()[:16]
     return f"hearth-{digest}"
 
