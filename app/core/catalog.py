@@ -1,4 +1,4 @@
-"""Curated models (resources/catalog.json), installed models (the models folder and its manifest),
+"""Curated models (app/resources/catalog.json), installed models (the models folder and its manifest),
 imports, and each model's fit verdict from the planner.
 
 Installed means listed in the manifest (`<models folder>/manifest.json`): downloads write their entry
@@ -27,7 +27,7 @@ from typing import Any
 from app.core import paths
 from app.core.gguf_file import GGUFError, ModelInfo, inspect_gguf
 
-CATALOG_PATH = Path(__file__).resolve().parents[2] / "resources" / "catalog.json"
+CATALOG_PATH = Path(__file__).resolve().parents[1] / "resources" / "catalog.json"  # package data
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 IMPORTED_DIR = "imported"
