@@ -491,3 +491,14 @@ def test_no_model_installed_recommends_one_to_download(make_window: WindowFactor
     window.show_chat()
     qtbot.waitUntil(lambda: not empty.no_model_card.isVisible(), timeout=WAIT_MS)  # the picker has it now
     assert window.header.entries()[0].name == SMALL_FILE.removesuffix(".gguf")
+
+
+def test_download_larger_than_the_free_space_is_refused_with_a_message(make_window: WindowFactory,
+                                                                       store: ChatStore, qtbot: QtBot) -> None:
+    window, page = library_window(make_window, store, qtbot, [entry("big", SMALL_REPO, SMALL_FILE, size=5 * 10**9)])
+    used, _free = window.library.disk
+    window.library.disk = (used, 10**9)  # 1 GB free on this (simulated) disk
+    c = card(qtbot, page, "big")
+    click(qtbot, c.download_button)
+    assert "needs 5.0 GB, but only 1.0 GB is free" in page.notice.text()
+    assert window.library.jobs() == [] and window.library.manager is None  # nothing started, no network
