@@ -316,13 +316,14 @@ class MainWindow(QMainWindow):
 
     def _update_downloads_note(self) -> None:
         count, done, total, _speed = self.library.summary()
+        fraction = done / total if count and total else None
         if not count:
             note = ""
-        elif total:
-            note = f"{100 * done / total:.0f}%"
+        elif fraction is not None:
+            note = f"{100 * fraction:.0f}%"
         else:
             note = f"{count} running"
-        self.sidebar.set_downloads_progress(note)
+        self.sidebar.set_downloads_progress(note, fraction)
 
     def focus_search(self) -> None:
         if not self.sidebar.isVisible():

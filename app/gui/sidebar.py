@@ -7,6 +7,7 @@ and offers Undo for a few seconds; only then is it removed from the store.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeyEvent
@@ -26,7 +27,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.store import ChatStore, Conversation, StoreError
+from app.gui import theme
 from app.gui.theme import named
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QIcon
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 UNDO_SECONDS = 8
@@ -167,10 +172,17 @@ class Sidebar(QWidget):
         layout.addWidget(footer)
         self.refresh()
 
-    def set_downloads_progress(self, text: str) -> None:
-        """The Downloads button's note while something downloads ("Downloads · 42%")."""
+    def set_downloads_progress(self, text: str, fraction: float | None = None) -> None:
+        """The Downloads button while something downloads: a small progress ring (a spinner-less
+        empty ring when the total is unknown) and a note ("Downloads · 42%")."""
         self.downloads_button.setText(f"Downloads · {text}" if text else "Downloads")
         self.downloads_button.setAccessibleDescription(text)
+        if text:
+            self.downloads_button.setIcon(progress_ring(fraction))
+        elif not self.downloads_button.icon().isNull():
+            from PySide6.QtGui import QIcon
+
+            self.downloads_button.setIcon(QIcon())
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -311,3 +323,24 @@ class Sidebar(QWidget):
         menu.addAction(rename)
         menu.addAction(delete)
         menu.exec(self.list.viewport().mapToGlobal(pos))  # type: ignore[call-overload]
+
+
+def progress_ring(fraction: float | None, size: int = 14) -> QIcon:
+    """A ring icon: the track in the faint colour, the done part as an accent arc from 12 o'clock."""
+    from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap  # only while downloading
+
+    t = theme.current()
+    ratio = 2  # drawn at twice the size: crisp on high-DPI screens, scaled down elsewhere
+    pixmap = QPixmap(size * ratio, size * ratio)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    width = 2 * ratio
+    box = pixmap.rect().adjusted(width, width, -width, -width)
+    painter.setPen(QPen(QColor(t.faint), width))
+    painter.drawEllipse(box)
+    if fraction is not None and fraction > 0:
+        painter.setPen(QPen(QColor(t.accent), width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+        painter.drawArc(box, 90 * 16, -int(min(fraction, 1.0) * 360 * 16))  # clockwise from the top
+    painter.end()
+    return QIcon(pixmap)

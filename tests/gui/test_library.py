@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 from pytestqt.qtbot import QtBot
 
@@ -155,12 +156,14 @@ def test_download_from_a_card_then_chat_with_it(make_window: WindowFactory, stor
     qtbot.waitUntil(lambda: c.progress.isVisible() and 0 < c.progress.bar.value() < 1000, timeout=WAIT_MS)
     assert "of 270.6 MB" in c.progress.numbers.text() or " of " in c.progress.numbers.text()
     assert "Downloads · " in window.sidebar.downloads_button.text()  # the sidebar shows progress too
+    assert not window.sidebar.downloads_button.icon().isNull()  # with a progress ring
     qtbot.waitUntil(lambda: c.use_button.isVisible(), timeout=WAIT_MS)
     assert any(0 < p < 100 for p in seen) and seen[-1] == 100
     assert not c.progress.isVisible() and c.delete_button.isVisible()
     installed = catalog.find_installed("starter-copy")
     assert installed is not None and installed.path is not None and installed.sha256[name] == sha
     assert window.sidebar.downloads_button.text() == "Downloads"
+    assert window.sidebar.downloads_button.icon().isNull()
 
     with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS):
         click(qtbot, c.use_button)
@@ -502,3 +505,18 @@ def test_download_larger_than_the_free_space_is_refused_with_a_message(make_wind
     click(qtbot, c.download_button)
     assert "needs 5.0 GB, but only 1.0 GB is free" in page.notice.text()
     assert window.library.jobs() == [] and window.library.manager is None  # nothing started, no network
+
+
+def test_the_progress_ring_draws_the_done_part(themed_app: QApplication) -> None:
+    from app.gui import theme
+    from app.gui.sidebar import progress_ring
+
+    def accent_pixels(fraction: float | None) -> int:
+        image = progress_ring(fraction).pixmap(28, 28).toImage()
+        accent = QColor(theme.current().accent)
+        return sum(1 for x in range(image.width()) for y in range(image.height())
+                   if image.pixelColor(x, y).alpha() > 200 and abs(image.pixelColor(x, y).red() - accent.red()) < 30
+                   and abs(image.pixelColor(x, y).green() - accent.green()) < 30)
+
+    empty, quarter, full = accent_pixels(None), accent_pixels(0.25), accent_pixels(1.0)
+    assert empty == 0 < quarter < full
