@@ -520,3 +520,31 @@ def test_the_progress_ring_draws_the_done_part(themed_app: QApplication) -> None
 
     empty, quarter, full = accent_pixels(None), accent_pixels(0.25), accent_pixels(1.0)
     assert empty == 0 < quarter < full
+
+
+def test_closing_during_a_stalled_download_does_not_wait_for_it(make_window: WindowFactory, tmp_path: Path,
+                                                                 qtbot: QtBot, hub: HubServer) -> None:
+    """The server stops sending mid-file (a dead network); closing the window must not wait for the
+    read to time out. The partial data and the job survive for the next start."""
+    import time
+
+    stall_at = 23 * 64 * 1024  # the server stalls at a 64 KiB chunk boundary
+    hub.inject(SMALL_REPO, SMALL_FILE, Fault("stall", at=stall_at, seconds=120))
+    own_store = ChatStore(tmp_path / "chat.sqlite3")
+    window, page = library_window(make_window, own_store, qtbot, [entry("small", SMALL_REPO, SMALL_FILE)])
+    window.library._manager_factory = lambda: DownloadManager(read_timeout=120.0, disk_margin=1024)
+    c = card(qtbot, page, "small")
+    click(qtbot, c.download_button)
+    qtbot.waitUntil(lambda: c.job is not None and c.job.bytes_done > 0, timeout=WAIT_MS)
+    parts = list((paths.data_dir() / "downloads").glob("*/*.part"))
+    qtbot.waitUntil(lambda: parts[0].stat().st_size == stall_at, timeout=WAIT_MS)  # now stalled there
+    started = time.monotonic()
+    window.close()
+    waited = time.monotonic() - started
+    own_store.close()
+    assert waited < 20  # not the 30 s the manager would wait for its worker, nor the 120 s read timeout
+    saved = json.loads((paths.data_dir() / "downloads" / "jobs.json").read_text())
+    assert saved["jobs"][0]["state"] in ("queued", "running")  # continued on the next start
+    assert len(list((paths.data_dir() / "downloads").glob("*/*.part"))) == 1
+    assert parts[0].stat().st_size == stall_at
+    assert catalog.find_installed("small") is None

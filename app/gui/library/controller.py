@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # the main window creates this controller at start-up, before its first frame.
 JOBS_FILE = "jobs.json"  # app.core.downloads.JOBS_FILE
 UNFINISHED = ("queued", "running", "verifying", "paused")
+CLOSE_WAIT_S = 3.0  # the longest the app's exit waits for the download worker and background work
 
 
 def _core() -> tuple[Any, Any, Any]:
@@ -329,6 +330,8 @@ class LibraryController(QObject):
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._manager is not None:
-            self._manager.close()
+            # A download stuck in a stalled read is not waited for long: its .part file is a true
+            # prefix whenever the process ends, and the saved job continues on the next start.
+            self._manager.close(timeout=CLOSE_WAIT_S)
             self._manager = None
-        self.tasks.join(10.0)
+        self.tasks.join(CLOSE_WAIT_S)  # a slow hub search is abandoned (its result is dropped)
