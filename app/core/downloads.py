@@ -23,7 +23,6 @@ and is scrubbed from every message. Nothing here touches the network until a job
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import errno
@@ -35,7 +34,6 @@ import os
 import queue
 import re
 import shutil
-import sys
 import threading
 import time
 import uuid
@@ -44,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from app.core import paths, secrets
+from app.core import locks, paths, secrets
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +356,7 @@ class DownloadManager:
         with self._lock:
             self._thread = None
             self._persist(force=True)
-        _release_lock(self._lockfile)
+        locks.release(self._lockfile)
 
     def __enter__(self) -> DownloadManager:
         return self
@@ -1126,32 +1124,8 @@ def _move(src: Path, dest: Path) -> None:
 
 
 def _acquire_lock(path: Path) -> IO[str]:
-    """An exclusive lock on the downloads folder for this process's lifetime; the OS drops it when
-    the process dies, even by kill -9."""
-    fh = path.open("a+")
-    try:
-        if sys.platform == "win32":
-            import msvcrt
-
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise DownloadError("Another Hearth window or command is managing downloads; close it first.") from None
+    """An exclusive lock on the downloads folder for this process's lifetime."""
+    fh = locks.try_lock(path)
+    if fh is None:
+        raise DownloadError("Another Hearth window or command is managing downloads; close it first.")
     return fh
-
-
-def _release_lock(fh: IO[str]) -> None:
-    with contextlib.suppress(OSError):
-        if sys.platform == "win32":
-            import msvcrt
-
-            msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    fh.close()

@@ -10,7 +10,6 @@ and frees almost none; `hearth` pauses it before the window's imports).
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import sys
@@ -24,7 +23,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 if TYPE_CHECKING:
     from PySide6.QtNetwork import QLocalServer
 
-from app.core import paths
+from app.core import locks, paths
 
 APP_NAME = "Hearth"
 ACTIVATE = b"activate\n"
@@ -143,22 +142,9 @@ class SingleInstance(QObject):
 
 
 def window_lock() -> IO[str] | None:
-    """An exclusive lock on the data folder's window lock file, held for the process's life (the
-    OS drops it when the process dies, even by kill -9); None when another Hearth holds it."""
-    fh = (paths.data_dir() / LOCK_NAME).open("a+")
-    try:
-        if sys.platform == "win32":
-            import msvcrt
-
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        return None
-    return fh
+    """The data folder's window lock, held for the process's life; None when another Hearth
+    holds it."""
+    return locks.try_lock(paths.data_dir() / LOCK_NAME)
 
 
 def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str] | None = None) -> int:
@@ -211,8 +197,7 @@ def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str]
         instance.close()
         store.close()
         if lock is not None:
-            with contextlib.suppress(OSError):
-                lock.close()
+            locks.release(lock)
 
 
 def _after_first_frame(instance: SingleInstance | None) -> None:
