@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from app.core.downloads import format_bytes, format_duration
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -141,7 +143,7 @@ class _ProgressBar:
             bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
             total = f" / {_gb(job.bytes_total)}" if job.bytes_total else ""
             speed = f"  {_gb(job.speed)}/s" if job.speed > 0 else ""
-            eta = f"  {_duration(job.eta_seconds)} left" if job.eta_seconds is not None else ""
+            eta = f"  {format_duration(job.eta_seconds)} left" if job.eta_seconds is not None else ""
             status = "" if job.state.value == "running" else f"  {job.state.value}"
             line = f"[{bar}] {pct or 0:5.1f} %  {_gb(job.bytes_done)}{total}{speed}{eta}{status}"
             self.out.write("\r" + line[:120].ljust(100))
@@ -167,21 +169,4 @@ class _ProgressBar:
 
 
 def _gb(n: float | None) -> str:
-    if n is None:
-        return "?"
-    if n >= 1e9:
-        return f"{n / 1e9:.1f} GB"
-    if n >= 1e6:
-        return f"{n / 1e6:.0f} MB"
-    return f"{n / 1e3:.0f} kB"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(seconds)
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    if s >= 60:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s} s"
+    return "?" if n is None else format_bytes(n)

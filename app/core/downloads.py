@@ -185,7 +185,8 @@ class _Transient(Exception):
     """A retryable problem of our own making (a short body, a bad range answer)."""
 
 
-def _gb(n: float) -> str:
+def format_bytes(n: float) -> str:
+    """"12.1 GB", "480 MB", "33 kB": sizes in progress lines (the CLI's too)."""
     if n >= 1e9:
         return f"{n / 1e9:.1f} GB"
     if n >= 1e6:
@@ -640,7 +641,7 @@ class DownloadManager:
             self._set_state(job, JobState.QUEUED, f"Interrupted{self._at(job)} because Hearth closed; "
                             "it continues when Hearth starts again.")
         else:
-            self._set_state(job, JobState.PAUSED, f"Paused{self._at(job)}; {_gb(job.bytes_done)} kept.")
+            self._set_state(job, JobState.PAUSED, f"Paused{self._at(job)}; {format_bytes(job.bytes_done)} kept.")
 
     def _with_retries(self, job: DownloadJob, step: Callable[[], None], token: str | None) -> None:
         """Run `step`, retrying network trouble with exponential backoff; attempts start over
@@ -665,8 +666,8 @@ class DownloadManager:
                 if attempt > self.retries:
                     raise _Failure(
                         JobState.PAUSED, ErrorKind.NETWORK,
-                        f"The download keeps failing ({reason}); it is paused with {_gb(job.bytes_done)} kept. "
-                        "Check the connection and resume.",
+                        f"The download keeps failing ({reason}); it is paused with "
+                        f"{format_bytes(job.bytes_done)} kept. Check the connection and resume.",
                     ) from None
                 delay = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
                 self._update(job, message=f"Connection problem ({reason}); retrying in {delay:.0f} s "
@@ -709,7 +710,7 @@ class DownloadManager:
                             f"Hugging Face refused the download (HTTP {status}).")
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
             return _Failure(JobState.PAUSED, ErrorKind.DISK_FULL,
-                            f"The disk is full; the download is paused with {_gb(job.bytes_done)} kept. "
+                            f"The disk is full; the download is paused with {format_bytes(job.bytes_done)} kept. "
                             "Free up some space and resume.")
         if isinstance(exc, (_Transient, *_transport_errors())):
             return None
@@ -765,8 +766,9 @@ class DownloadManager:
         need = remaining + self.disk_margin
         if free < need:
             raise _Failure(JobState.FAILED, ErrorKind.DISK_SPACE,
-                           f"Not enough disk space: {job.name} needs {_gb(need)} more (with a {_gb(self.disk_margin)} "
-                           f"safety margin), but only {_gb(free)} is free. Free up space and try again.")
+                           f"Not enough disk space: {job.name} needs {format_bytes(need)} more (with a "
+                           f"{format_bytes(self.disk_margin)} safety margin), but only {format_bytes(free)} is free. "
+                           "Free up space and try again.")
         models = self._models_dir()
         models.mkdir(parents=True, exist_ok=True)
         if os.stat(models).st_dev != os.stat(staging).st_dev:
@@ -775,8 +777,8 @@ class DownloadManager:
             free_models = shutil.disk_usage(models).free
             if free_models < total:
                 raise _Failure(JobState.FAILED, ErrorKind.DISK_SPACE,
-                               f"Not enough disk space in the models folder: {job.name} needs {_gb(total)}, "
-                               f"but only {_gb(free_models)} is free there.")
+                               f"Not enough disk space in the models folder: {job.name} needs {format_bytes(total)}, "
+                               f"but only {format_bytes(free_models)} is free there.")
 
     def _part_path(self, job: DownloadJob, f: JobFile) -> Path:
         return self.staging_dir(job.id) / (f.name.replace("/", "__") + ".part")
@@ -824,7 +826,7 @@ class DownloadManager:
             # iter_raw skips httpx's decoder layer (measured ~30 % faster); only valid unencoded.
             self._receive(job, f, part, have, response.iter_raw() if identity else response.iter_bytes())
         if f.size is not None and f.done < f.size:
-            raise _Transient(f"the connection closed after {_gb(f.done)} of {_gb(f.size)}")
+            raise _Transient(f"the connection closed after {format_bytes(f.done)} of {format_bytes(f.size)}")
 
     def _check_size(self, job: DownloadJob, f: JobFile, total: int | None) -> None:
         if total is None:
@@ -881,13 +883,13 @@ class DownloadManager:
     def _progress(self, job: DownloadJob) -> None:
         pct = job.percent
         eta = job.eta_seconds
-        text = f"Downloading: {_gb(job.bytes_done)}"
+        text = f"Downloading: {format_bytes(job.bytes_done)}"
         if job.bytes_total:
-            text += f" of {_gb(job.bytes_total)} ({pct:.0f} %)"
+            text += f" of {format_bytes(job.bytes_total)} ({pct:.0f} %)"
         if job.speed > 0:
-            text += f", {_gb(job.speed)}/s"
+            text += f", {format_bytes(job.speed)}/s"
         if eta is not None:
-            text += f", {_duration(eta)} left"
+            text += f", {format_duration(eta)} left"
         self._update(job, message=text + ".", force=False)
 
     def _verify(self, job: DownloadJob, f: JobFile) -> None:
@@ -909,7 +911,7 @@ class DownloadManager:
             part.unlink(missing_ok=True)
             f.done = 0
             raise _Failure(JobState.FAILED, ErrorKind.HASH_MISMATCH,
-                           f"{bad.message}, so the damaged data ({_gb(size)}) was deleted. "
+                           f"{bad.message}, so the damaged data ({format_bytes(size)}) was deleted. "
                            "Try the download again.") from None
         f.verified = True
         self._set_state(job, JobState.RUNNING, f"{Path(f.name).name} verified.")
@@ -1082,7 +1084,8 @@ def _content_range(value: str) -> tuple[int, int | None]:
         raise _Transient(f"the server sent an unreadable Content-Range ({value!r})") from None
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """"2 min 05 s", "1 h 03 min": an ETA for progress lines (the CLI's too)."""
     s = int(seconds)
     if s >= 3600:
         return f"{s // 3600} h {s % 3600 // 60:02d} min"
