@@ -28,7 +28,7 @@ from app.core import paths
 from app.core.gguf_file import GGUFError, ModelInfo, inspect_gguf
 
 CATALOG_PATH = Path(__file__).resolve().parents[1] / "resources" / "catalog.json"  # package data
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = paths.MANIFEST_NAME
 MANIFEST_VERSION = 1
 IMPORTED_DIR = "imported"
 

@@ -46,7 +46,7 @@ from app.core import locks, paths, secrets
 
 log = logging.getLogger(__name__)
 
-JOBS_FILE = "jobs.json"
+JOBS_FILE = paths.JOBS_FILE
 LIBRARY_NAME = "hearth"
 DEFAULT_DISK_MARGIN = 512 * 1024**2  # room left for the OS, the chat database, logs
 _HASH_READ = 8 * 1024**2
@@ -293,7 +293,7 @@ class DownloadManager:
         disk_margin: int = DEFAULT_DISK_MARGIN,
         progress_interval: float = 0.1,
     ) -> None:
-        self.root = root or paths.data_dir() / "downloads"
+        self.root = root or paths.downloads_dir()
         self.models_dir = models_dir
         self._endpoint = endpoint
         self._token_provider = token_provider

@@ -59,6 +59,8 @@ def logs_dir(create: bool = True) -> Path:
     return _ensure(home / "logs" if home else _dirs().user_log_path, create)
 
 
+MANIFEST_NAME = "manifest.json"  # in models_dir(): where each installed model came from (catalog.py)
+JOBS_FILE = "jobs.json"  # in downloads_dir(): the download queue (downloads.py)
 MODELS_FOLDER_FILE = "models-folder.txt"  # in config_dir(): the folder the user picked, if any
 
 
@@ -72,6 +74,11 @@ def models_dir(create: bool = True) -> Path:
     if chosen and Path(chosen).is_absolute():
         return _ensure(Path(chosen), create)
     return _ensure(data_dir(create) / "models", create)
+
+
+def downloads_dir(create: bool = True) -> Path:
+    """Partial downloads and the download queue, until a verified model moves to models_dir()."""
+    return _ensure(data_dir(create) / "downloads", create)
 
 
 def set_models_dir(folder: str | Path | None) -> Path:

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 STARTER_KEY = "starter"
 OPEN_FILE_KEY = "open-file"
 LIBRARY_KEY = "__library__"
-MANIFEST_NAME = "manifest.json"  # app.core.catalog.MANIFEST_NAME
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
     folder = paths.models_dir()
     found = sorted(p for p in folder.rglob("*.gguf")
                    if p.parent.name != "starter" and not p.name.startswith((".", "incomplete")))
-    if (folder / MANIFEST_NAME).exists():  # imported files that stay where they are (read only then:
+    if (folder / paths.MANIFEST_NAME).exists():  # imported files that stay where they are (read only then:
         from app.core import catalog  # the catalog module costs start-up time)
 
         try:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 # The core modules behind the library (catalog, downloads, secrets) are imported on first use:
 # the main window creates this controller at start-up, before its first frame.
-JOBS_FILE = "jobs.json"  # app.core.downloads.JOBS_FILE
 UNFINISHED = ("queued", "running", "verifying", "paused")
 CLOSE_WAIT_S = 3.0  # the longest the app's exit waits for the download worker and background work
 
@@ -144,7 +143,7 @@ class LibraryController(QObject):
         """At start-up: continue downloads the last session left unfinished (and only then start
         the manager)."""
         try:
-            saved = json.loads((paths.data_dir() / "downloads" / JOBS_FILE).read_text("utf-8"))
+            saved = json.loads((paths.downloads_dir(create=False) / paths.JOBS_FILE).read_text("utf-8"))
         except (OSError, ValueError):
             return
         jobs = saved.get("jobs", saved) if isinstance(saved, dict) else saved
