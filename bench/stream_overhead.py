@@ -35,6 +35,7 @@ from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.model_picker import ModelEntry  # noqa: E402
 from app.gui.selftest import wait_for  # noqa: E402
 from app.gui.theme import ThemeManager  # noqa: E402
+from bench import engine_overhead  # noqa: E402
 
 SAMPLING = Sampling(temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, seed=1)
 
@@ -69,24 +70,10 @@ def app_rate(window: MainWindow, first_round: bool, prompt: str) -> tuple[float,
 
 
 def bare_rate(window: MainWindow, tokens: list[int], n: int) -> tuple[float, int]:
+    """Bare `Llama.generate` on the window's own loaded model (the same loop as engine_overhead)."""
     engine = window.engine.engine
     assert engine is not None
-    llm = engine._require()
-    llm.reset()
-    llm.set_seed(SAMPLING.seed or 0)
-    count, first = 0, 0.0
-    gen = llm.generate(tokens, temp=SAMPLING.temperature, top_p=SAMPLING.top_p, top_k=SAMPLING.top_k,
-                       min_p=SAMPLING.min_p, repeat_penalty=SAMPLING.repeat_penalty, reset=True)
-    for token in gen:
-        if not first:
-            first = time.perf_counter()
-        llm.detokenize([token], special=True)  # a caller of bare llama.cpp needs the text too
-        count += 1
-        if count >= n:
-            break
-    last = time.perf_counter()
-    gen.close()
-    return (count - 1) / (last - first), count
+    return engine_overhead.bare_rate(engine, tokens, n, SAMPLING)
 
 
 def main() -> int:
