@@ -111,6 +111,16 @@ def named(widget: W, name: str = "", text: str | None = None) -> W:
     return widget
 
 
+def bold(widget: W, scale: float = 1.0) -> W:
+    """Semi-bold text (headings, titles), optionally `scale` times the widget's font size."""
+    font = widget.font()
+    font.setWeight(font.Weight.DemiBold)
+    if scale != 1.0:
+        font.setPointSizeF(font.pointSizeF() * scale)
+    widget.setFont(font)
+    return widget
+
+
 def repolish(widget: QWidget) -> None:
     """Re-apply the style sheet after a change to a widget's object name or dynamic properties.
     A widget not yet polished (still being built) needs nothing: it is polished when first shown,

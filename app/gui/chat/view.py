@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 from app.core.store import Message as StoredMessage
 from app.gui import theme
 from app.gui.chat.messages import AssistantMessageWidget, UserMessageWidget
-from app.gui.theme import named
+from app.gui.theme import bold, named
 
 EXAMPLE_PROMPTS = (
     "Explain how a transformer model reads a sentence",
@@ -42,11 +42,7 @@ class EmptyState(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(16)
         layout.addStretch(2)
-        title = QLabel("What can I help you with?")
-        font = title.font()
-        font.setPointSizeF(font.pointSizeF() * 1.6)
-        font.setWeight(font.Weight.DemiBold)
-        title.setFont(font)
+        title = bold(QLabel("What can I help you with?"), 1.6)
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         subtitle = named(QLabel("Everything stays on this computer. No account, no network."), "Muted")
         subtitle.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -74,10 +70,7 @@ class EmptyState(QWidget):
         self.no_model_card.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         card = QVBoxLayout(self.no_model_card)
         card.setContentsMargins(16, 16, 16, 16)
-        card_title = QLabel("No model installed yet")
-        bold = card_title.font()
-        bold.setWeight(bold.Weight.DemiBold)
-        card_title.setFont(bold)
+        card_title = bold(QLabel("No model installed yet"))
         card_text = named(QLabel(
             "Hearth runs models from GGUF files. Download one that fits this computer from the "
             "Library, or open a GGUF file you already have."

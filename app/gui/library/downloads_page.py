@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLay
 from app.core.downloads import DownloadJob, ErrorKind, JobState
 from app.gui.library.controller import LibraryController
 from app.gui.library.widgets import JobProgress, page_scaffold, size_text, speed_text
-from app.gui.theme import named
+from app.gui.theme import bold, named
 
 
 class JobRow(QFrame):
@@ -25,10 +25,7 @@ class JobRow(QFrame):
         layout.setContentsMargins(16, 12, 16, 12)
         layout.setSpacing(6)
         top = QHBoxLayout()
-        self.title = QLabel()
-        font = self.title.font()
-        font.setWeight(font.Weight.DemiBold)
-        self.title.setFont(font)
+        self.title = bold(QLabel())
         top.addWidget(self.title, 1)
         self.open_button = named(QPushButton("Open in chat"), "PrimaryButton")
         self.open_button.setMinimumHeight(28)

@@ -24,16 +24,7 @@ from app.core.catalog import Fit
 from app.core.downloads import DownloadJob, ErrorKind, HubModel, HubRepo, JobState
 from app.gui.library.controller import LibraryController
 from app.gui.library.widgets import FitBadge, JobProgress, chip, page_scaffold, repolish, size_text
-from app.gui.theme import named
-
-
-def _bold(label: QLabel, scale: float = 1.0) -> QLabel:
-    font = label.font()
-    font.setWeight(font.Weight.DemiBold)
-    if scale != 1.0:
-        font.setPointSizeF(font.pointSizeF() * scale)
-    label.setFont(font)
-    return label
+from app.gui.theme import bold, named
 
 
 def _clear_layout(layout: QHBoxLayout | QVBoxLayout) -> None:
@@ -90,7 +81,7 @@ class ModelCard(QFrame):
         layout.setSpacing(6)
 
         top = QHBoxLayout()
-        self.title = _bold(QLabel(), 1.1)
+        self.title = bold(QLabel(), 1.1)
         top.addWidget(self.title)
         self.recommended = named(QLabel("Recommended"), "RecommendedTag")
         top.addWidget(self.recommended)
@@ -319,12 +310,12 @@ class LibraryPage(QWidget):
         self.results.downloadRequested.connect(self._download_hub)
         column.addWidget(self.results)
 
-        self.installed_title = _bold(QLabel("On this computer"))
+        self.installed_title = bold(QLabel("On this computer"))
         column.addWidget(self.installed_title)
         self.installed_list = QVBoxLayout()
         self.installed_list.setSpacing(8)
         column.addLayout(self.installed_list)
-        self.available_title = _bold(QLabel("Available to download"))
+        self.available_title = bold(QLabel("Available to download"))
         column.addWidget(self.available_title)
         self.available_list = QVBoxLayout()
         self.available_list.setSpacing(8)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.downloads import DownloadJob, ErrorKind, JobState
-from app.gui.theme import COLUMN_WIDTH, current, named
+from app.gui.theme import COLUMN_WIDTH, bold, current, named
 from app.gui.theme import repolish as theme_repolish
 
 FIT_TEXT = {
@@ -182,12 +182,7 @@ def page_scaffold(page: QWidget, title: str) -> tuple[QVBoxLayout, QHBoxLayout, 
     back = QPushButton("← Chat")
     back.setAccessibleName("Back to the chat")
     top.addWidget(back)
-    heading = QLabel(title)
-    font = heading.font()
-    font.setWeight(font.Weight.DemiBold)
-    font.setPointSizeF(font.pointSizeF() * 1.5)
-    heading.setFont(font)
-    top.addWidget(heading)
+    top.addWidget(bold(QLabel(title), 1.5))
     top.addStretch(1)
     column.addLayout(top)
     return column, top, back
