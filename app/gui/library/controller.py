@@ -49,6 +49,7 @@ class LibraryController(QObject):
     repoDone = Signal(str, object)  # repo, list[tuple[HubModel, Fit]]
     searchFailed = Signal(str)
     tokenChanged = Signal(bool)  # whether a token is stored now
+    tokenFailed = Signal(str)  # saving the token failed: why
     message = Signal(str)  # a problem (or news) the user should read
     _job = Signal(object)  # from the download worker thread
 
@@ -180,11 +181,11 @@ class LibraryController(QObject):
         self._call(lambda m: m.cancel(job_id))
 
     def remove(self, job_id: str) -> None:
-        if self._call(lambda m: m.remove(job_id)) is not None or job_id not in self._jobs:
-            return
+        """Forget a resting job (the manager refuses, with a message, one still running)."""
+        self._call(lambda m: m.remove(job_id))
         if self._manager is not None and all(j.id != job_id for j in self._manager.jobs()):
             self._jobs.pop(job_id, None)
-            self.jobChanged.emit(None)
+            self.jobChanged.emit(None)  # None: the list itself changed
 
     def _call(self, fn: Callable[[DownloadManager], Any]) -> Any:
         manager = self.ensure_manager()
@@ -305,8 +306,8 @@ class LibraryController(QObject):
         secrets = _core()[2]
 
         def failed(exc: BaseException) -> None:
-            self.message.emit(_problem(exc) if isinstance(exc, secrets.SecretsError)
-                              else "The token could not be saved in the system keyring.")
+            self.tokenFailed.emit(_problem(exc) if isinstance(exc, secrets.SecretsError)
+                                  else "The token could not be saved in the system keyring.")
 
         self.tasks.submit(lambda: secrets.set_hf_token(token), lambda _: self._token_state(True), failed,
                           name="token")

@@ -59,7 +59,7 @@ class TokenDialog(QDialog):
         buttons.addWidget(self.save_button)
         layout.addLayout(buttons)
         controller.tokenChanged.connect(self._on_token)
-        controller.message.connect(self._on_message)
+        controller.tokenFailed.connect(self._on_failed)
         self._saving = False
         self._on_token(controller.has_token) if controller.has_token is not None else controller.check_token()
         self._update_buttons()
@@ -76,7 +76,7 @@ class TokenDialog(QDialog):
             self.accept()
         self._update_buttons()
 
-    def _on_message(self, text: str) -> None:
+    def _on_failed(self, text: str) -> None:
         if self._saving:
             self._saving = False
             self.error.setText(text)
