@@ -41,8 +41,10 @@ class HardwareProfile:
     ram_total: int
     ram_available: int
     gpus: tuple[GpuInfo, ...] = field(default_factory=tuple)
-    gpu_offload_supported: bool = False  # the installed llama.cpp build can offload layers
+    gpu_offload_supported: bool = False  # the chosen llama.cpp build can offload layers
     disk_free: int = 0  # bytes free where models live
+    llama_build: str = ""  # the llama.cpp build the engine loads ("cpu", "vulkan", ...); "" when not checked
+    llama_build_reason: str = ""  # why that build (llama_builds.BuildChoice.reason)
 
     @property
     def best_gpu(self) -> GpuInfo | None:
@@ -71,6 +73,9 @@ def probe(models_dir: Path | None = None, *, refresh: bool = False, check_offloa
 
     `check_offload=False` skips importing llama_cpp (about 0.2 s) and reports no offload support;
     use it only where the answer does not matter (e.g. a quick `hearth probe` of the CPU).
+    With it, the GPUs are the devices that the llama.cpp build chosen by app.core.llama_builds
+    reports (a Vulkan device, say, that NVML knows nothing of); that choice is tested in a child
+    process and cached on disk, so this never loads llama.cpp in the calling process.
     """
     key = (str(models_dir) if models_dir is not None else "", check_offload)
     with _cache_lock:
@@ -92,7 +97,15 @@ def _probe_uncached(models_dir: Path | None, check_offload: bool) -> HardwarePro
     arch = _normalise_arch(_safe(platform.machine, ""))
     ram_total, ram_available = _ram()
     physical, logical = _cores()
-    offload = _llama_supports_gpu_offload() if check_offload else False
+    gpus: tuple[GpuInfo, ...] = _safe(lambda: _gpus(os_name, arch, ram_total), ())
+    offload, build, build_reason = False, "", ""
+    if check_offload:
+        choice = _safe(_build_choice, None)
+        if choice is not None:
+            build, build_reason = choice.build.name, choice.reason
+            offload = bool(choice.devices)
+            if choice.devices and not (choice.build.name == "cuda" and gpus):
+                gpus = choice.devices  # else NVML's view of the same GPUs, with today's free memory
     return HardwareProfile(
         os=os_name,
         arch=arch,
@@ -102,10 +115,18 @@ def _probe_uncached(models_dir: Path | None, check_offload: bool) -> HardwarePro
         cpu_features=_safe(lambda: _cpu_features(os_name, arch), ()),
         ram_total=ram_total,
         ram_available=ram_available,
-        gpus=_safe(lambda: _gpus(os_name, arch, ram_total), ()),
+        gpus=gpus,
         gpu_offload_supported=offload,
         disk_free=_safe(lambda: _disk_free(models_dir), 0),
+        llama_build=build,
+        llama_build_reason=build_reason,
     )
+
+
+def _build_choice() -> Any:
+    from app.core import llama_builds  # it imports this module (GpuInfo)
+
+    return llama_builds.choose_build(llama_builds.preferred_build())
 
 
 def _safe(fn: Any, default: Any) -> Any:
@@ -277,17 +298,6 @@ def _nvidia_gpus() -> tuple[GpuInfo, ...]:
         except Exception:
             pass
     return tuple(gpus)
-
-
-def _llama_supports_gpu_offload() -> bool:
-    """Whether the installed llama.cpp build was compiled with a GPU backend (CUDA, Metal, ...)."""
-    try:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_supports_gpu_offload())
-    except Exception as exc:
-        log.debug("llama_cpp offload check failed: %r", exc)
-        return False
 
 
 # ---- disk ------------------------------------------------------------------------------------

@@ -290,6 +290,14 @@ def _gpu_label(gpu: GpuInfo) -> str:
     return f"{gpu.name} ({max(1, round(gpu.vram_total / GIB))} GB)"
 
 
+BACKEND_LABELS = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal", "rocm": "ROCm"}
+
+
+def _on_gpu(gpu: GpuInfo) -> str:
+    """ "Vulkan on AMD Radeon RX 7800 XT (16 GB)": the backend the chosen llama.cpp build runs on, and the device."""
+    return f"{BACKEND_LABELS.get(gpu.backend, 'GPU')} on {_gpu_label(gpu)}"
+
+
 def _threads(hw: HardwareProfile) -> tuple[int, int]:
     """Generation is memory-bound: one thread per physical core (hyper-threads only contend);
     prompt processing is compute-bound and gains from every logical core."""
@@ -446,6 +454,8 @@ def _cpu_reason(hw: HardwareProfile, gpu_note: str, c: _Candidate) -> str:
 
 
 def _why_cpu(hw: HardwareProfile) -> str:
+    if not hw.gpu_offload_supported and hw.llama_build_reason.startswith("CPU: "):
+        return hw.llama_build_reason[len("CPU: ") :].rstrip(".")  # llama_builds says why no GPU build runs
     if not hw.gpus:
         return "no supported GPU"
     if not hw.gpu_offload_supported:
@@ -472,14 +482,14 @@ def plan_load(hw: HardwareProfile, model: ModelInfo, ctx_cap: int | None = None,
         for n_ctx in _ctx_ladder(top, min_ctx):
             c = _candidate(model, hw, total_layers, n_ctx, flash_attn=True)
             if _fits(c, hw, gpu):
-                reason = f"All {total_layers} layers on the {_gpu_label(gpu)}, {_ctx_words(n_ctx)}."
+                reason = f"{_on_gpu(gpu)}: all {total_layers} layers on the GPU, {_ctx_words(n_ctx)}."
                 return _make_plan(c, hw, model, gpu, reason)
         partial_top = min(top, ctx_cap if ctx_cap else PARTIAL_DEFAULT_CTX)
         for n_ctx in _ctx_ladder(max(256, partial_top // 256 * 256), min_ctx):
             split = _max_gpu_layers(model, hw, gpu, n_ctx, model.n_layers)
             if split is not None:
                 reason = (
-                    f"{split.n_gpu_layers} of {total_layers} layers on the {_gpu_label(gpu)}, "
+                    f"{_on_gpu(gpu)}: {split.n_gpu_layers} of {total_layers} layers on the GPU, "
                     f"the rest on the CPU; {_ctx_words(n_ctx)}."
                 )
                 return _make_plan(split, hw, model, gpu, reason)

@@ -2,7 +2,9 @@
 
 NVIDIA GPUs are simulated by replacing the `pynvml` module (nvidia-ml-py) in sys.modules with a
 fake that answers like NVML does; Apple Silicon by faking platform.system/machine and sysctl;
-llama.cpp's offload support by a fake `llama_cpp` module. Nothing here needs a GPU.
+the llama.cpp build's offload support by replacing llama_builds.choose_build (whose child-process
+probe would report the GPU) with one that answers as a CUDA or a CPU build would. Nothing here
+needs a GPU.
 """
 
 from __future__ import annotations
@@ -52,9 +54,16 @@ def _fake_pynvml(devices: list[tuple[Any, int, int]], *, init_error: bool = Fals
 
 
 def _fake_llama_cpp(monkeypatch: pytest.MonkeyPatch, offload: bool) -> None:
-    mod = types.ModuleType("llama_cpp")
-    mod.llama_supports_gpu_offload = lambda: offload  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "llama_cpp", mod)
+    """The chosen build reports a CUDA device (offload) or none (the CPU build)."""
+    from app.core import llama_builds
+
+    def choose(forced: str | None = None, exclude: frozenset[str] = frozenset()) -> llama_builds.BuildChoice:
+        if offload:
+            gpu = GpuInfo("NVIDIA GeForce RTX 4080", "cuda", 16 * GIB, 15 * GIB)
+            return llama_builds.BuildChoice(llama_builds.LlamaBuild("cuda", None), (gpu,), "CUDA on it.", ())
+        return llama_builds.BuildChoice(llama_builds.LlamaBuild("cpu", None), (), "CPU: no GPU found.", ())
+
+    monkeypatch.setattr(llama_builds, "choose_build", choose)
 
 
 # ---- this real machine ------------------------------------------------------------------------
@@ -77,12 +86,10 @@ def test_probe_this_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert hw.disk_free > 0
     if not has_nvml:
         assert hw.gpus == ()
-    try:
-        import llama_cpp
+    from app.core import llama_builds
 
-        assert hw.gpu_offload_supported == bool(llama_cpp.llama_supports_gpu_offload())
-    except ImportError:
-        assert hw.gpu_offload_supported is False
+    assert hw.gpu_offload_supported == bool(llama_builds.choose_build(llama_builds.preferred_build()).devices)
+    assert hw.llama_build and hw.llama_build_reason
     if hw.arch == "x86_64" and Path("/proc/cpuinfo").exists():
         flags = Path("/proc/cpuinfo").read_text()
         assert ("avx2" in hw.cpu_features) == (" avx2" in flags)
@@ -173,11 +180,24 @@ def test_one_broken_device_does_not_hide_the_others(monkeypatch: pytest.MonkeyPa
 
 def test_llama_cpp_without_offload_or_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_llama_cpp(monkeypatch, offload=False)
-    assert probe(refresh=True).gpu_offload_supported is False
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)
-    assert probe(refresh=True).gpu_offload_supported is False
+    hw = probe(refresh=True)
+    assert hw.gpu_offload_supported is False and hw.llama_build == "cpu"
+    assert hw.llama_build_reason == "CPU: no GPU found."
     _fake_llama_cpp(monkeypatch, offload=True)
     assert probe(refresh=True, check_offload=False).gpu_offload_supported is False
+    assert probe(refresh=True, check_offload=False).llama_build == ""
+
+
+def test_gpus_are_the_devices_the_chosen_build_reports(monkeypatch: pytest.MonkeyPatch, linux: None) -> None:
+    """A Vulkan device that NVML does not know (an AMD card, lavapipe) is what the planner sees."""
+    from app.core import llama_builds
+
+    vk = GpuInfo("AMD Radeon RX 7800 XT", "vulkan", 16 * GIB, 15 * GIB)
+    choice = llama_builds.BuildChoice(llama_builds.LlamaBuild("vulkan", Path("/b/vulkan")), (vk,), "Vulkan.", ())
+    monkeypatch.setattr(llama_builds, "choose_build", lambda forced=None, exclude=frozenset(): choice)
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    hw = probe(refresh=True)
+    assert hw.gpus == (vk,) and hw.gpu_offload_supported and hw.llama_build == "vulkan"
 
 
 # ---- Apple Silicon, faked ---------------------------------------------------------------------

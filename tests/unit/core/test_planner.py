@@ -201,7 +201,9 @@ def test_16_gb_nvidia_holds_all_layers() -> None:
     assert plan.use_mmap is True
     assert plan.swa_full is True
     assert 8192 <= plan.n_ctx <= 65536
-    assert plan.reason == f"All 25 layers on the NVIDIA GeForce RTX 4080 (16 GB), context {plan.n_ctx:,} tokens."
+    assert plan.reason == (
+        f"CUDA on NVIDIA GeForce RTX 4080 (16 GB): all 25 layers on the GPU, context {plan.n_ctx:,} tokens."
+    )
     assert_within_budget(plan, RTX_4080)
 
 
@@ -221,7 +223,8 @@ def test_8_gb_nvidia_splits_the_model() -> None:
     assert plan.n_ctx == 8192
     assert plan.use_mmap is False  # the CPU half is repacked: mmap would hold it twice
     assert re.fullmatch(
-        r"\d+ of 25 layers on the NVIDIA GeForce RTX 3070 \(8 GB\), the rest on the CPU; context 8,192 tokens\.",
+        r"CUDA on NVIDIA GeForce RTX 3070 \(8 GB\): \d+ of 25 layers on the GPU, the rest on the CPU; "
+        r"context 8,192 tokens\.",
         plan.reason,
     ), plan.reason
     assert_within_budget(plan, RTX_3070)
@@ -263,7 +266,9 @@ def test_apple_m1_16_gb_cannot_hold_it_all_in_the_working_set() -> None:
     assert plan.n_gpu_layers < ALL_LAYERS
     if plan.n_gpu_layers:
         assert plan.device == "metal"
-        assert plan.reason.startswith(f"{plan.n_gpu_layers} of 25 layers on the Apple M1 GPU")
+        assert plan.reason.startswith(
+            f"Metal on Apple M1 GPU (11 GB of unified memory usable): {plan.n_gpu_layers} of 25 layers on the GPU"
+        )
     assert_within_budget(plan, hw)
     # with less memory free it is refused rather than swapping the machine to death
     crowded = replace(hw, ram_available=int(10 * GIB))
@@ -277,7 +282,9 @@ def test_apple_m3_max_holds_everything_with_a_big_context() -> None:
     assert plan.n_gpu_layers == ALL_LAYERS
     assert plan.n_ctx >= 65536
     assert plan.use_mmap is True  # Metal maps the file as GPU memory: no copy
-    assert plan.reason.startswith("All 25 layers on the Apple M3 Max GPU (48 GB of unified memory usable)")
+    assert plan.reason.startswith(
+        "Metal on Apple M3 Max GPU (48 GB of unified memory usable): all 25 layers on the GPU"
+    )
     assert_within_budget(plan, M3_MAX_64GB)
 
 
