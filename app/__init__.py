@@ -1,0 +1,3 @@
+"""Hearth: an offline desktop chat app for local language models."""
+
+__version__ = "0.1.0"

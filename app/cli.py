@@ -29,9 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     import argparse
 
     p = argparse.ArgumentParser(prog="hearth", description="Hearth: offline chat with local language models.")
+    p.add_argument("--version", action="version", version=version_line())
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--selftest", action="store_true", help="open the window, send one message, exit")
     p.add_argument("--model", help="with --selftest: the GGUF file to use (default: the starter model)")
+    p.add_argument("--screenshot", help="with --selftest: save a picture of the window (PNG) after the reply")
     sub = p.add_subparsers(dest="command")
 
     probe = sub.add_parser("probe", help="show the hardware, and the load plan for a model")
@@ -62,13 +64,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def version_line() -> str:
+    """`hearth --version`: Hearth's version and the llama-cpp-python it runs (read without importing it)."""
+    from importlib import metadata
+
+    from app import __version__
+
+    try:
+        llama = f"llama-cpp-python {metadata.version('llama-cpp-python')}"
+    except metadata.PackageNotFoundError:
+        llama = "llama-cpp-python not installed"
+    return f"Hearth {__version__} ({llama})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--hearth-run-module"] and len(argv) > 1:  # llama_builds.CHILD_FLAG: a frozen app's child
+        return _run_module(argv[1], argv[2:])
     args: Any
     if argv:
         args = _parser().parse_args(argv)
     else:  # the window, as from a double-click: nothing to parse
-        args = SimpleNamespace(command=None, debug=False, selftest=False, model=None)
+        args = SimpleNamespace(command=None, debug=False, selftest=False, model=None, screenshot=None)
         import gc
 
         gc.disable()  # until the first frame (app.gui.app re-enables it): see there
@@ -109,11 +126,46 @@ def _sentence(exc: BaseException) -> str:
     return f"unexpected error: {exc}. Run again with --debug for details."
 
 
+def _run_module(module: str, args: list[str]) -> int:
+    """Run `module` as __main__ (what `python -m module` does), for child processes of a frozen app."""
+    import runpy
+
+    sys.argv = [module, *args]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
 def _gui(args: argparse.Namespace | SimpleNamespace) -> int:
+    from app.gui.preflight import window_problem
+
+    problem = window_problem()  # before Qt is loaded: Qt's own failure is an abort
+    if problem is not None:
+        raise CliError(problem)
+    if args.selftest:
+        _use_chosen_build()
     # Qt is imported here only: the headless commands never load it.
     from app.gui.app import run
 
-    return run(selftest=args.selftest, model=args.model)
+    return run(selftest=args.selftest, model=args.model, screenshot=args.screenshot)
+
+
+def _use_chosen_build() -> None:
+    """Load the llama.cpp build that llama_builds chooses in this process (for the in-process engine of
+    `ask` and `--selftest`): its variables must be set before llama_cpp is first imported."""
+    if "llama_cpp" in sys.modules:
+        return
+    import os
+
+    from app.core import llama_builds
+
+    choice = llama_builds.choose_build(llama_builds.preferred_build())
+    env = llama_builds.child_env(choice)
+    for key in set(os.environ) - set(env):
+        del os.environ[key]
+    os.environ.update(env)
 
 
 def _model_path(path: str | None) -> str:
@@ -155,6 +207,8 @@ def _probe(args: argparse.Namespace, out: TextIO) -> int:
     if not hw.gpus:
         out.write("GPU: none usable\n")
     out.write(f"llama.cpp GPU offload: {'yes' if hw.gpu_offload_supported else 'no'}\n")
+    if hw.llama_build:
+        out.write(f"llama.cpp build: {hw.llama_build} ({hw.llama_build_reason})\n")
     out.write(f"Free disk for models: {hw.disk_free / gb:.1f} GB\n")
     if "plan" in result:
         out.write(f"Plan for {result['model']['name']}: {result['plan']['reason']}\n")
@@ -196,6 +250,7 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
 
     if not args.question.strip():
         raise CliError("The question is empty.")
+    _use_chosen_build()
     engine = Engine()
     loaded = engine.load(_model_path(args.model), ctx_cap=args.ctx)
     for notice in loaded.notices:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 from app.core import locks, paths
 
 APP_NAME = "Hearth"
+DESKTOP_ID = "io.github.hearth_chat.Hearth"  # resources/linux/<id>.desktop, the AppStream id
 ACTIVATE = b"activate\n"
 STARTUP_PROBE_ENV = "HEARTH_STARTUP_PROBE"
 STARTUP_PROBE_LINE = "hearth: window shown"
@@ -54,7 +55,10 @@ def application(argv: Sequence[str] | None = None) -> QApplication:
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
     app.setOrganizationName(APP_NAME)
-    app.setDesktopFileName("hearth")
+    app.setDesktopFileName(DESKTOP_ID)
+    from app.gui.about import app_icon
+
+    app.setWindowIcon(app_icon())
     return app
 
 
@@ -147,15 +151,21 @@ def window_lock() -> IO[str] | None:
     return locks.try_lock(paths.data_dir() / LOCK_NAME)
 
 
-def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str] | None = None) -> int:
+def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str] | None = None,
+        screenshot: str | None = None) -> int:
     app = application(argv)
     if selftest:
         from app.gui.selftest import run_selftest
 
-        return run_selftest(app, model)
+        return run_selftest(app, model, screenshot)
 
     instance = SingleInstance()
-    lock = window_lock()
+    try:
+        lock = window_lock()
+    except OSError as exc:  # a read-only home folder, a full disk
+        folder = paths.data_dir(create=False)
+        return _fatal(f"Hearth cannot write to its data folder {folder} ({exc.strerror or exc}): make it writable, "
+                      "or start Hearth with HEARTH_HOME set to a folder you can write to.")
     if lock is None:
         if instance.activate_patiently():
             print("hearth: Hearth is already open; its window was brought forward.", file=sys.stderr)
@@ -172,9 +182,7 @@ def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str]
         store = ChatStore()
         store.recover_interrupted()
     except StoreError as exc:
-        QMessageBox.critical(None, APP_NAME, str(exc))
-        print(f"hearth: {exc}", file=sys.stderr)
-        return 1
+        return _fatal(str(exc))
     from app.gui.theme import SETTING_THEME
 
     try:  # the Settings dialog's choice, applied before any widget exists (nothing to restyle)
@@ -198,6 +206,14 @@ def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str]
         store.close()
         if lock is not None:
             locks.release(lock)
+
+
+def _fatal(message: str) -> int:
+    """One sentence on stderr and, where someone can see it, in a message box; exit code 1."""
+    print(f"hearth: {message}", file=sys.stderr)
+    if QApplication.platformName() != "offscreen":  # nobody could close the box there
+        QMessageBox.critical(None, APP_NAME, message)
+    return 1
 
 
 def _after_first_frame(instance: SingleInstance | None) -> None:
