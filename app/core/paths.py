@@ -64,15 +64,39 @@ JOBS_FILE = "jobs.json"  # in downloads_dir(): the download queue (downloads.py)
 MODELS_FOLDER_FILE = "models-folder.txt"  # in config_dir(): the folder the user picked, if any
 
 
-def models_dir(create: bool = True) -> Path:
-    """Downloaded and imported model files: the folder the user picked (the Library's "Models
-    folder…"), else under data, not cache, because they cost hours."""
+class ModelsFolderUnavailable(OSError):
+    """The folder the user chose for models is gone (a drive that is not connected, say)."""
+
+
+def _chosen_models_dir() -> Path | None:
     try:
         chosen = (config_dir(create=False) / MODELS_FOLDER_FILE).read_text(encoding="utf-8").strip()
     except OSError:
         chosen = ""
-    if chosen and Path(chosen).is_absolute():
-        return _ensure(Path(chosen), create)
+    return Path(chosen) if chosen and Path(chosen).is_absolute() else None
+
+
+def models_folder_problem() -> str | None:
+    """A sentence when the chosen models folder is not there, else None (one stat)."""
+    chosen = _chosen_models_dir()
+    if chosen is None or chosen.is_dir():
+        return None
+    return (f"The models folder {chosen} is not available (is its drive connected?): reconnect it, or choose "
+            "another folder in Settings.")
+
+
+def models_dir(create: bool = True) -> Path:
+    """Downloaded and imported model files: the folder the user picked (the Library's "Models
+    folder…"), else under data, not cache, because they cost hours.
+
+    A chosen folder that has gone (its drive unplugged) is never re-created: that would write
+    models onto the empty mount point. With `create` it raises ModelsFolderUnavailable instead."""
+    chosen = _chosen_models_dir()
+    if chosen is not None:
+        problem = models_folder_problem() if create else None
+        if problem is not None:
+            raise ModelsFolderUnavailable(problem)
+        return chosen
     return _ensure(data_dir(create) / "models", create)
 
 

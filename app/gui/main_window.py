@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core import paths
 from app.core.store import ChatStore, StoreError
 from app.core.store import Conversation as StoredConversation
 from app.gui import theme
@@ -140,6 +141,9 @@ class MainWindow(QMainWindow):
         self.composer.edit.setFocus()
         # Loaded only once the window is on screen: nothing slow happens before that.
         self._autoload = self._entry_for(model) if (model is not None or autoload) else None
+        problem = paths.models_folder_problem()
+        if problem is not None:
+            self.banner.show_message(problem)
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -189,6 +193,7 @@ class MainWindow(QMainWindow):
         bind("Ctrl+Shift+M", self.show_library)
         bind("Ctrl+J", self.show_downloads)
         bind("Ctrl+,", self.open_settings)
+        bind(QKeySequence(QKeySequence.StandardKey.HelpContents), self.open_about)
         self._stop_shortcut = bind("Esc", self.session.stop)
         self._stop_shortcut.setEnabled(False)
         self.session.streamingChanged.connect(lambda: self._stop_shortcut.setEnabled(self.session.streaming))
@@ -260,7 +265,13 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> None:
         from app.gui.settings import SettingsDialog
 
-        SettingsDialog(self.store, self.library, self).exec()
+        SettingsDialog(self.store, self.library, self, about=self.open_about).exec()
+
+    def open_about(self) -> None:
+        from app.gui.about import AboutDialog
+
+        result = self.engine.result
+        AboutDialog(result.plan.reason if result is not None else None, self).exec()
 
     def edit_token(self) -> None:
         from app.gui.library.token_dialog import TokenDialog

@@ -70,7 +70,7 @@ def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
         entries.append(ModelEntry(STARTER_KEY, STARTER_NAME, None, size))
     except (ImportError, OSError):
         pass
-    folder = paths.models_dir()
+    folder = paths.models_dir(create=False)  # a reader: a folder that is gone lists nothing (the window says why)
     found = sorted(p for p in folder.rglob("*.gguf")
                    if p.parent.name != "starter" and not p.name.startswith((".", "incomplete")))
     if (folder / paths.MANIFEST_NAME).exists():  # imported files that stay where they are (read only then:
