@@ -199,14 +199,24 @@ def python_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def _point_at(build: LlamaBuild, env: dict[str, str]) -> dict[str, str]:
+    """Make `env` load `build`: LLAMA_CPP_LIB_PATH, and on Linux the folder first on LD_LIBRARY_PATH,
+    which the dynamic linker searches before a library's RUNPATH (a frozen app puts its own folder,
+    which may hold the CPU build's libggml, on LD_LIBRARY_PATH)."""
+    lib = build.lib_path
+    if lib is None:
+        env.pop(LIB_PATH_ENV, None)
+        return env
+    env[LIB_PATH_ENV] = str(lib)
+    if sys.platform.startswith("linux"):
+        rest = [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p and p != str(lib)]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join([str(lib), *rest])
+    return env
+
+
 def child_env(choice: BuildChoice, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for an engine child that should load `choice`'s build."""
-    env = dict(os.environ if base is None else base)
-    lib = choice.build.lib_path
-    if lib is not None:
-        env[LIB_PATH_ENV] = str(lib)
-    else:
-        env.pop(LIB_PATH_ENV, None)
+    env = _point_at(choice.build, dict(os.environ if base is None else base))
     env.update(dict(choice.env))
     return env
 
@@ -224,12 +234,8 @@ def _last_line(text: str) -> str:
 
 
 def _run_probe(build: LlamaBuild, extra_env: Mapping[str, str], timeout_s: float) -> _Probe:
-    env = dict(os.environ)
+    env = _point_at(build, dict(os.environ))
     env.update(extra_env)
-    if build.lib_path is not None:
-        env[LIB_PATH_ENV] = str(build.lib_path)
-    else:
-        env.pop(LIB_PATH_ENV, None)
     env["PYTHONUNBUFFERED"] = "1"
     try:
         done = subprocess.run(

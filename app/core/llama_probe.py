@@ -22,10 +22,12 @@ DEVICE_TYPES = ("cpu", "gpu", "igpu", "accel", "meta")
 def _ggml_library(folder: Path) -> Any:
     import ctypes
 
-    names = {"win32": ("ggml.dll", "libggml.dll"), "darwin": ("libggml.dylib", "libggml.so")}
-    for name in names.get(sys.platform, ("libggml.so",)):
+    names = {"win32": ("ggml.dll", "libggml.dll"), "darwin": ("libggml.0.dylib", "libggml.dylib", "libggml.so")}
+    for name in names.get(sys.platform, ("libggml.so.0", "libggml.so")):
         if (folder / name).exists():
-            lib = ctypes.CDLL(str(folder / name))  # already loaded by libllama: the same handle
+            # The copy libllama loaded (Linux: by its soname): a second copy would be a second
+            # backend registry, initialising every GPU twice.
+            lib = ctypes.CDLL(name if name == "libggml.so.0" else str(folder / name))
             lib.ggml_backend_dev_count.restype = ctypes.c_size_t
             lib.ggml_backend_dev_get.restype = ctypes.c_void_p
             lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]

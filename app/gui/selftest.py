@@ -50,7 +50,7 @@ def wait_for(signals: list[SignalInstance], timeout_s: float) -> tuple[int, tupl
     return fired[0]
 
 
-def run_selftest(app: QApplication, model: str | None) -> int:
+def run_selftest(app: QApplication, model: str | None, screenshot: str | None = None) -> int:
     from app.core.store import ChatStore
     from app.gui.main_window import MainWindow
     from app.gui.theme import ThemeManager
@@ -94,8 +94,11 @@ def run_selftest(app: QApplication, model: str | None) -> int:
             if [m.role for m in stored] != ["user", "assistant"] or stored[1].state != "complete":
                 raise SelftestError("the conversation was not saved as expected")
             rate = (outcome.stats or {}).get("tokens_per_s", 0.0)
+            if screenshot and not window.grab().save(screenshot):
+                raise SelftestError(f"the screenshot could not be saved to {screenshot}")
             print(f"hearth: selftest passed: {result.info.name} loaded in {result.load_s:.1f} s; "
                   f"{tokens} tokens at {rate:.1f} tok/s; {time.perf_counter() - started:.1f} s in all.")
+            print(f"hearth: plan shown: {window.header.plan_label.text()}")
             return 0
         except SelftestError as exc:
             print(f"hearth: selftest failed: {exc}.", file=sys.stderr)

@@ -1,7 +1,10 @@
-"""Settings (Ctrl+,): appearance, where models are kept, the Hugging Face token. Each change
-applies at once; nothing here needs a restart."""
+"""Settings (Ctrl+,): appearance, where models are kept, the Hugging Face token, the llama.cpp build
+(engine). Each change applies at once; the engine choice from the next model load on."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
     QComboBox,
@@ -15,13 +18,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core import paths
+from app.core import llama_builds, paths
 from app.core.store import ChatStore, StoreError
 from app.gui import theme
 from app.gui.library.controller import LibraryController
 from app.gui.theme import SETTING_THEME, named
 
+if TYPE_CHECKING:
+    from app.core.llama_builds import BuildChoice
+
 THEMES = (("Follow the system", "system"), ("Light", "light"), ("Dark", "dark"))
+ENGINES: tuple[tuple[str, str | None], ...] = (
+    ("Automatic", None), ("CPU", "cpu"), ("Vulkan", "vulkan"), ("CUDA", "cuda"), ("Metal", "metal"),
+)  # fmt: skip
 
 
 def saved_theme(store: ChatStore) -> str:
@@ -33,7 +42,8 @@ def saved_theme(store: ChatStore) -> str:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, store: ChatStore, library: LibraryController, parent: QWidget | None = None) -> None:
+    def __init__(self, store: ChatStore, library: LibraryController, parent: QWidget | None = None,
+                 about: Callable[[], None] | None = None) -> None:
         super().__init__(parent)
         self.store = store
         self.library = library
@@ -80,6 +90,23 @@ class SettingsDialog(QDialog):
         token_row.addWidget(self.token_state, 1)
         token_row.addWidget(self.token_button)
         form.addRow("Hugging Face", token_row)
+
+        engine_row = QVBoxLayout()
+        self._engine_changed = False
+        self.engine = QComboBox()
+        self.engine.setAccessibleName("Engine")
+        bundled = {b.name for b in llama_builds.available_builds()}
+        for engine_label, engine in ENGINES:
+            here = engine is None or engine in bundled or engine == "cpu"
+            self.engine.addItem(engine_label if here else f"{engine_label} (not in this installation)", engine)
+        self.engine.setCurrentIndex(max(0, self.engine.findData(llama_builds.preferred_build())))
+        self.engine.currentIndexChanged.connect(self._on_engine)
+        engine_row.addWidget(self.engine)
+        self.engine_state = named(QLabel("Checking which llama.cpp build this computer can run…"), "Muted")
+        self.engine_state.setWordWrap(True)
+        self.engine_state.setAccessibleName("Engine in use")
+        engine_row.addWidget(self.engine_state)
+        form.addRow("Engine", engine_row)
         layout.addLayout(form)
 
         self.notice = named(QLabel(), "NoticeLabel")
@@ -91,6 +118,10 @@ class SettingsDialog(QDialog):
         privacy.setWordWrap(True)
         layout.addWidget(privacy)
         close = QHBoxLayout()
+        if about is not None:
+            self.about_button = QPushButton("About Hearth…")
+            self.about_button.clicked.connect(about)
+            close.addWidget(self.about_button)
         close.addStretch(1)
         self.close_button = named(QPushButton("Done"), "PrimaryButton")
         self.close_button.setMinimumHeight(30)
@@ -99,6 +130,11 @@ class SettingsDialog(QDialog):
         close.addWidget(self.close_button)
         layout.addLayout(close)
 
+        from app.gui.about import BuildChoiceLookup
+
+        self.lookup = BuildChoiceLookup(self)
+        self.lookup.ready.connect(self._on_choice)
+        self.lookup.start()
         library.message.connect(self._on_message)
         library.tokenChanged.connect(self._on_token)
         self._show_folder()
@@ -116,6 +152,23 @@ class SettingsDialog(QDialog):
             self.store.set_setting(SETTING_THEME, mode)
         except StoreError as exc:
             self._on_message(str(exc))
+
+    def _on_engine(self) -> None:
+        value = self.engine.currentData()
+        try:
+            llama_builds.set_preferred_build(value if isinstance(value, str) else None)
+        except OSError as exc:
+            self._on_message(f"The engine choice could not be saved: {exc.strerror or exc}.")
+            return
+        self._engine_changed = True
+        self.engine_state.setText("Checking…")
+        self.lookup.start()
+
+    def _on_choice(self, choice: BuildChoice) -> None:
+        lines = [f"In use: {choice.reason}", *choice.tried]
+        if self._engine_changed:
+            lines.append("Takes effect the next time a model loads.")
+        self.engine_state.setText("\n".join(lines))
 
     def _show_folder(self) -> None:
         current = paths.models_dir(create=False)
@@ -144,3 +197,4 @@ class SettingsDialog(QDialog):
     def _on_message(self, text: str) -> None:
         self.notice.setText(text)
         self.notice.setVisible(bool(text))
+
