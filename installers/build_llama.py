@@ -24,6 +24,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from installers.bundle_plan import keep_llama_lib  # noqa: E402
+
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 COMMON = ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_CURL=OFF"]
 VARIANT_ARGS: dict[str, list[str]] = {
@@ -80,6 +83,8 @@ def extract_libs(wheel: Path, out: Path) -> list[Path]:
     with zipfile.ZipFile(wheel) as zf:
         for name in zf.namelist():
             if not name.startswith("llama_cpp/lib/") or name.endswith("/"):
+                continue
+            if not keep_llama_lib(Path(name).name):
                 continue
             target = out / Path(name).name
             with zf.open(name) as src, open(target, "wb") as dst:
