@@ -58,8 +58,19 @@ def freeze(work: Path) -> Path:
     """PyInstaller onedir bundle (or Hearth.app on macOS); returns the bundle folder."""
     dist = work / "dist"
     env = dict(os.environ, HEARTH_ROOT=str(ROOT))
-    cmd = [sys.executable, "-m", "PyInstaller", str(ROOT / "installers" / "hearth.spec"), "--noconfirm",
-           "--distpath", str(dist), "--workpath", str(work / "work"), "--log-level", "WARN"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        str(ROOT / "installers" / "hearth.spec"),
+        "--noconfirm",
+        "--distpath",
+        str(dist),
+        "--workpath",
+        str(work / "work"),
+        "--log-level",
+        "WARN",
+    ]
     started = time.monotonic()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
     bundle = dist / ("Hearth.app" if sys.platform == "darwin" else "hearth")
@@ -81,8 +92,10 @@ def add_builds(bundle: Path, variant: str, source: Path) -> list[str]:
         if not any(folder.glob("*llama*")):
             if name in OPTIONAL_BUILDS.get(variant, ()):
                 continue
-            raise SystemExit(f"build: the {name} build of llama.cpp is missing in {folder} "
-                             f"(make it with installers/build_llama.py --variant {name} --out {folder})")
+            raise SystemExit(
+                f"build: the {name} build of llama.cpp is missing in {folder} "
+                f"(make it with installers/build_llama.py --variant {name} --out {folder})"
+            )
         shutil.copytree(folder, target / name, symlinks=True)
         added.append(name)
         print(f"build: added builds/{name} ({mb(tree_size(target / name))})")

@@ -29,6 +29,9 @@ from installers.bundle_plan import keep_llama_lib  # noqa: E402
 
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 COMMON = ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_CURL=OFF"]
+# Bundles run on other people's CPUs: no -march=native (GGML_NATIVE=OFF builds the AVX2/FMA/F16C
+# baseline on x86-64). --native keeps this machine's instruction set (local tests only).
+PORTABLE = ["-DGGML_NATIVE=OFF"]
 VARIANT_ARGS: dict[str, list[str]] = {
     "cpu": [],
     "vulkan": ["-DGGML_VULKAN=on"],
@@ -40,19 +43,21 @@ VARIANT_ARGS: dict[str, list[str]] = {
 LIB_SUFFIXES = (".so", ".dylib", ".dll", ".metal")
 
 
-def cmake_args(variant: str, sdk: Path | None) -> str:
-    args = [*COMMON, *VARIANT_ARGS[variant]]
+def cmake_args(variant: str, sdk: Path | None, native: bool = False) -> str:
+    args = [*COMMON, *([] if native or variant == "metal" else PORTABLE), *VARIANT_ARGS[variant]]
     if variant == "vulkan" and sdk is not None:
         usr = sdk / "usr"
         args += [f"-DVulkan_INCLUDE_DIR={usr / 'include'}", f"-DCMAKE_PREFIX_PATH={usr}"]
     return " ".join(args)
 
 
-def build_wheel(variant: str, wheel_dir: Path, sdk: Path | None, jobs: int) -> Path:
+def build_wheel(variant: str, wheel_dir: Path, sdk: Path | None, jobs: int, native: bool = False) -> Path:
     wheel_dir.mkdir(parents=True, exist_ok=True)
     for old in wheel_dir.glob("llama_cpp_python-*.whl"):
         old.unlink()
-    env = dict(os.environ, CMAKE_ARGS=cmake_args(variant, sdk), CMAKE_BUILD_PARALLEL_LEVEL=str(jobs), FORCE_CMAKE="1")
+    env = dict(
+        os.environ, CMAKE_ARGS=cmake_args(variant, sdk, native), CMAKE_BUILD_PARALLEL_LEVEL=str(jobs), FORCE_CMAKE="1"
+    )
     cmd = [
         sys.executable,
         "-m",
@@ -95,6 +100,35 @@ def extract_libs(wheel: Path, out: Path) -> list[Path]:
     return written
 
 
+CUDA_RUNTIME = ("libcudart", "libcublas", "libcublasLt", "cudart64", "cublas64", "cublasLt64")
+
+
+def bundle_cuda_runtime(out: Path) -> list[Path]:
+    """Copy the CUDA runtime and cuBLAS that libggml-cuda needs next to it (redistributable under the
+    CUDA EULA). Never libcuda / nvcuda.dll: that is the driver, which comes with the GPU's driver."""
+    copied: list[Path] = []
+    if sys.platform == "win32":
+        cuda_bin = Path(os.environ.get("CUDA_PATH", "")) / "bin"
+        sources = [p for p in cuda_bin.glob("*.dll") if p.name.startswith(CUDA_RUNTIME)]
+    else:
+        libs = list(out.glob("libggml-cuda.so*"))
+        if not libs:
+            raise SystemExit(f"build_llama: no libggml-cuda in {out}")
+        ldd = subprocess.run(["ldd", str(libs[0])], capture_output=True, text=True, check=True).stdout
+        sources = []
+        for line in ldd.splitlines():
+            name, _, where = line.strip().partition("=>")
+            if name.strip().startswith(CUDA_RUNTIME) and where.strip().startswith("/"):
+                sources.append(Path(where.strip().split(" (")[0]))
+    for src in sources:
+        target = out / src.name
+        shutil.copy2(src.resolve(), target)
+        copied.append(target)
+    if not copied:
+        raise SystemExit("build_llama: the CUDA runtime libraries were not found (is the CUDA toolkit installed?)")
+    return copied
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", choices=sorted(VARIANT_ARGS), required=True)
@@ -102,14 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wheel-dir", type=Path, help="where pip puts the wheel (default: a temporary folder)")
     p.add_argument("--wheel", type=Path, help="extract from this already-built wheel instead of building")
     p.add_argument("--sdk", type=Path, help="vulkan: the prefix made by installers/linux/vulkan_sdk.sh")
+    p.add_argument("--native", action="store_true", help="optimise for this machine's CPU (local tests only)")
     p.add_argument("--jobs", type=int, default=int(os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", "2")))
     args = p.parse_args(argv)
     if args.wheel is not None:
         wheel = args.wheel
     else:
         wheel_dir = args.wheel_dir or Path(tempfile.mkdtemp(prefix=f"hearth-{args.variant}-wheel-"))
-        wheel = build_wheel(args.variant, wheel_dir, args.sdk, args.jobs)
+        wheel = build_wheel(args.variant, wheel_dir, args.sdk, args.jobs, args.native)
     libs = extract_libs(wheel, args.out)
+    if args.variant == "cuda":
+        libs += bundle_cuda_runtime(args.out)
     size = sum(p.stat().st_size for p in libs)
     print(f"build_llama: {args.variant}: {len(libs)} files, {size / 1e6:.1f} MB in {args.out}")
     return 0

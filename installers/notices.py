@@ -76,8 +76,12 @@ def write_notices(out_dir: Path) -> Path:
     lic_dir = out_dir / "licenses"
     shutil.copytree(ROOT / "app" / "resources" / "licenses", lic_dir, dirs_exist_ok=True)
     shutil.copy2(ROOT / "LICENSE", out_dir / "LICENSE")
-    lines = [(ROOT / "app" / "resources" / "THIRD_PARTY_NOTICES.md").read_text(encoding="utf-8").rstrip(), "",
-             "## Every bundled Python distribution", ""]
+    lines = [
+        (ROOT / "app" / "resources" / "THIRD_PARTY_NOTICES.md").read_text(encoding="utf-8").rstrip(),
+        "",
+        "## Every bundled Python distribution",
+        "",
+    ]
     for dist in bundled_distributions():
         name, version = dist.metadata["Name"], dist.version
         files = licence_files(dist)

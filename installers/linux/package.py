@@ -130,8 +130,9 @@ def deb(bundle: Path, dist: Path, version: str, variant: str) -> Path:
     control.write_text("".join(f"{k}: {v}\n" for k, v in fields.items()), encoding="utf-8")
     out = dist / f"hearth_{version}_{variant}_amd64.deb"
     # fakeroot: files owned by root in the package whoever builds it; xz like Debian's own packages.
-    subprocess.run(["fakeroot", "dpkg-deb", "-Zxz", "--build", str(stage), str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["fakeroot", "dpkg-deb", "-Zxz", "--build", str(stage), str(out)], check=True, stdout=subprocess.DEVNULL
+    )
     print(f"package: {out.name} ({mb(out.stat().st_size)}), Depends: {fields['Depends']}")
     return out
 
@@ -180,8 +181,11 @@ def squashfs_size(appdir_path: Path) -> int:
     """The size an AppImage's payload would have (squashfs, zstd as appimagetool does): for reports."""
     out = appdir_path.with_suffix(".squashfs")
     out.unlink(missing_ok=True)
-    subprocess.run(["mksquashfs", str(appdir_path), str(out), "-comp", "zstd", "-noappend", "-quiet",
-                    "-all-root"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["mksquashfs", str(appdir_path), str(out), "-comp", "zstd", "-noappend", "-quiet", "-all-root"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     size = out.stat().st_size
     out.unlink()
     return size
