@@ -141,6 +141,9 @@ class MainWindow(QMainWindow):
         self.composer.edit.setFocus()
         # Loaded only once the window is on screen: nothing slow happens before that.
         self._autoload = self._entry_for(model) if (model is not None or autoload) else None
+        from app.gui.about import app_icon
+
+        self.setWindowIcon(app_icon())  # also where the QApplication is not Hearth's own (tests, benches)
         problem = paths.models_folder_problem()
         if problem is not None:
             self.banner.show_message(problem)
