@@ -20,9 +20,10 @@ from typing import Any
 APP_ID = "io.github.hearth_chat.Hearth"
 MACOS_MINIMUM = "12.0"  # llama.cpp's Metal backend needs macOS 12 (Monterey) or later
 
-# Qt parts Hearth never uses (matched against the destination path of each collected file).
+# Qt parts Hearth never uses (matched against the destination path of each collected file). Qt6Svg
+# stays: the GNOME (adwaita) window decorations on Wayland need it.
 UNUSED_QT = (
-    "Qt6Qml", "Qt6Quick", "Qt6Pdf", "Qt6Svg", "Qt6VirtualKeyboard", "Qt6OpenGLWidgets",
+    "Qt6Qml", "Qt6Quick", "Qt6Pdf", "Qt6VirtualKeyboard", "Qt6OpenGLWidgets",
     "Qt6Designer", "Qt6Sql", "Qt6PrintSupport", "Qt6Test", "Qt6Concurrent",
     "plugins/designer", "plugins/qmltooling", "plugins/qmllint", "plugins/sqldrivers",
     "plugins/printsupport", "plugins/vectorimageformats", "plugins/tls", "plugins/networkinformation",

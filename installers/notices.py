@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 LICENSE_HINTS = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
@@ -50,7 +51,7 @@ def bundled_distributions(roots: list[str] | None = None) -> list[metadata.Distr
 
 
 def licence_name(dist: metadata.Distribution) -> str:
-    meta = dist.metadata
+    meta: Any = dist.metadata  # an email.message.Message underneath: .get() exists
     expr = meta.get("License-Expression")
     if expr:
         return str(expr)

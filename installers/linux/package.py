@@ -82,7 +82,7 @@ def depends(bundle: Path) -> list[str]:
     if missing - ignore:
         raise SystemExit("package: the bundle needs libraries this machine lacks: " + ", ".join(sorted(missing)))
     found = debian_packages(needed)
-    return sorted(set(found) | set(ALWAYS) - set(RECOMMENDS))
+    return sorted((set(found) | set(ALWAYS)) - set(RECOMMENDS))
 
 
 def _copy_desktop_files(root: Path, exec_name: str = "hearth") -> None:
