@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-freeze", action="store_true", help="reuse the last frozen bundle in --work")
     p.add_argument("--appimagetool", help="Linux: turn the AppDir into an .AppImage with this appimagetool")
     p.add_argument("--version-override", help="package version (tests: an 'older' install)")
+    p.add_argument("--only", help="Linux: a comma-separated subset of deb,tar,appdir (default: all)")
     args = p.parse_args(argv)
     builds = args.builds or Path(os.environ.get("HEARTH_LLAMA_BUILDS") or ROOT / "build" / "llama")
     ver = args.version_override or version()
@@ -136,11 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     if sys.platform.startswith("linux"):
         from installers.linux import package
 
-        artefacts.append(package.deb(bundle, args.dist, ver, args.variant))
-        artefacts.append(package.tarball(bundle, args.dist, ver, args.variant))
-        appdir = package.appdir(bundle, ROOT / "build" / f"Hearth-{args.variant}.AppDir")
-        if args.appimagetool:
-            artefacts.append(package.appimage(appdir, args.dist, ver, args.variant, args.appimagetool))
+        wanted = set((args.only or "deb,tar,appdir").split(","))
+        if "deb" in wanted:
+            artefacts.append(package.deb(bundle, args.dist, ver, args.variant))
+        if "tar" in wanted:
+            artefacts.append(package.tarball(bundle, args.dist, ver, args.variant))
+        if "appdir" in wanted:
+            appdir = package.appdir(bundle, ROOT / "build" / f"Hearth-{args.variant}.AppDir")
+            if args.appimagetool:
+                artefacts.append(package.appimage(appdir, args.dist, ver, args.variant, args.appimagetool))
     elif sys.platform == "win32":
         from installers.windows import nsis
 

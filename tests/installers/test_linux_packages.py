@@ -59,7 +59,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     deb = dist / f"hearth_{__version__}_vulkan_amd64.deb"
     renamed = dist / "new.deb"
     deb.rename(renamed)  # the older build below writes into the same folder
-    again = ["--skip-freeze", "--version-override", OLD_VERSION]
+    again = ["--skip-freeze", "--version-override", OLD_VERSION, "--only", "deb"]
     old = _run([sys.executable, "installers/build.py", "--variant", "vulkan", "--builds", str(builds), "--dist",
                 str(dist), *again], cwd=ROOT, env=env, timeout=1800)  # fmt: skip
     assert old.returncode == 0, old.stdout[-3000:] + old.stderr[-3000:]
