@@ -28,7 +28,8 @@ log = tempfile.TemporaryFile(mode="w+b"); saved = os.dup(2); os.dup2(log.fileno(
 import llama_cpp
 model, n_tokens = sys.argv[1], int(sys.argv[2])
 t0 = time.perf_counter()
-llm = llama_cpp.Llama(model, n_gpu_layers=-1, n_ctx=2048, n_batch=512, flash_attn=os.environ.get("GPU_CHECK_FA", "1") == "1", verbose=True)
+fa = os.environ.get("GPU_CHECK_FA", "1") == "1"  # the planner's choice on a GPU; 0 for lavapipe + tiny gpt-oss
+llm = llama_cpp.Llama(model, n_gpu_layers=-1, n_ctx=2048, n_batch=512, flash_attn=fa, verbose=True)
 load_s = time.perf_counter() - t0
 prompt = llm.tokenize(b"Write a long story about a lighthouse keeper.", add_bos=True, special=False)
 rates = []

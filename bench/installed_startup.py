@@ -41,8 +41,10 @@ def main() -> int:
             pips.append(time_to_line(pip_cmd, env))
             frozens.append(time_to_line(frozen_cmd, frozen_env))
             print(f"round {i + 1}: installed {frozens[-1]:.2f} s, pip-installed {pips[-1]:.2f} s", flush=True)
-    print(f"platform {env.get('QT_QPA_PLATFORM', 'default')}; medians: installed {statistics.median(frozens):.2f} s, "
-          f"pip-installed {statistics.median(pips):.2f} s")
+    print(
+        f"platform {env.get('QT_QPA_PLATFORM', 'default')}; medians: installed {statistics.median(frozens):.2f} s, "
+        f"pip-installed {statistics.median(pips):.2f} s"
+    )
     print(f"installed_startup_ratio {statistics.median(frozens) / statistics.median(pips):.2f}")
     return 0
 
