@@ -25,6 +25,10 @@ sys.path.insert(0, str(ROOT))
 CHILD = r"""
 import json, os, re, sys, tempfile, time
 log = tempfile.TemporaryFile(mode="w+b"); saved = os.dup(2); os.dup2(log.fileno(), 2)
+def show_log_on_failure(kind, value, tb):  # llama.cpp's log and the traceback back on the real stderr
+    os.dup2(saved, 2); log.seek(0); sys.stderr.write(log.read().decode("utf-8", "replace")[-3000:])
+    sys.__excepthook__(kind, value, tb)
+sys.excepthook = show_log_on_failure
 import llama_cpp
 model, n_tokens = sys.argv[1], int(sys.argv[2])
 t0 = time.perf_counter()
