@@ -234,9 +234,14 @@ def _last_line(text: str) -> str:
 
 
 def _run_probe(build: LlamaBuild, extra_env: Mapping[str, str], timeout_s: float) -> _Probe:
+    import tempfile
+
     env = _point_at(build, dict(os.environ))
     env.update(extra_env)
     env["PYTHONUNBUFFERED"] = "1"
+    fd, result_file = tempfile.mkstemp(prefix="hearth-probe-", suffix=".json")
+    os.close(fd)
+    env["HEARTH_PROBE_RESULT"] = result_file  # llama_probe.RESULT_ENV
     try:
         done = subprocess.run(
             python_command(PROBE_MODULE),
@@ -247,12 +252,15 @@ def _run_probe(build: LlamaBuild, extra_env: Mapping[str, str], timeout_s: float
             stdin=subprocess.DEVNULL,
             check=False,
         )
+        written = Path(result_file).read_text(encoding="utf-8")
     except subprocess.TimeoutExpired:
         return _Probe(False, error=f"it did not start within {timeout_s:.0f} s")
     except OSError as exc:
         return _Probe(False, error=f"its test process could not start: {exc}")
+    finally:
+        Path(result_file).unlink(missing_ok=True)
     data: dict[str, Any] = {}
-    for line in reversed(done.stdout.splitlines()):
+    for line in reversed((written + "\n" + done.stdout).splitlines()):
         if line.startswith("{"):
             try:
                 data = json.loads(line)

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+RESULT_ENV = "HEARTH_PROBE_RESULT"  # a file for the JSON line, instead of stdout
+
 # enum ggml_backend_dev_type (ggml-backend.h of the llama.cpp in llama-cpp-python 0.3.36)
 DEVICE_TYPES = ("cpu", "gpu", "igpu", "accel", "meta")
 
@@ -97,8 +99,13 @@ def main() -> int:
         result = probe()
     except Exception as exc:  # reported to the parent as a sentence; the parent decides
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
+    line = json.dumps(result) + "\n"
+    target = os.environ.get(RESULT_ENV)
+    if target:  # a windowed (GUI-subsystem) frozen app on Windows has no sys.stdout
+        Path(target).write_text(line, encoding="utf-8")
+    elif sys.stdout is not None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
     return 0 if result["ok"] else 3
 
 
