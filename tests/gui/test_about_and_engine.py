@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
@@ -18,6 +19,13 @@ from app.gui.about import AboutDialog, app_icon
 from app.gui.settings import SettingsDialog
 from tests.gui.conftest import WindowFactory, load
 from tests.gui.test_settings import open_settings
+
+
+@pytest.fixture(autouse=True)
+def _no_gpu_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This installation carries no GPU build (CI exports HEARTH_LLAMA_BUILDS for the Vulkan tests)."""
+    monkeypatch.delenv(llama_builds.BUILDS_ENV, raising=False)
+    monkeypatch.delenv(llama_builds.VK_DEVICES_ENV, raising=False)
 
 
 def test_the_app_and_its_windows_have_the_icon(make_window: WindowFactory, store: ChatStore) -> None:
