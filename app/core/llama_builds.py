@@ -272,7 +272,7 @@ def _run_probe(build: LlamaBuild, extra_env: Mapping[str, str], timeout_s: float
         return _Probe(False, error=f"it crashed ({_signal_name(done.returncode)}{': ' + detail if detail else ''})")
     if not data.get("ok"):
         detail = str(data.get("error") or _last_line(done.stderr) or f"exit code {done.returncode}")
-        return _Probe(False, error=detail[:300])
+        return _Probe(False, error=_plain(detail)[:300])
     devices = tuple(_device(d) for d in data.get("devices", []))
     return _Probe(
         True,
@@ -281,6 +281,14 @@ def _run_probe(build: LlamaBuild, extra_env: Mapping[str, str], timeout_s: float
         system_info=str(data.get("system_info", "")),
         env=tuple(sorted(extra_env.items())),
     )
+
+
+def _plain(detail: str) -> str:
+    """The dynamic linker's long message for a missing library, said short: "libvulkan.so.1 is missing"."""
+    import re
+
+    m = re.search(r"([\w.+-]+\.so[\w.]*): cannot open shared object file", detail)
+    return f"{m.group(1)} is missing" if m else detail
 
 
 def _device(d: Mapping[str, Any]) -> GpuInfo:

@@ -218,3 +218,40 @@ def test_the_portable_tarball_runs(built: Built, tmp_path: Path) -> None:
     no_display = {k: v for k, v in _app_env(tmp_path / "home").items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     run = _run([str(exe)], env=no_display)
     assert run.returncode == 1 and run.stderr.startswith("hearth: no display found")
+
+
+@pytest.fixture
+def clean_root(tmp_path: Path) -> Iterator[Path]:
+    """A fresh Debian bookworm (debootstrap --variant=minbase: no X, no Qt libraries, no Vulkan)."""
+    assert shutil.which("debootstrap"), "debootstrap is missing (.ci/run installs it)"
+    root = tmp_path / "root"
+    made = _run(["debootstrap", "--variant=minbase", "bookworm", str(root), "http://deb.debian.org/debian"],
+                timeout=900)  # fmt: skip
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    shutil.copy2("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    mounts = [root / "proc", root / "dev"]
+    _run(["mount", "-t", "proc", "proc", str(mounts[0])])
+    _run(["mount", "--bind", "/dev", str(mounts[1])])
+    try:
+        yield root
+    finally:
+        for m in reversed(mounts):
+            _run(["umount", "-l", str(m)])
+
+
+def test_the_deb_installs_and_runs_on_a_clean_debian(built: Built, clean_root: Path) -> None:
+    """apt resolves the package's Depends on a system that has none of them; without the Recommends
+    (no libvulkan1) the Vulkan build cannot load: the app falls back to the CPU and says why."""
+    shutil.copy2(built.deb, clean_root / "tmp" / "hearth.deb")
+    shutil.copy2(_starter(), clean_root / "tmp" / "starter.gguf")
+    script = ("export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
+              "apt-get install -y -qq --no-install-recommends /tmp/hearth.deb xvfb xauth")  # fmt: skip
+    apt = _run(["chroot", str(clean_root), "/bin/sh", "-c", script], timeout=900)
+    assert apt.returncode == 0, apt.stdout[-2000:] + apt.stderr[-2000:]
+    selftest = "cd /tmp && HOME=/root xvfb-run -a hearth --selftest --model /tmp/starter.gguf"
+    run = _run(["chroot", str(clean_root), "/bin/sh", "-c", selftest], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+               timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "selftest passed" in run.stdout
+    assert "plan shown: CPU only (the Vulkan build failed to start (" in run.stdout
+    assert "(libvulkan.so.1 is missing)" in run.stdout
