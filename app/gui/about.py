@@ -96,9 +96,10 @@ class AboutDialog(QDialog):
         font.setBold(True)
         self.title.setFont(font)
         heading.addWidget(self.title)
-        heading.addWidget(
-            named(QLabel("Offline chat with local language models. Licensed under the Apache License 2.0."), "Muted")
-        )
+        tagline = QLabel("Offline chat with local language models. Licensed under the Apache License 2.0.")
+        named(tagline, "Muted")
+        tagline.setWordWrap(True)
+        heading.addWidget(tagline)
         top.addLayout(heading, 1)
         layout.addLayout(top)
 
