@@ -241,7 +241,8 @@ def clean_root(tmp_path: Path) -> Iterator[Path]:
 
 def test_the_deb_installs_and_runs_on_a_clean_debian(built: Built, clean_root: Path) -> None:
     """apt resolves the package's Depends on a system that has none of them; without the Recommends
-    (no libvulkan1) the Vulkan build cannot load: the app falls back to the CPU and says why."""
+    (no libvulkan1, no Vulkan driver) the Vulkan build is not even started: the app runs on the CPU
+    and says why. (A Vulkan build whose loader is missing: tests/e2e/test_vulkan_build.py.)"""
     shutil.copy2(built.deb, clean_root / "tmp" / "hearth.deb")
     shutil.copy2(_starter(), clean_root / "tmp" / "starter.gguf")
     script = ("export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
@@ -253,5 +254,4 @@ def test_the_deb_installs_and_runs_on_a_clean_debian(built: Built, clean_root: P
                timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert "selftest passed" in run.stdout
-    assert "plan shown: CPU only (the Vulkan build failed to start (" in run.stdout
-    assert "(libvulkan.so.1 is missing)" in run.stdout
+    assert "plan shown: CPU only (no Vulkan GPU found)" in run.stdout
