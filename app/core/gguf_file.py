@@ -614,8 +614,9 @@ def _token_text(tokens: _StringArray, token_id: int | None) -> str:
     return tokens[token_id] if token_id is not None and 0 <= token_id < len(tokens) else ""
 
 
-def inspect_gguf(path: str | Path) -> ModelInfo:
-    """Validate a GGUF model (all parts of a split one) and describe it; raises GGUFError."""
+def inspect_gguf(path: str | Path, *, checks: bool = True) -> ModelInfo:
+    """Validate a GGUF model (all parts of a split one) and describe it; raises GGUFError.
+    `checks=False` (tests only) skips the checks of settings llama.cpp would abort on."""
     path = Path(path)
     parts = _read_parts(path)
     first = next((p for p in parts if "general.architecture" in p.metadata), parts[0])

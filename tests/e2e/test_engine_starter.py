@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from app.core.engine import ContextOverflowError, Engine, GenerateRequest, Sampling
+from app.core.engine import ContextOverflowError, GenerateRequest, Sampling
+from app.core.engine.llama import Engine
 from app.core.formats.base import AnswerDelta, Conversation, Done, Event, Message, TextCollector
 from app.core.gguf_file import ModelInfo
 from tests.e2e.conftest import small_plan
@@ -172,7 +173,7 @@ def test_oldest_turns_are_dropped_when_the_context_is_full(starter_info: ModelIn
 def test_user_text_never_becomes_control_tokens(starter_engine: Engine, starter_info: ModelInfo) -> None:
     """On Gemma's real tokenizer: the base model's transcript has no turn markers at all, and a
     chat-tuned Gemma's turn format has exactly its own; pasted markers add none."""
-    from app.core.engine import render_prompt
+    from app.core.engine.llama import render_prompt
     from app.core.formats.template import fallback_format
 
     llm = starter_engine._require()
