@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
         self._resumed_downloads = False
         self._loading_name = ""
         self._requested_key = self._loaded_key = ""
+        self._requested_entry: ModelEntry | None = None
         self.library = LibraryController(self, is_loaded=self.is_loaded)
         self._library_page: LibraryPage | None = None
         self._downloads_page: DownloadsPage | None = None
@@ -387,6 +388,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._requested_key = entry.key
+        self._requested_entry = entry
         self.header.select(entry.key)
         self.header.set_loading(entry.name)
         self.session.model_name = None
@@ -407,19 +409,20 @@ class MainWindow(QMainWindow):
         """The engine process died while loading: remember the model, so the next start does not
         load it again by itself; the window stays, and the user can retry or pick another."""
         key = self._requested_key
+        self._forget_setting(SETTING_LOADING)
         try:
             self.store.set_setting(SETTING_CRASHED, key)
         except StoreError:
             pass
-        entry = self.header.entry(key) if key else None
-        self._crash_notice(message, entry)
+        self.session.model_name = None
+        self._crash_notice(message, self._requested_entry)
+        self.modelFailed.emit(message)
 
     def _on_engine_stopped(self, message: str) -> None:
         """The engine died mid-reply or while idle: the reply (if any) keeps its text, marked."""
         self.session.model_name = None
         self._loaded_key = ""
-        entry = self.header.entry(self._requested_key) if self._requested_key else None
-        self._crash_notice(message, entry)
+        self._crash_notice(message, self._requested_entry)
 
     def _crash_notice(self, message: str, entry: ModelEntry | None) -> None:
         self.header.set_failed(message)

@@ -42,8 +42,8 @@ class EngineController(QObject):
     loadStarted = Signal(str)  # the model's name
     planReady = Signal(object)  # LoadPlan, before the (slow) load itself
     loaded = Signal(object)  # LoadResult
-    loadFailed = Signal(str)  # one sentence
-    loadCrashed = Signal(str, str)  # sentence, the model's path: the engine died while loading
+    loadFailed = Signal(str)  # one sentence: the model was refused or llama.cpp reported an error
+    loadCrashed = Signal(str, str)  # sentence, the model's path: the engine process died while loading
     engineStopped = Signal(str)  # the engine died mid-reply or while idle: one sentence
     unloaded = Signal()
     events = Signal(int, list)  # job id, coalesced ParsedEvents
@@ -125,4 +125,5 @@ class EngineController(QObject):
     def _on_load_failed(self, event: LoadFailed) -> None:
         if event.crashed:
             self.loadCrashed.emit(event.message, str(event.path or ""))
-        self.loadFailed.emit(event.message)
+        else:
+            self.loadFailed.emit(event.message)

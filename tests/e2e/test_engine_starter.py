@@ -10,6 +10,7 @@ import pytest
 
 from app.core.engine import ContextOverflowError, GenerateRequest, Sampling
 from app.core.engine.llama import Engine
+from app.core.engine.types import CancelToken
 from app.core.formats.base import AnswerDelta, Conversation, Done, Event, Message, TextCollector
 from app.core.gguf_file import ModelInfo
 from tests.e2e.conftest import small_plan
@@ -96,10 +97,11 @@ def test_cancel_during_a_long_prompt(starter_info: ModelInfo) -> None:
         assert isinstance(full[-1], Done) and full[-1].stats.prompt_tokens > 2500
         # Change the prompt's start so nothing is cached, then cancel shortly after starting.
         request = replace(request, conversation=Conversation((Message("user", "Hi. " + long_text),)))
-        timer = threading.Timer(0.05, engine.cancel)
+        token = CancelToken()
+        timer = threading.Timer(0.05, token.set)
         started = time.perf_counter()
         timer.start()
-        events = list(engine.generate(request))
+        events = list(engine.generate(request, token))
         cancelled_s = time.perf_counter() - started
         done = events[-1]
         assert isinstance(done, Done) and done.stop_reason == "cancelled"
@@ -109,6 +111,32 @@ def test_cancel_during_a_long_prompt(starter_info: ModelInfo) -> None:
         assert after.stop_reason in ("stop", "length") and got.answer_text
     finally:
         engine.unload()
+
+
+def test_a_stream_that_is_never_iterated_leaves_the_engine_free(starter_engine: Engine) -> None:
+    """Found in review: generate() used to take the engine's lock before its generator ran, so a
+    stream created and never iterated kept the engine busy for ever (and unload() blocked)."""
+    abandoned = starter_engine.generate(GenerateRequest(Conversation((Message("user", "Hi"),)), max_tokens=4))
+    got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
+    assert done.stop_reason in ("stop", "length") and got.answer_text
+    half = starter_engine.generate(GenerateRequest(Conversation((Message("user", "Count to ten."),)),
+                                                   max_tokens=32, sampling=GREEDY))
+    next(half)  # started, then dropped half-way: closing it frees the engine
+    half.close()
+    got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
+    assert done.stop_reason in ("stop", "length")
+    del abandoned
+
+
+def test_a_cancel_before_the_first_token_is_kept(starter_engine: Engine) -> None:
+    """Found in review: a cancel that came before the generation started was cleared by it."""
+    token = CancelToken()
+    token.set()
+    events = list(starter_engine.generate(GenerateRequest(
+        Conversation((Message("user", "Write a long story."),)), max_tokens=200, sampling=GREEDY), token))
+    assert events[-1] == Done(events[-1].stats, "cancelled") and events[-1].stats.generated_tokens == 0
+    got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
+    assert done.stop_reason in ("stop", "length") and got.answer_text  # nothing leaked into the next reply
 
 
 def _turns(answer1: str) -> tuple[list[Message], list[Message]]:

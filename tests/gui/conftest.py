@@ -19,7 +19,6 @@ from app.core.store import ChatStore  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.model_picker import ModelEntry  # noqa: E402
 from app.gui.theme import ThemeManager  # noqa: E402
-from tests.fixtures.tiny_gptoss import tiny_gptoss_path  # noqa: E402, F401  (fixture)
 
 SIGNAL_TIMEOUT_MS = 300_000  # a safety net for a stuck test, never a performance check
 TEST_CTX = 2048
