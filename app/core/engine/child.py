@@ -36,6 +36,38 @@ class _Channel:
             write_frame(self._out, message)
 
 
+_LEVELS = {0: "N", 1: "D", 2: "I", 3: "W", 4: "E"}  # ggml.h ggml_log_level; 5 continues the last line
+_log_callback: Any = None  # kept alive for as long as llama.cpp holds the pointer
+
+
+def install_llama_log() -> None:
+    """llama.cpp's log as tagged lines on stderr ("[llama:W] …"), so the app can keep each line at
+    its level (and quote the last one if this process dies)."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    state = {"level": "I", "pending": b""}
+
+    def on_log(level: int, text: bytes, _data: ctypes.c_void_p) -> None:
+        if level != 5:
+            state["level"] = _LEVELS.get(level, "I")
+        data = state["pending"] + (text or b"")  # type: ignore[operator]
+        *lines, state["pending"] = data.split(b"\n")
+        tag = f"[llama:{state['level']}] ".encode()
+        if lines:
+            try:
+                os.write(2, b"".join(tag + line + b"\n" for line in lines))
+            except OSError:
+                pass
+
+    _log_callback = llama_cpp.llama_log_callback(on_log)
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
 class EngineChild:
     def __init__(self, inp: IO[bytes], out: IO[bytes]) -> None:
         self._inp = inp
@@ -104,6 +136,7 @@ class EngineChild:
 
         try:
             self._unload()
+            install_llama_log()
             # The engine process trusts nothing either: it validates the file it was sent.
             info = inspect_gguf(str(message["path"]), checks=os.environ.get("HEARTH_UNCHECKED_MODELS") != "1")
             plan = decode_plan(message["plan"])

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hearth.engine")
 llama_log = logging.getLogger("hearth.llama")
+engine_log = logging.getLogger("hearth.engine.process")
+_TAGGED = re.compile(r"^\[llama:([NIWED])\] ?(.*)$")
+# llama.cpp's INFO is chatter (every tensor, every buffer): kept at DEBUG.
+_LLAMA_LEVELS = {"E": logging.ERROR, "W": logging.WARNING, "N": logging.INFO, "I": logging.DEBUG, "D": logging.DEBUG}
 
 CANCEL_GRACE_S = 0.3
 START_TIMEOUT_S = 120.0  # a frozen app on a slow disk takes a while to import; a hung start does not
@@ -226,9 +230,15 @@ class EngineProcess:
         try:
             for raw in iter(stream.readline, b""):
                 line = raw.decode("utf-8", errors="replace").rstrip()
-                if line:
-                    self.tail.append(line)
-                    llama_log.debug("%s", line)
+                if not line:
+                    continue
+                m = _TAGGED.match(line)
+                if m:  # llama.cpp's log, with its level (child.install_llama_log)
+                    line = m.group(2)
+                    llama_log.log(_LLAMA_LEVELS.get(m.group(1), logging.DEBUG), "%s", line)
+                else:  # Python in the engine process, or native code writing to stderr itself
+                    engine_log.info("%s", line)
+                self.tail.append(line)
         except (OSError, ValueError):
             pass
         finally:
