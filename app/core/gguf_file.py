@@ -379,9 +379,7 @@ def _pad(n: int, alignment: int) -> int:
 
 
 def _truncated(label: str, at: int, where: str) -> GGUFError:
-    return GGUFError(
-        f"{label} is incomplete (it ends at byte {at:,}, inside its {where}); download it again."
-    )
+    return GGUFError(f"{label} is incomplete (it ends at byte {at:,}, inside its {where}); download it again.")
 
 
 def _read_part(path: Path, label: str) -> _Part:
@@ -431,13 +429,9 @@ def _parse(f: IO[bytes], size: int, path: Path, label: str) -> _Part:
     if version == 1:
         raise GGUFError(f"{label} uses GGUF version 1, which llama.cpp no longer supports.")
     if version not in (2, 3):
-        raise GGUFError(
-            f"{label} uses GGUF version {version}, which this version of llama.cpp does not support."
-        )
+        raise GGUFError(f"{label} uses GGUF version {version}, which this version of llama.cpp does not support.")
     if n_tensors > _MAX_COUNT or n_kv > _MAX_COUNT:
-        raise GGUFError(
-            f"{label} is damaged: its header claims {n_kv:,} metadata entries and {n_tensors:,} tensors."
-        )
+        raise GGUFError(f"{label} is damaged: its header claims {n_kv:,} metadata entries and {n_tensors:,} tensors.")
 
     r = _Reader(f, size)
     r.pos = _HEADER.size
@@ -498,15 +492,11 @@ def _tensor_nbytes(name: str, shape: tuple[int, ...], ggml_type: int, label: str
         raise GGUFError(f"{label} is damaged: tensor '{_shown(name)}' has an impossible shape.")
     if (shape[0] if shape else 1) % block:
         kind = _type_name(ggml_type)
-        raise GGUFError(
-            f"{label} is damaged: tensor '{_shown(name)}' has rows that do not fit {kind} blocks."
-        )
+        raise GGUFError(f"{label} is damaged: tensor '{_shown(name)}' has rows that do not fit {kind} blocks.")
     return n // block * type_size
 
 
-def _check_tensor_data(
-    tensors: list[_Tensor], data_start: int, alignment: int, size: int, label: str
-) -> None:
+def _check_tensor_data(tensors: list[_Tensor], data_start: int, alignment: int, size: int, label: str) -> None:
     """llama.cpp requires the tensors to be packed in order, each padded to the alignment, and each
     one's bytes inside the file (the last tensor need not be padded)."""
     expected = 0
@@ -517,9 +507,7 @@ def _check_tensor_data(
         expected += _pad(t.nbytes, alignment)
         data_end = max(data_end, data_start + t.offset + t.nbytes)
     if tensors and data_end > size:
-        raise GGUFError(
-            f"{label} is incomplete (truncated at byte {size:,} of {data_end:,}); download it again."
-        )
+        raise GGUFError(f"{label} is incomplete (truncated at byte {size:,} of {data_end:,}); download it again.")
 
 
 def _split_parts(path: Path, first: _Part) -> list[Path]:
@@ -551,9 +539,7 @@ def _read_parts(path: Path) -> list[_Part]:
             parts.append(given)
             continue
         if not p.exists():
-            raise GGUFError(
-                f"This model is split into {len(paths)} files, but part {i} ({p.name}) is missing."
-            )
+            raise GGUFError(f"This model is split into {len(paths)} files, but part {i} ({p.name}) is missing.")
         parts.append(_read_part(p, f"Part {i} of this model ({p.name})"))
     declared_tensors = parts[0].metadata.get("split.tensors.count")
     total = sum(len(p.tensors) for p in parts)
@@ -631,9 +617,7 @@ def inspect_gguf(path: str | Path) -> ModelInfo:
     if not isinstance(arch, str) or not arch:
         raise GGUFError("This GGUF file does not say which model architecture it holds.")
     if arch not in LLAMA_CPP_ARCHITECTURES:
-        raise GGUFError(
-            f"This model's architecture '{_shown(arch)}' is not supported by this version of llama.cpp."
-        )
+        raise GGUFError(f"This model's architecture '{_shown(arch)}' is not supported by this version of llama.cpp.")
     if not tensors:
         raise GGUFError("This GGUF file holds only a tokenizer vocabulary, no model weights.")
 

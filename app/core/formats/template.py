@@ -103,8 +103,16 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("[INST]", "mistral", _MISTRAL, ()),
 )
 # When the vocabulary gives no hint, the architecture name may.
-_ARCH_FAMILY = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "llama": "llama3",
-                "qwen2": "chatml", "qwen3": "chatml", "qwen3moe": "chatml", "phi3": "phi3"}
+_ARCH_FAMILY = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "llama": "llama3",
+    "qwen2": "chatml",
+    "qwen3": "chatml",
+    "qwen3moe": "chatml",
+    "phi3": "phi3",
+}
 
 
 def _raise(message: str) -> None:

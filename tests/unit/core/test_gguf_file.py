@@ -210,9 +210,7 @@ def test_split_model_with_a_truncated_part(split_parts: list[Path]) -> None:
     data = split_parts[1].read_bytes()
     split_parts[1].write_bytes(data[: len(data) - 100])
     message = _error(split_parts[0])
-    assert message.startswith(
-        "Part 2 of this model (tiny-00002-of-00003.gguf) is incomplete (truncated at byte"
-    )
+    assert message.startswith("Part 2 of this model (tiny-00002-of-00003.gguf) is incomplete (truncated at byte")
 
 
 def test_split_part_renamed_cannot_find_its_siblings(split_parts: list[Path]) -> None:
@@ -275,19 +273,14 @@ def test_absurd_header_counts(tmp_path: Path, tiny_bytes: bytes, field_offset: i
 
 def test_truncated_inside_the_header(tmp_path: Path, tiny_bytes: bytes) -> None:
     message = _error(_write_bytes(tmp_path, tiny_bytes[:13]))
-    assert (
-        message == "This GGUF file is incomplete (it ends at byte 13, inside its header); download it again."
-    )
+    assert message == "This GGUF file is incomplete (it ends at byte 13, inside its header); download it again."
     assert "inside its header" in _error(_write_bytes(tmp_path, tiny_bytes[:2]))
 
 
 def test_truncated_inside_the_metadata(tmp_path: Path, tiny_bytes: bytes) -> None:
     cut = tiny_bytes.index(b"tokenizer.ggml.tokens") + 30
     message = _error(_write_bytes(tmp_path, tiny_bytes[:cut]))
-    assert (
-        message
-        == f"This GGUF file is incomplete (it ends at byte {cut:,}, inside its metadata); download it again."
-    )
+    assert message == f"This GGUF file is incomplete (it ends at byte {cut:,}, inside its metadata); download it again."
 
 
 def test_truncated_inside_the_tensor_list(tmp_path: Path, tiny_bytes: bytes) -> None:
@@ -299,9 +292,7 @@ def test_truncated_inside_the_tensor_list(tmp_path: Path, tiny_bytes: bytes) -> 
 
 
 @pytest.mark.parametrize("missing", [1, 1000, 60_000])
-def test_truncated_inside_the_tensor_data(
-    tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int, missing: int
-) -> None:
+def test_truncated_inside_the_tensor_data(tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int, missing: int) -> None:
     cut = tiny_data_end - missing
     message = _error(_write_bytes(tmp_path, tiny_bytes[:cut]))
     assert message == (
@@ -309,15 +300,11 @@ def test_truncated_inside_the_tensor_data(
     )
 
 
-def test_file_may_end_right_after_the_last_tensor(
-    tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int
-) -> None:
+def test_file_may_end_right_after_the_last_tensor(tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int) -> None:
     assert inspect_gguf(_write_bytes(tmp_path, tiny_bytes[:tiny_data_end])).n_tensors == 41
 
 
-def test_truncated_anywhere_always_gives_a_clear_error(
-    tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int
-) -> None:
+def test_truncated_anywhere_always_gives_a_clear_error(tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int) -> None:
     cuts = sorted({*range(0, 4096, 7), *range(4096, tiny_data_end, 997), tiny_data_end - 1})
     path = tmp_path / "cut.gguf"
     for cut in cuts:
@@ -364,9 +351,7 @@ def test_tensor_offset_out_of_order(tmp_path: Path, tiny_bytes: bytes) -> None:
     offset_pos = _tensor_info_pos(tiny_bytes, name) + 8 + len(name) + 4 + 8 + 4
     struct.pack_into("<Q", data, offset_pos, 1 << 40)
     message = _error(_write_bytes(tmp_path, bytes(data)))
-    assert (
-        message == "This GGUF file is damaged: tensor 'blk.0.attn_norm.weight' is not where its header says."
-    )
+    assert message == "This GGUF file is damaged: tensor 'blk.0.attn_norm.weight' is not where its header says."
 
 
 def test_unsupported_architecture(tmp_path: Path) -> None:
@@ -376,10 +361,7 @@ def test_unsupported_architecture(tmp_path: Path) -> None:
 
 def test_missing_architecture(tmp_path: Path, tiny_bytes: bytes) -> None:
     data = tiny_bytes.replace(b"general.architecture", b"general.architectur_")
-    assert (
-        _error(_write_bytes(tmp_path, data))
-        == "This GGUF file does not say which model architecture it holds."
-    )
+    assert _error(_write_bytes(tmp_path, data)) == "This GGUF file does not say which model architecture it holds."
 
 
 def test_vocab_only_file(tmp_path: Path) -> None:
