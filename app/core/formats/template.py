@@ -8,11 +8,12 @@ Gemma 3 file then answers with an empty string; knowing the family's turn marker
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.core.formats.base import Conversation, Message, RenderOptions, StreamParser
@@ -125,6 +126,28 @@ def _environment() -> ImmutableSandboxedEnvironment:
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: _dt.datetime.now().strftime(fmt)
     return env
+
+
+@functools.lru_cache(maxsize=64)
+def template_syntax_error(source: str) -> str | None:
+    """Why `source` does not compile as a chat template ("line 3: unexpected '}'"), or None.
+
+    Compiled in the same environment that renders it (llama-cpp-python compiles the file's template
+    the same way when it loads the model, and a failure there surfaces as an unexplained exception).
+    Cached by source: the model library checks every file on each listing, and the gpt-oss template
+    costs milliseconds to compile. Only the verdict is kept, not the compiled template."""
+    try:
+        _environment().from_string(source)
+    except TemplateSyntaxError as exc:
+        # Jinja's first sentence says what is wrong; the rest ("Jinja was looking for...") is for
+        # template authors, and the caller puts this inside a sentence of its own.
+        what = (exc.message or "syntax error").split(". ")[0].rstrip(".")
+        return f"line {exc.lineno}: {what}" if exc.lineno else what
+    except RecursionError:  # e.g. thousands of nested brackets: the parser recurses per level
+        return "it is nested too deeply"
+    except Exception as exc:  # foreign text: whatever the compiler raises means it does not compile
+        return str(exc) or type(exc).__name__
+    return None
 
 
 @dataclass
