@@ -254,7 +254,8 @@ def test_empty_tokens_clash_with_what_llama_cpp_renames_them_to(folder: Path, ti
     [
         ("{{ messages[0].content }", "line 1: unexpected '}'"),
         ("{% for m in messages %}{{ m.content }}", "line 1: Unexpected end of template"),
-        ("{{ m | no_such_filter }}", "line 1: No filter named 'no_such_filter'"),
+        ("{% for m in messages %}{% if m %}{% break %}{% endif %}{% endfor %}", None),  # loopcontrols
+        ("{% generation %}{{ m }}{% endgeneration %}", None),  # Hugging Face's tag
         ("\n\n{{ }}", "line 3: Expected an expression, got 'end of print statement'"),  # the issue's
         ("{{" + "(" * 5000 + "}}", "it is nested too deeply"),
         ("{% for m in messages %}{{ m.content }}{% endfor %}", None),
@@ -269,3 +270,23 @@ def test_a_huge_template_is_refused_without_parsing_it(folder: Path, tiny: Path)
     start = time.perf_counter()
     assert "has a chat template of 307,200 characters" in _error(path)
     assert time.perf_counter() - start < 1
+
+
+@pytest.mark.skipif(not _VENDORED_VOCABS.is_dir(), reason="llama.cpp's model files are not unpacked here")
+def test_llama_cpp_real_chat_templates_parse() -> None:
+    """The 71 templates llama.cpp tests with (gpt-oss, Qwen 3, DeepSeek, Cohere, LFM2, ...)."""
+    templates = sorted((_VENDORED_VOCABS / "templates").glob("*.jinja"))
+    assert len(templates) > 50
+    assert {p.name: template_syntax_error(p.read_text()) for p in templates} == {p.name: None for p in templates}
+
+
+def test_templates_with_break_and_generation_tags_render() -> None:
+    from app.core.formats.base import Conversation, Message, RenderOptions
+    from app.core.formats.template import TemplateFormat
+
+    source = (
+        "{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}"
+        "{% if m.role == 'user' %}{% break %}{% endif %}{% endfor %}"
+    )
+    conversation = Conversation(messages=(Message("user", "hi"), Message("assistant", "never shown")))
+    assert TemplateFormat("t", source).render(conversation, RenderOptions(add_generation_prompt=False)) == "[hi]"
