@@ -11,9 +11,9 @@ compile; see "settings llama.cpp would abort on" below).
 
 Its time is bounded by constants, not by numbers in the file: each loop steps through at most
 _MAX_KV, _MAX_TENSORS, _MAX_STRINGS or LLAMA_MAX_LAYERS items (a block count of 4,294,967,295 once
-made it loop for minutes). It runs on every library listing: ~50 ms on the starter's 262k-token
-vocabulary, most of it the one Python loop over the vocabulary strings; the vocabulary checks use
-numpy rather than a Python object per token.
+made it loop for minutes). It runs on every library listing: ~85 ms of CPU on the starter's
+262k-token vocabulary on the 2-core build machine, most of it the one Python loop over the
+vocabulary strings; the vocabulary checks work on numpy arrays, not on a Python object per token.
 
 Why not `gguf.GGUFReader`: it builds a numpy view per string, so on a 262k-token vocabulary it
 takes tens of seconds (34 s measured on the Gemma 3 270M starter), and it trusts the tensor offsets.
