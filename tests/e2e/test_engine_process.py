@@ -24,7 +24,8 @@ import pytest
 from app.core.engine.host import LocalBackend, crash_sentence, llama_message
 from app.core.engine.types import CancelToken, EngineCrashedError, EngineError, GenerateRequest, Sampling
 from app.core.formats.base import Conversation, Done, Event, Message
-from tests.fixtures import tiny_gptoss
+from app.core.gguf_file import GGUFError
+from tests.fixtures.hostile_gguf import HOSTILE_FILES, TINY_CASES, HostileFile
 
 pytestmark = pytest.mark.slow
 
@@ -55,15 +56,10 @@ def backend() -> Iterator[LocalBackend]:
 
 @pytest.fixture(scope="module")
 def crashing_gptoss(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny gpt-oss whose header says 8 of its 4 experts are used per token: llama.cpp aborts
+    """A tiny gpt-oss whose header says 5 of its 4 experts are used per token: llama.cpp aborts
     on GGML_ASSERT(n_expert_used_max <= hparams.n_expert)."""
-    path = tmp_path_factory.mktemp("hostile") / "more-experts-used-than-exist.gguf"
-    saved = tiny_gptoss.N_EXPERT_USED
-    tiny_gptoss.N_EXPERT_USED = 8
-    try:
-        return tiny_gptoss.write_tiny_gptoss(path)
-    finally:
-        tiny_gptoss.N_EXPERT_USED = saved
+    case = next(c for c in TINY_CASES if c.name == "tiny-expert-used-5-of-4")
+    return case.write(tmp_path_factory.mktemp("hostile"))
 
 
 def test_the_apps_process_never_loads_llama_cpp(tmp_path: Path, starter_path: Path) -> None:
@@ -126,16 +122,47 @@ def test_a_file_that_slips_past_the_validator_kills_only_the_engine(crashing_gpt
         backend.close()
 
 
-def test_the_same_file_is_refused_before_llama_cpp_sees_it_when_checks_are_on(crashing_gptoss: Path) -> None:
-    """The validator's part of the guarantee (its own tests list every setting it catches)."""
-    backend = LocalBackend()
+ABORTING = [c for c in HOSTILE_FILES if c.llama == "abort"]
+
+
+@pytest.mark.parametrize("case", ABORTING, ids=[c.name for c in ABORTING])
+def test_every_file_that_aborts_llama_cpp_costs_only_the_engine(case: HostileFile, tmp_path: Path) -> None:
+    """With the validator off, each file that aborts llama.cpp (tests/fixtures/hostile_gguf.py)
+    ends the engine process with llama.cpp's message, on load or on the first reply; this process
+    goes on. With it on, the same file is refused with a sentence before llama.cpp sees it."""
+    path = case.write(tmp_path)
+    unchecked = LocalBackend(check_models=False)
     try:
-        with pytest.raises(EngineError) as caught:
-            backend.load(crashing_gptoss, ctx_cap=CTX)
-        assert not isinstance(caught.value, EngineCrashedError)
-        assert "expert" in str(caught.value)
+        crash: str | None = None
+        if case.probe == "load":
+            with pytest.raises(EngineError) as caught:
+                unchecked.load(path, ctx_cap=case.n_ctx or None)
+            if isinstance(caught.value, EngineCrashedError):
+                crash = str(caught.value)
+            else:
+                # So absurd that the planner refuses it before an engine starts (2^32 layers need
+                # millions of GB): a second gate in front of llama.cpp, not a crash.
+                assert "needs about" in str(caught.value) and unchecked.pid is None
+        else:  # loads, then aborts on the first text it tokenizes
+            unchecked.load(path, ctx_cap=case.n_ctx or None)
+            _text, done = run(unchecked, ask("Bonjour à tous, ça va ? 😀", 4))
+            assert done.stop_reason == "crashed"
+            crash = done.error or ""
+        if crash is not None:
+            assert crash.startswith("The model engine stopped while")
+            assert "llama.cpp reported" in crash or "it aborted" in crash
+        assert not unchecked.loaded and unchecked.pid is None
     finally:
-        backend.close()
+        unchecked.close()
+    checked = LocalBackend()
+    try:
+        with pytest.raises(GGUFError) as refused:
+            checked.load(path, ctx_cap=case.n_ctx or None)
+        assert case.expected in str(refused.value)
+        assert checked.pid is None  # refused before any engine process started
+    finally:
+        checked.close()
+
 
 
 def test_kill_9_mid_reply_ends_the_stream_as_crashed_and_keeps_what_came(backend: LocalBackend,

@@ -1,9 +1,10 @@
 """The window survives its engine: a model file that aborts llama.cpp, a kill -9 mid-reply.
 
-Real llama.cpp in a real engine process. The hostile file is a tiny gpt-oss whose header claims
-more experts per token than it has (llama.cpp: GGML_ASSERT(n_expert_used_max <= n_expert)); the
-validator refuses it, so these tests use the test-only switch that lets it through
-(`LocalBackend(check_models=False)`) to prove that what then aborts is the engine process alone.
+Real llama.cpp in a real engine process. The hostile file (tests/fixtures/hostile_gguf.py) is a
+tiny gpt-oss whose header claims more experts per token than it has (llama.cpp:
+GGML_ASSERT(n_expert_used_max <= n_expert)); the validator refuses it, so these tests use the
+test-only switch that lets it through (`LocalBackend(check_models=False)`) to prove that what
+then aborts is the engine process alone.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from app.core.store import ChatStore
 from app.gui.main_window import SETTING_CRASHED, SETTING_MODEL
 from app.gui.model_picker import ModelEntry
 from app.gui.workers import EngineController
-from tests.fixtures import tiny_gptoss
+from tests.fixtures.hostile_gguf import TINY_CASES
 from tests.gui.conftest import SIGNAL_TIMEOUT_MS, TEST_CTX, WindowFactory, load
 
 pytestmark = pytest.mark.slow
@@ -28,13 +29,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def crashing_gptoss(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("hostile") / "more-experts-used-than-exist.gguf"
-    saved = tiny_gptoss.N_EXPERT_USED
-    tiny_gptoss.N_EXPERT_USED = 8
-    try:
-        return tiny_gptoss.write_tiny_gptoss(path)
-    finally:
-        tiny_gptoss.N_EXPERT_USED = saved
+    """A tiny gpt-oss whose header says 5 of its 4 experts are used per token: llama.cpp aborts
+    on GGML_ASSERT(n_expert_used_max <= hparams.n_expert)."""
+    case = next(c for c in TINY_CASES if c.name == "tiny-expert-used-5-of-4")
+    return case.write(tmp_path_factory.mktemp("hostile"))
 
 
 def unchecked_engine(store: ChatStore) -> EngineController:
@@ -64,11 +62,12 @@ def test_a_model_that_aborts_llama_cpp_costs_the_engine_not_the_window(
 
 
 def test_the_next_start_does_not_load_a_model_that_crashed_the_engine(
-    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, crashing_gptoss: Path
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
 ) -> None:
-    store.set_setting("model.opened_files", [str(crashing_gptoss)])
-    store.set_setting(SETTING_MODEL, str(crashing_gptoss))
-    store.set_setting(SETTING_CRASHED, str(crashing_gptoss))
+    # A valid file whose load crashed the engine last time (a GPU driver, say): marked as such.
+    store.set_setting("model.opened_files", [str(starter_path)])
+    store.set_setting(SETTING_MODEL, str(starter_path))
+    store.set_setting(SETTING_CRASHED, str(starter_path))
     loads: list[object] = []
     window = make_window(store, autoload=True, engine=unchecked_engine(store))
     window.engine.loadStarted.connect(loads.append)
