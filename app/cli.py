@@ -77,10 +77,17 @@ def version_line() -> str:
     return f"Hearth {__version__} ({llama})"
 
 
+ENGINE_PROCESS_FLAG = "--engine-process"  # internal: this process is a model engine (engine/child.py)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--hearth-run-module"] and len(argv) > 1:  # llama_builds.CHILD_FLAG: a frozen app's child
         return _run_module(argv[1], argv[2:])
+    if argv[:1] == [ENGINE_PROCESS_FLAG]:
+        from app.core.engine.child import main as engine_main
+
+        return engine_main()
     args: Any
     if argv:
         args = _parser().parse_args(argv)
@@ -115,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _sentence(exc: BaseException) -> str:
     from app.core.conversation_file import ConversationFileError
-    from app.core.engine import EngineError
+    from app.core.engine.types import EngineError
     from app.core.formats.template import TemplateRenderError
     from app.core.gguf_file import GGUFError
 
@@ -153,8 +160,9 @@ def _gui(args: argparse.Namespace | SimpleNamespace) -> int:
 
 
 def _use_chosen_build() -> None:
-    """Load the llama.cpp build that llama_builds chooses in this process (for the in-process engine of
-    `ask` and `--selftest`): its variables must be set before llama_cpp is first imported."""
+    """Point the engine process that `ask` and `--selftest` start at the llama.cpp build llama_builds
+    chooses: its variables (LLAMA_CPP_LIB_PATH, ...) go into this process's environment, which the
+    engine process inherits. (Until the engine host applies llama_builds.child_env() itself.)"""
     if "llama_cpp" in sys.modules:
         return
     import os
@@ -223,7 +231,7 @@ def plan_dict(plan: Any) -> dict[str, Any]:
 
 def _prompt(args: argparse.Namespace, out: TextIO) -> int:
     from app.core.conversation_file import load_conversation
-    from app.core.engine import render_prompt
+    from app.core.engine.llama import render_prompt
     from app.core.formats import format_for
     from app.core.gguf_file import inspect_gguf
 
@@ -234,9 +242,11 @@ def _prompt(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _ask(args: argparse.Namespace, out: TextIO) -> int:
+    """One question through the chat service and its engine process, as the window asks it."""
     from dataclasses import replace
 
-    from app.core.engine import Engine, GenerateRequest, default_sampling
+    from app.core.chat.service import ChatService, Loaded, LoadFailed, ServiceEvent
+    from app.core.engine.types import GenerateRequest, default_sampling
     from app.core.formats.base import (
         AnswerDelta,
         Conversation,
@@ -250,25 +260,35 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
 
     if not args.question.strip():
         raise CliError("The question is empty.")
-    _use_chosen_build()
-    engine = Engine()
-    loaded = engine.load(_model_path(args.model), ctx_cap=args.ctx)
-    for notice in loaded.notices:
-        print(f"hearth: {notice}", file=sys.stderr)
-    messages = ([Message("system", args.system)] if args.system else []) + [Message("user", args.question)]
-    sampling = default_sampling(loaded.info)
-    if args.seed is not None:
-        sampling = replace(sampling, seed=args.seed)
-    if args.temperature is not None:
-        sampling = replace(sampling, temperature=args.temperature)
-    request = GenerateRequest(Conversation(tuple(messages)), effort=args.effort,
-                              max_tokens=args.max_tokens, sampling=sampling)
-    collected = TextCollector()
-    tty = out.isatty()
-    section = ""
-    done: Done | None = None
+    _use_chosen_build()  # before the engine process starts: it inherits the environment
+    import queue
+    from pathlib import Path
+
+    loads: queue.Queue[ServiceEvent] = queue.Queue()
+    service = ChatService(None, listener=lambda e: loads.put(e) if isinstance(e, (Loaded, LoadFailed)) else None,
+                          ctx_cap=args.ctx)
     try:
-        for event in engine.generate(request):
+        service.load(Path(_model_path(args.model)))
+        outcome = loads.get()
+        if isinstance(outcome, LoadFailed):
+            raise CliError(outcome.message)
+        assert isinstance(outcome, Loaded)
+        loaded = outcome.result
+        for notice in loaded.notices:
+            print(f"hearth: {notice}", file=sys.stderr)
+        messages = ([Message("system", args.system)] if args.system else []) + [Message("user", args.question)]
+        sampling = default_sampling(loaded.info)
+        if args.seed is not None:
+            sampling = replace(sampling, seed=args.seed)
+        if args.temperature is not None:
+            sampling = replace(sampling, temperature=args.temperature)
+        request = GenerateRequest(Conversation(tuple(messages)), effort=args.effort,
+                                  max_tokens=args.max_tokens, sampling=sampling)
+        collected = TextCollector()
+        tty = out.isatty()
+        section = ""
+        done: Done | None = None
+        for event in service.stream(request):
             if isinstance(event, Done):
                 done = event
                 continue
@@ -288,11 +308,8 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
             elif isinstance(event, ToolCallEvent):
                 out.write(f"\n[tool call] {event.name}({event.arguments})\n")
             out.flush()
-    except KeyboardInterrupt:
-        engine.cancel()
-        raise
     finally:
-        engine.unload()
+        service.shutdown()
     assert done is not None
     if done.error:
         raise CliError(done.error)

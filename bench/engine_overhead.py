@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.core.engine import Engine, GenerateRequest, Sampling  # noqa: E402
+from app.core.engine import GenerateRequest, Sampling  # noqa: E402
+from app.core.engine.llama import Engine  # noqa: E402
 from app.core.formats.base import Conversation, Done, Message  # noqa: E402
 from app.core.gguf_file import inspect_gguf  # noqa: E402
 from app.core.hardware import probe  # noqa: E402

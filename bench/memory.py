@@ -1,6 +1,7 @@
-"""Memory the app costs on top of llama.cpp: resident set of the whole app with the model loaded
-(real window offscreen, model loaded through the picker path, one short reply streamed so
-llama.cpp's buffers are touched) minus a bare llama-cpp-python process holding the same model with
+"""Memory the app costs on top of llama.cpp: resident set of the whole app with the model loaded —
+the window's process plus its engine process (real window offscreen, model loaded through the
+picker path, one short reply streamed so llama.cpp's buffers are touched) — minus a bare
+llama-cpp-python process holding the same model with
 the same load parameters (the planner's plan: context, batch, threads, cache types, mmap) after
 the same short reply. Each side runs in its own fresh process; the medians of --rounds are used.
 
@@ -57,7 +58,12 @@ def child_app(model: str, ctx: int) -> int:
     window.composer.set_text(PROMPT)
     window.composer.button.click()
     wait_for([window.session.replyFinished], 1800)
-    print(json.dumps({"rss": rss(), "plan": args[0].plan.reason}))
+    import psutil
+
+    pid = window.engine.service.backend_pid
+    assert pid is not None
+    engine_rss = int(psutil.Process(pid).memory_info().rss)
+    print(json.dumps({"rss": rss() + engine_rss, "window": rss(), "engine": engine_rss, "plan": args[0].plan.reason}))
     window.close()
     return 0
 
@@ -114,7 +120,8 @@ def main() -> int:
             a, b = measure("app", args.model, args.ctx, home), measure("bare", args.model, args.ctx, home)
             apps.append(int(a["rss"]))  # type: ignore[call-overload]
             bares.append(int(b["rss"]))  # type: ignore[call-overload]
-            print(f"round {i + 1}: app {apps[-1] / mb:.0f} MB, bare llama-cpp-python {bares[-1] / mb:.0f} MB"
+            print(f"round {i + 1}: app {apps[-1] / mb:.0f} MB (window {int(a['window']) / mb:.0f} MB + engine "  # type: ignore[call-overload]
+                  f"{int(a['engine']) / mb:.0f} MB), bare llama-cpp-python {bares[-1] / mb:.0f} MB"  # type: ignore[call-overload]
                   + (f"  ({a['plan']})" if i == 0 else ""), flush=True)
     overhead = (statistics.median(apps) - statistics.median(bares)) / mb
     print(f"memory_overhead_mb {overhead:.0f}")

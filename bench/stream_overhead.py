@@ -1,13 +1,14 @@
 """Generation speed through the whole app path ÷ bare `llama_cpp.Llama.generate`.
 
-The app path: the real main window (offscreen), the composer's Send, the engine on its QThread,
-the format's parser, coalesced events over queued signals, the chat view rendering Markdown, the
-reply saved as it streams. Its rate is what the GUI sees: from the first batch rendered to the
-reply finished. The bare path: `Llama.generate` on the same loaded llama.cpp context (same
-threads, prompt tokens, greedy sampling and seed), detokenizing each token, on the GUI thread
-while the engine thread is idle. The two are alternated; the medians are compared.
+The app path: the real main window (offscreen), the composer's Send, the chat service, llama.cpp
+in the engine process, the format's parser there, batched frames over the pipe, coalesced events
+over queued signals, the chat view rendering Markdown, the reply saved as it streams. Its rate is
+what the GUI sees: from the first batch rendered to the reply finished. The bare path:
+`Llama.generate` in a separate bare process holding the same model with the same plan (threads,
+context, cache types), given the same prompt tokens, greedy sampling and seed, detokenizing each
+token — run while the app's engine is idle. The two are alternated; the medians are compared.
 
-    python bench/stream_overhead.py --model FILE [--rounds 3] [--numbers 100]
+    python bench/stream_overhead.py --model FILE [--rounds 5] [--numbers 100]
 
 The prompt makes a base model (the starter) copy a long list of numbers, so a reply is a few
 hundred tokens whatever the model. Last line: stream_overhead_ratio X (target >= 0.97).
@@ -27,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HEARTH_HOME", tempfile.mkdtemp(prefix="hearth-bench-"))
 
+from app.core.chat.prompt import prompt_conversation  # noqa: E402
 from app.core.engine import GenerateRequest, Sampling  # noqa: E402
+from app.core.engine.wire import decode_request, encode_request  # noqa: E402
 from app.core.store import ChatStore  # noqa: E402
 from app.gui.app import application  # noqa: E402
-from app.gui.chat.session import prompt_conversation  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.model_picker import ModelEntry  # noqa: E402
 from app.gui.selftest import wait_for  # noqa: E402
@@ -69,20 +71,60 @@ def app_rate(window: MainWindow, first_round: bool, prompt: str) -> tuple[float,
     return (n - 1) / (done - times[0]), n
 
 
-def bare_rate(window: MainWindow, tokens: list[int], n: int) -> tuple[float, int]:
-    """Bare `Llama.generate` on the window's own loaded model (the same loop as engine_overhead)."""
-    engine = window.engine.engine
-    assert engine is not None
-    return engine_overhead.bare_rate(engine, tokens, n, SAMPLING)
+class BareProcess:
+    """bare llama-cpp-python in its own process, driven over a pipe (one JSON line each way)."""
+
+    def __init__(self, model: str, ctx: int) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, __file__, "--bare-child", "--model", model, "--ctx", str(ctx)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def rate(self, request: GenerateRequest, n: int) -> tuple[float, int]:
+        import json
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"request": encode_request(request), "n": n}) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        return float(answer["rate"]), int(answer["n"])
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(60)
+
+
+def bare_child(model: str, ctx: int) -> int:
+    import json
+
+    from app.core.engine.llama import Engine
+    from app.core.gguf_file import inspect_gguf
+    from app.core.hardware import probe
+    from app.core.planner import plan_load
+
+    engine = Engine()
+    info = inspect_gguf(model)
+    engine.load(info, plan=plan_load(probe(info.path.parent, check_offload=False), info, ctx_cap=ctx))
+    for line in sys.stdin:
+        job = json.loads(line)
+        tokens = engine.prepare(decode_request(job["request"])).tokens
+        rate, n = engine_overhead.bare_rate(engine, tokens, int(job["n"]), SAMPLING)
+        print(json.dumps({"rate": rate, "n": n}), flush=True)
+    engine.unload()
+    return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--numbers", type=int, default=100, help="length of the list the model copies")
     ap.add_argument("--ctx", type=int, default=4096)
+    ap.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.bare_child:
+        return bare_child(args.model, args.ctx)
 
     app = application()
     ThemeManager(app, forced="light")
@@ -102,18 +144,19 @@ def main() -> int:
     window.session.sampling = SAMPLING
     prompt = f"Count from 1 to {args.numbers} again."
 
+    bare_process = BareProcess(args.model, args.ctx)
     ours, bare = [], []
     for i in range(args.rounds):
         rate, n = app_rate(window, i == 0, prompt)
         ours.append(rate)
         messages = store.messages(conv_id)[:-1]  # the prompt the session built: up to the new message
-        request = GenerateRequest(prompt_conversation(store.get_conversation(conv_id), messages), sampling=SAMPLING)
-        engine = window.engine.engine
-        assert engine is not None
-        tokens = engine.prepare(request).tokens
-        b, nb = bare_rate(window, tokens, n)
+        conversation = store.get_conversation(conv_id)
+        assert conversation is not None
+        request = GenerateRequest(prompt_conversation(conversation, messages), sampling=SAMPLING)
+        b, nb = bare_process.rate(request, n)
         bare.append(b)
         print(f"round {i + 1}: app {rate:.2f} tok/s ({n} tokens), bare {b:.2f} tok/s ({nb} tokens)", flush=True)
+    bare_process.close()
     window.close()
     store.close()
     ratio = statistics.median(ours) / statistics.median(bare)

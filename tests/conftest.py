@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.keyring"]  # memory_keyring: never the user's keyring
+pytest_plugins = ["tests.fixtures.keyring", "tests.fixtures.tiny_gptoss"]  # memory_keyring, tiny_gptoss_path
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core import paths
+from app.core.engine.types import Sampling
 from app.core.gguf_file import GGUFError, ModelInfo, inspect_gguf
 
 CATALOG_PATH = Path(__file__).resolve().parents[1] / "resources" / "catalog.json"  # package data
@@ -75,14 +76,6 @@ class Architecture:
     n_vocab: int = 0
     tied_embeddings: bool = True
     embedding_bits: float = 8.5  # bits per weight of token_embd / output in this GGUF
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -620,7 +613,8 @@ def library(hw: Any | None = None, *, catalog: Catalog | None = None,
             "quantization": e.quantization, "context_length": e.context_length,
             "parameters": {"total": e.params_total, "active": e.params_active}, "license": e.license,
             "capabilities": sorted(e.capabilities), "description": e.description,
-            "sampling": vars(e.sampling), "recommended": e.recommended,
+            "sampling": {k: getattr(e.sampling, k) for k in ("temperature", "top_p", "top_k", "min_p")},
+            "recommended": e.recommended,
             "installed": usable, "path": str(inst.path) if usable and inst and inst.path else None,
             "problem": inst.problem if inst else None, "source": "catalog",
             "fit": fit_for(info, hw).to_dict(),

@@ -594,8 +594,9 @@ class ReplyWriter:
     """Streams one assistant reply into the store, flushing at most every `interval` seconds.
 
     `append()` is called per event from the generation thread; the text reaches the database on
-    the first append after the interval has passed, and on `flush()` / `finish()`. A kill -9
-    therefore loses at most about one interval of text.
+    the first append after the interval has passed, on `flush_if_due()` — which a timer calls, so
+    text already shown is saved even while generation stalls — and on `flush()` / `finish()`. A
+    kill -9 therefore loses at most about one interval of text. Thread-safe.
     """
 
     def __init__(
@@ -615,6 +616,7 @@ class ReplyWriter:
         self._dirty = False
         self._finished = False
         self._last_flush = clock()
+        self._lock = threading.RLock()
 
     @classmethod
     def begin(
@@ -643,27 +645,38 @@ class ReplyWriter:
         return "".join(self._reasoning)
 
     def append(self, reasoning_delta: str = "", answer_delta: str = "") -> None:
-        if self._finished:
-            raise RuntimeError("append() after finish()")
-        if reasoning_delta:
-            self._reasoning.append(reasoning_delta)
-            self._dirty = True
-        if answer_delta:
-            self._answer.append(answer_delta)
-            self._dirty = True
-        if self._dirty and self._clock() - self._last_flush >= self._interval:
-            self.flush()
+        with self._lock:
+            if self._finished:
+                raise RuntimeError("append() after finish()")
+            if reasoning_delta:
+                self._reasoning.append(reasoning_delta)
+                self._dirty = True
+            if answer_delta:
+                self._answer.append(answer_delta)
+                self._dirty = True
+            self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """Write the text if some is unsaved and the interval has passed (for a timer)."""
+        with self._lock:
+            if self._dirty and self._clock() - self._last_flush >= self._interval:
+                self.flush()
 
     def flush(self) -> None:
-        """Write the text so far now (also useful from a timer when tokens stall)."""
-        if self._finished or not self._dirty:
-            return
-        # Joined once per flush and kept joined, so a long reply is not re-joined from pieces.
-        answer, reasoning = self.answer, self.reasoning
-        self._answer, self._reasoning = [answer], [reasoning]
-        self._store.update_reply(self._message_id, answer, reasoning)
-        self._dirty = False
-        self._last_flush = self._clock()
+        """Write the text so far now."""
+        with self._lock:
+            if self._finished or not self._dirty:
+                return
+            # Joined once per flush and kept joined, so a long reply is not re-joined from pieces.
+            answer, reasoning = self.answer, self.reasoning
+            self._answer, self._reasoning = [answer], [reasoning]
+            try:
+                self._store.update_reply(self._message_id, answer, reasoning)
+            finally:
+                # A failed write is not retried at once on every token (a full disk would stall the
+                # stream); the next try comes an interval later, and finish() writes everything.
+                self._last_flush = self._clock()
+            self._dirty = False
 
     def finish(
         self,
@@ -672,8 +685,9 @@ class ReplyWriter:
         error: str | None = None,
     ) -> Message:
         """Final write with how the reply ended; the writer cannot be used afterwards."""
-        if self._finished:
-            raise RuntimeError("finish() called twice")
-        message = self._store.finish_reply(self._message_id, self.answer, self.reasoning, stats, state, error)
-        self._finished = True
-        return message
+        with self._lock:
+            if self._finished:
+                raise RuntimeError("finish() called twice")
+            message = self._store.finish_reply(self._message_id, self.answer, self.reasoning, stats, state, error)
+            self._finished = True
+            return message

@@ -3,6 +3,7 @@ its own beyond start-up (restore the layout, load the last model) and shutdown (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QPushButton,
     QSplitter,
     QStackedWidget,
     QToolButton,
@@ -45,6 +47,10 @@ SETTING_SPLITTER = "window.splitter"
 SETTING_SIDEBAR = "window.sidebar_visible"
 SETTING_MODEL = "model.last"
 SETTING_EXTRA_MODELS = "model.opened_files"
+# The model being loaded, kept until its load ends: found at start-up, it means Hearth itself died
+# while loading it, so it is not loaded again automatically (it could do the same again).
+SETTING_LOADING = "model.loading"
+SETTING_CRASHED = "model.crashed"  # the model whose load made the engine process die
 AUTOLOAD_DELAY_MS = 50
 
 
@@ -60,16 +66,31 @@ class ErrorBanner(QFrame):
         self.label = named(QLabel(), "ErrorLabel")
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action = named(QPushButton(), "ActionButton")
+        self.action.clicked.connect(self._act)
+        self.action.hide()
+        self._callback: Callable[[], None] | None = None
         close = named(QToolButton(), text="✕")
         close.setAccessibleName("Dismiss")
         close.clicked.connect(self.hide)
         layout.addWidget(self.label, 1)
+        layout.addWidget(self.action)
         layout.addWidget(close)
         self.hide()
 
-    def show_message(self, text: str) -> None:
+    def show_message(self, text: str, action: tuple[str, Callable[[], None]] | None = None) -> None:
+        """Show `text`, with one button (label, callback) where one helps, e.g. Retry."""
         self.label.setText(text)
+        self._callback = action[1] if action else None
+        self.action.setText(action[0] if action else "")
+        self.action.setVisible(action is not None)
         self.show()
+
+    def _act(self) -> None:
+        callback, self._callback = self._callback, None
+        self.hide()
+        if callback is not None:
+            callback()
 
 
 class MainWindow(QMainWindow):
@@ -89,6 +110,7 @@ class MainWindow(QMainWindow):
         self._resumed_downloads = False
         self._loading_name = ""
         self._requested_key = self._loaded_key = ""
+        self._requested_entry: ModelEntry | None = None
         self.library = LibraryController(self, is_loaded=self.is_loaded)
         self._library_page: LibraryPage | None = None
         self._downloads_page: DownloadsPage | None = None
@@ -172,6 +194,8 @@ class MainWindow(QMainWindow):
         self.engine.planReady.connect(self._on_plan)
         self.engine.loaded.connect(self._on_loaded)
         self.engine.loadFailed.connect(self._on_load_failed)
+        self.engine.loadCrashed.connect(self._on_load_crashed)
+        self.engine.engineStopped.connect(self._on_engine_stopped)
         sb.libraryRequested.connect(self.show_library)
         sb.downloadsRequested.connect(self.show_downloads)
         sb.settingsRequested.connect(self.open_settings)
@@ -378,14 +402,46 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._requested_key = entry.key
+        self._requested_entry = entry
         self.header.select(entry.key)
         self.header.set_loading(entry.name)
         self.session.model_name = None
         try:
             self.store.set_setting(SETTING_MODEL, entry.key)
+            self.store.set_setting(SETTING_LOADING, entry.key)
         except StoreError as exc:
             self.banner.show_message(str(exc))
         self.engine.load(entry.path)
+
+    def _forget_setting(self, key: str) -> None:
+        try:
+            self.store.delete_setting(key)
+        except StoreError:
+            pass  # only costs a skipped automatic load at the next start
+
+    def _on_load_crashed(self, message: str, _path: str) -> None:
+        """The engine process died while loading: remember the model, so the next start does not
+        load it again by itself; the window stays, and the user can retry or pick another."""
+        key = self._requested_key
+        self._forget_setting(SETTING_LOADING)
+        try:
+            self.store.set_setting(SETTING_CRASHED, key)
+        except StoreError:
+            pass
+        self.session.model_name = None
+        self._crash_notice(message, self._requested_entry)
+        self.modelFailed.emit(message)
+
+    def _on_engine_stopped(self, message: str) -> None:
+        """The engine died mid-reply or while idle: the reply (if any) keeps its text, marked."""
+        self.session.model_name = None
+        self._loaded_key = ""
+        self._crash_notice(message, self._requested_entry)
+
+    def _crash_notice(self, message: str, entry: ModelEntry | None) -> None:
+        self.header.set_failed(message)
+        action = ("Retry", lambda: self.load_model(entry)) if entry is not None else None
+        self.banner.show_message(f"{message} Retry, or pick another model.", action)
 
     # -- models -------------------------------------------------------------------------------
 
@@ -406,6 +462,18 @@ class MainWindow(QMainWindow):
         if model is not None:
             return self.header.entry(str(model))
         remembered = self.store.get_setting(SETTING_MODEL)
+        suspect = {self.store.get_setting(SETTING_LOADING), self.store.get_setting(SETTING_CRASHED)}
+        if remembered and remembered in suspect:
+            entry = self.header.entry(remembered)
+            name = entry.name if entry is not None else Path(str(remembered)).name
+            self._forget_setting(SETTING_LOADING)
+            self.banner.show_message(
+                f"{name} was not loaded automatically: the model engine stopped while loading it last "
+                "time. Load it again, or pick another model.",
+                ("Load it again", lambda: self.load_model(entry)) if entry is not None else None,
+            )
+            self.header.select(remembered)
+            return None
         return self.header.entry(remembered) if remembered else self.header.entry(STARTER_KEY) or next(
             iter(self.header.entries()), None
         )
@@ -420,13 +488,17 @@ class MainWindow(QMainWindow):
     def _on_loaded(self, result: LoadResult) -> None:
         self._loaded_key = self._requested_key
         self.session.model_name = result.info.name
+        self._forget_setting(SETTING_LOADING)
+        if self.store.get_setting(SETTING_CRASHED) == self._loaded_key:
+            self._forget_setting(SETTING_CRASHED)
         self.header.set_loaded(result)
         self.header.effort.set_effort(self.session.effort)
         self.modelLoaded.emit(result)
 
     def _on_load_failed(self, message: str) -> None:
+        self._forget_setting(SETTING_LOADING)
         previous = self.engine.result
-        if previous is not None and self.engine.engine is not None and self.engine.engine.loaded:
+        if previous is not None and self.engine.is_loaded:
             # The file was refused before the old model was unloaded: it keeps answering.
             self.header.set_loaded(previous)
             self.header.select(self._loaded_key)

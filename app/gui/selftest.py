@@ -93,10 +93,13 @@ def run_selftest(app: QApplication, model: str | None, screenshot: str | None = 
             stored = store.messages(outcome.conversation_id)
             if [m.role for m in stored] != ["user", "assistant"] or stored[1].state != "complete":
                 raise SelftestError("the conversation was not saved as expected")
+            if "llama_cpp" in sys.modules:
+                raise SelftestError("the window's process loaded llama.cpp (it belongs in the engine process)")
             rate = (outcome.stats or {}).get("tokens_per_s", 0.0)
             if screenshot and not window.grab().save(screenshot):
                 raise SelftestError(f"the screenshot could not be saved to {screenshot}")
-            print(f"hearth: selftest passed: {result.info.name} loaded in {result.load_s:.1f} s; "
+            print(f"hearth: selftest passed: {result.info.name} loaded in {result.load_s:.1f} s "
+                  f"({result.engine}, in engine process {window.engine.service.backend_pid}); "
                   f"{tokens} tokens at {rate:.1f} tok/s; {time.perf_counter() - started:.1f} s in all.")
             print(f"hearth: plan shown: {window.header.plan_label.text()}")
             return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.engine import Engine
+from app.core.engine.llama import Engine
 from app.core.gguf_file import ModelInfo, inspect_gguf
 from app.core.hardware import probe
 from app.core.planner import LoadPlan, plan_load

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.tiny_gptoss import tiny_gptoss_path  # noqa: F401  (fixture)
-
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.engine import Engine, GenerateRequest, Sampling
+from app.core.engine import GenerateRequest, Sampling
+from app.core.engine.llama import Engine
 from app.core.formats.base import Conversation, Done, Message, TextCollector
 from app.core.gguf_file import inspect_gguf
 from tests.e2e.conftest import small_plan

@@ -8,7 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from app.core.engine import ContextOverflowError, Engine, GenerateRequest, Sampling
+from app.core.engine import ContextOverflowError, GenerateRequest, Sampling
+from app.core.engine.llama import Engine
+from app.core.engine.types import CancelToken
 from app.core.formats.base import AnswerDelta, Conversation, Done, Event, Message, TextCollector
 from app.core.gguf_file import ModelInfo
 from tests.e2e.conftest import small_plan
@@ -95,10 +97,11 @@ def test_cancel_during_a_long_prompt(starter_info: ModelInfo) -> None:
         assert isinstance(full[-1], Done) and full[-1].stats.prompt_tokens > 2500
         # Change the prompt's start so nothing is cached, then cancel shortly after starting.
         request = replace(request, conversation=Conversation((Message("user", "Hi. " + long_text),)))
-        timer = threading.Timer(0.05, engine.cancel)
+        token = CancelToken()
+        timer = threading.Timer(0.05, token.set)
         started = time.perf_counter()
         timer.start()
-        events = list(engine.generate(request))
+        events = list(engine.generate(request, token))
         cancelled_s = time.perf_counter() - started
         done = events[-1]
         assert isinstance(done, Done) and done.stop_reason == "cancelled"
@@ -108,6 +111,32 @@ def test_cancel_during_a_long_prompt(starter_info: ModelInfo) -> None:
         assert after.stop_reason in ("stop", "length") and got.answer_text
     finally:
         engine.unload()
+
+
+def test_a_stream_that_is_never_iterated_leaves_the_engine_free(starter_engine: Engine) -> None:
+    """Found in review: generate() used to take the engine's lock before its generator ran, so a
+    stream created and never iterated kept the engine busy for ever (and unload() blocked)."""
+    abandoned = starter_engine.generate(GenerateRequest(Conversation((Message("user", "Hi"),)), max_tokens=4))
+    got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
+    assert done.stop_reason in ("stop", "length") and got.answer_text
+    half = starter_engine.generate(GenerateRequest(Conversation((Message("user", "Count to ten."),)),
+                                                   max_tokens=32, sampling=GREEDY))
+    next(half)  # started, then dropped half-way: closing it frees the engine
+    half.close()
+    got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
+    assert done.stop_reason in ("stop", "length")
+    del abandoned
+
+
+def test_a_cancel_before_the_first_token_is_kept(starter_engine: Engine) -> None:
+    """Found in review: a cancel that came before the generation started was cleared by it."""
+    token = CancelToken()
+    token.set()
+    events = list(starter_engine.generate(GenerateRequest(
+        Conversation((Message("user", "Write a long story."),)), max_tokens=200, sampling=GREEDY), token))
+    assert events[-1] == Done(events[-1].stats, "cancelled") and events[-1].stats.generated_tokens == 0
+    got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
+    assert done.stop_reason in ("stop", "length") and got.answer_text  # nothing leaked into the next reply
 
 
 def _turns(answer1: str) -> tuple[list[Message], list[Message]]:
@@ -172,7 +201,7 @@ def test_oldest_turns_are_dropped_when_the_context_is_full(starter_info: ModelIn
 def test_user_text_never_becomes_control_tokens(starter_engine: Engine, starter_info: ModelInfo) -> None:
     """On Gemma's real tokenizer: the base model's transcript has no turn markers at all, and a
     chat-tuned Gemma's turn format has exactly its own; pasted markers add none."""
-    from app.core.engine import render_prompt
+    from app.core.engine.llama import render_prompt
     from app.core.formats.template import fallback_format
 
     llm = starter_engine._require()
@@ -199,33 +228,71 @@ def test_unusual_text_round_trips(starter_engine: Engine, text: str) -> None:
     assert "\ufffd" not in got.answer_text  # multi-byte pieces are decoded whole
 
 
+def _greedy_top1(engine: Engine) -> int:
+    """llama.cpp's greedy choice after the position it evaluated last."""
+    import numpy as np
+
+    llm = engine._require()
+    return int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))))
+
+
+def _teacher_forced_agreement(engine: Engine, reference: list[int]) -> float:
+    """From the engine's current state, the share of `reference` tokens that are its own greedy
+    choice when it is fed the reference one token at a time."""
+    llm = engine._require()
+    agree = 0
+    for token in reference:
+        agree += _greedy_top1(engine) == token
+        llm.eval([token])
+    return agree / len(reference)
+
+
 @pytest.mark.parametrize("swa_full", [True, False])
 def test_rolling_back_into_a_long_turn_stays_exact(starter_info: ModelInfo, swa_full: bool) -> None:
     """Editing the last message after a turn longer than Gemma 3's 512-token window: a full-size
     sliding-window cache is rolled back and reused; a small one cannot be (reused, it gave a
-    different reply for the same seed), so the engine evaluates the prompt again. Either way the
-    reply equals a cold run's."""
+    different reply for the same seed), so the engine evaluates the prompt again and the reply
+    equals a cold run's, token for token.
+
+    A rolled-back cache is not compared token for token with a cold run: llama.cpp's CPU kernels
+    give results that depend on how many tokens share a batch (seen on this machine, with no
+    rollback at all: one batch, two batches and one token at a time differ by up to 0.8 in some
+    logits), and on a 270M model that flips near ties. So it is held to the criterion used for
+    other numerically different paths (e.g. the Vulkan build): teacher-forced top-1 agreement with
+    the cold run's greedy reply of at least 90 % over 32 tokens."""
     plan = replace(small_plan(starter_info), swa_full=swa_full)
-    seeded = Sampling(temperature=0.8, seed=1234)
     system = Message("system", "You are a helpful assistant. " + "Answer briefly and clearly. " * 120)
     long_answer = "Red, orange and yellow. " + "Also, " * 300
     history = [system, Message("user", "Name three colours of the rainbow."), Message("assistant", long_answer)]
-    warm = Engine()
-    warm.load(starter_info, plan=plan)
-    try:
-        run(warm, [*history, Message("user", "And three fruits?")], max_tokens=30, sampling=seeded)
-        edited = [*history, Message("user", "And three cars?")]
-        got, done = run(warm, edited, max_tokens=30, sampling=seeded)
-    finally:
-        warm.unload()
-    if swa_full:
-        assert done.stats.prompt_tokens_evaluated < 20
-    else:
-        assert done.stats.prompt_tokens_evaluated == done.stats.prompt_tokens
+    edited = [*history, Message("user", "And three cars?")]
     cold = Engine()
     cold.load(starter_info, plan=plan)
     try:
-        cold_got, _ = run(cold, edited, max_tokens=30, sampling=seeded)
+        cold_text, _ = run(cold, edited, max_tokens=32, sampling=GREEDY)
+        tokens = cold.prepare(GenerateRequest(Conversation(tuple(edited)))).tokens
+        llm = cold._require()
+        llm.reset()
+        llm.eval(tokens)
+        reference: list[int] = []
+        for _ in range(32):
+            reference.append(_greedy_top1(cold))
+            llm.eval([reference[-1]])
     finally:
         cold.unload()
-    assert got.answer_text == cold_got.answer_text
+    warm = Engine()
+    warm.load(starter_info, plan=plan)
+    try:
+        run(warm, [*history, Message("user", "And three fruits?")], max_tokens=30, sampling=GREEDY)
+        if swa_full:
+            # One token: the edited prompt is evaluated on the rolled-back cache, the sampled token
+            # is not, so the state is "right after the prompt" for the teacher-forced comparison.
+            _got, done = run(warm, edited, max_tokens=1, sampling=GREEDY)
+            assert 0 < done.stats.prompt_tokens_evaluated < 20  # only the edited message
+            assert warm._require().n_tokens == len(tokens)
+            assert _teacher_forced_agreement(warm, reference) >= 0.9
+        else:
+            got, done = run(warm, edited, max_tokens=32, sampling=GREEDY)
+            assert done.stats.prompt_tokens_evaluated == done.stats.prompt_tokens  # never rolled back
+            assert got.answer_text == cold_text.answer_text  # the same evaluation, the same reply
+    finally:
+        warm.unload()

@@ -13,28 +13,30 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from app.core.chat.service import running_services  # noqa: E402
+from app.core.engine.host import live_processes  # noqa: E402
 from app.core.store import ChatStore  # noqa: E402
-from app.gui import workers  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.model_picker import ModelEntry  # noqa: E402
 from app.gui.theme import ThemeManager  # noqa: E402
-from tests.fixtures.tiny_gptoss import tiny_gptoss_path  # noqa: E402, F401  (fixture)
 
 SIGNAL_TIMEOUT_MS = 300_000  # a safety net for a stuck test, never a performance check
 TEST_CTX = 2048
 
 
 @pytest.fixture(autouse=True)
-def no_thread_left_running() -> Iterator[None]:
-    """Fail the test if it leaves one of Hearth's QThreads running (then stop it)."""
+def no_engine_left_running() -> Iterator[None]:
+    """Fail the test if it leaves a chat service thread or an engine process running (then stop
+    them)."""
     yield
-    running = workers.running_threads()
-    if running:
-        names = [t.objectName() for t in running]
-        for thread in running:
-            thread.quit()
-            thread.wait(30_000)
-        pytest.fail(f"the test left QThreads running: {names}")
+    services = running_services()
+    processes = live_processes()
+    for service in services:
+        service.shutdown(30)
+    for process in processes:
+        process.kill()
+    if services or processes:
+        pytest.fail(f"the test left {len(services)} chat service(s) and {len(processes)} engine process(es) running")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -203,8 +204,10 @@ def test_closing_the_window_while_streaming_saves_the_partial_reply(
 ) -> None:
     window = starter_window
     conv_id = start_long_reply(qtbot, window, store)
-    window.close()  # blocks until the engine thread has ended
-    assert not window.engine._thread.isRunning()
+    pid = window.engine.service.backend_pid
+    window.close()  # blocks until the service thread has ended and the engine process exited
+    assert not window.engine.service.running
+    assert pid is not None and not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     reply = store.messages(conv_id)[-1]
     assert reply.role == "assistant" and reply.state == "stopped" and reply.content.strip()
 

@@ -1,19 +1,21 @@
-"""The engine thread: coalescing, which thread does what, cancelling, errors, shutdown."""
+"""The window's adapter over the chat service: where work runs, cancelling, errors, shutdown."""
 
 from __future__ import annotations
 
-import threading
+import os
 from pathlib import Path
 
+import psutil
 from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
+from app.core.chat.service import running_services
 from app.core.engine import GenerateRequest, Sampling
-from app.core.formats.base import AnswerDelta, Conversation, Message, PreambleDelta, ReasoningDelta, ToolCallEvent
+from app.core.engine.host import live_processes
+from app.core.formats.base import Conversation, Message
 from app.core.store import ChatStore
-from app.gui import workers
-from app.gui.workers import EngineController, ReplyOutcome, coalesce
+from app.gui.workers import EngineController, ReplyOutcome
 from tests.gui.conftest import SIGNAL_TIMEOUT_MS, TEST_CTX
 
 
@@ -22,33 +24,16 @@ def request(text: str = "Hello there.", max_tokens: int | None = 8) -> GenerateR
                            sampling=Sampling(temperature=0.0, seed=1))
 
 
-def test_coalesce_joins_runs_of_one_kind_and_keeps_order() -> None:
-    batch: list = []
-    for event in (ReasoningDelta("a"), ReasoningDelta("b"), AnswerDelta("c"), AnswerDelta("d"),
-                  ToolCallEvent("f", "{}"), PreambleDelta("e"), PreambleDelta("f"), ReasoningDelta("g")):
-        coalesce(batch, event)
-    assert batch == [ReasoningDelta("ab"), AnswerDelta("cd"), ToolCallEvent("f", "{}"), PreambleDelta("ef"),
-                     ReasoningDelta("g")]
-
-
-def test_generation_runs_on_the_engine_thread_and_events_arrive_on_the_gui_thread(
+def test_generation_runs_in_the_engine_process_and_events_arrive_on_the_gui_thread(
     qtbot: QtBot, qapp: QApplication, store: ChatStore, starter_path: Path
 ) -> None:
     controller = EngineController(store, ctx_cap=TEST_CTX)
     try:
-        assert controller.engine is None  # created on the engine thread by the first job
         with qtbot.waitSignal(controller.loaded, timeout=SIGNAL_TIMEOUT_MS):
             controller.load(starter_path)
-        engine = controller.engine
-        assert engine is not None and engine.loaded
-        generate_threads: list[int] = []
-        real_generate = engine.generate
-
-        def recording_generate(req: GenerateRequest):  # type: ignore[no-untyped-def]
-            generate_threads.append(threading.get_ident())
-            return real_generate(req)
-
-        engine.generate = recording_generate  # type: ignore[method-assign]
+        assert controller.is_loaded
+        engine_pid = controller.service.backend_pid
+        assert engine_pid is not None and engine_pid != os.getpid()
         conv = store.create_conversation()
         store.add_message(conv.id, "user", "Hello there.")
         message_id = store.begin_reply(conv.id, "starter")
@@ -58,13 +43,13 @@ def test_generation_runs_on_the_engine_thread_and_events_arrive_on_the_gui_threa
             controller.generate(conv.id, message_id, request())
         outcome: ReplyOutcome = blocker.args[0]
         assert outcome.state == "complete" and outcome.stats["generated_tokens"] > 0
-        assert generate_threads and threading.get_ident() not in generate_threads
         assert receiving_threads and all(t is qapp.thread() for t in receiving_threads)
         saved = store.get_message(message_id)
         assert saved is not None and saved.state == "complete" and saved.content == outcome.answer
     finally:
         controller.shutdown()
-    assert not workers.running_threads()
+    assert not running_services() and not live_processes()
+    assert not psutil.pid_exists(engine_pid) or psutil.Process(engine_pid).status() == psutil.STATUS_ZOMBIE
 
 
 def test_a_job_cancelled_before_it_starts_finishes_stopped(qtbot: QtBot, qapp: QApplication, store: ChatStore,

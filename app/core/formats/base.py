@@ -95,7 +95,8 @@ class GenerationStats:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-StopReason = Literal["stop", "length", "cancelled", "tool_call", "error"]
+# "crashed": the engine process died mid-reply (the partial reply is kept, marked interrupted).
+StopReason = Literal["stop", "length", "cancelled", "tool_call", "error", "crashed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,17 @@ class Done:
 
 ParsedEvent = ReasoningDelta | AnswerDelta | PreambleDelta | ToolCallEvent
 Event = ReasoningDelta | AnswerDelta | PreambleDelta | ToolCallEvent | Done
+
+
+def coalesce(batch: list[ParsedEvent], event: ParsedEvent) -> None:
+    """Append `event` to a batch about to be sent, joining it to the previous delta of the same
+    kind (so a batch holds a few runs of text, not one item per token)."""
+    if batch and type(event) is type(batch[-1]) and isinstance(event, (ReasoningDelta, AnswerDelta, PreambleDelta)):
+        previous = batch[-1]
+        assert isinstance(previous, (ReasoningDelta, AnswerDelta, PreambleDelta))
+        batch[-1] = type(event)(previous.text + event.text)
+    else:
+        batch.append(event)
 
 
 class StreamParser(Protocol):

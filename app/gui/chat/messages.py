@@ -270,7 +270,7 @@ class AssistantMessageWidget(_HoverActions):
         if state == "stopped":
             notes.append("Stopped.")
         elif state == "interrupted":
-            notes.append("This reply was interrupted when Hearth closed.")
+            notes.append(error or "This reply was interrupted when Hearth closed.")
         elif state == "error":
             notes.append(error or "The reply failed.")
         if stop_reason == "length":
@@ -280,7 +280,7 @@ class AssistantMessageWidget(_HoverActions):
             notes.append(f"{dropped} earlier {turns} left out of the prompt to fit the model's context.")
         if notes:
             self._show_notice(" ".join(notes), error=state == "error")
-        self.retry_button.setVisible(state == "error")
+        self.retry_button.setVisible(state in ("error", "interrupted"))
         self.actions_row.setVisible(self._pinned)
 
     def _show_notice(self, text: str, *, error: bool = False) -> None:

@@ -12,7 +12,6 @@ from PySide6.QtGui import QGuiApplication
 
 from app.core.store import ChatStore, StoreError
 from app.core.store import Conversation as StoredConversation
-from app.core.store import Message as StoredMessage
 from app.gui.chat.composer import Composer
 from app.gui.chat.messages import AssistantMessageWidget, UserMessageWidget
 from app.gui.chat.view import ChatView
@@ -20,7 +19,6 @@ from app.gui.workers import EngineController, ReplyOutcome
 
 if TYPE_CHECKING:
     from app.core.engine import Sampling
-    from app.core.formats.base import Conversation as PromptConversation
     from app.core.formats.base import ParsedEvent
 
 TITLE_CHARS = 60
@@ -29,36 +27,6 @@ TITLE_CHARS = 60
 def title_for(text: str) -> str:
     first = " ".join(text.strip().split("\n", 1)[0].split())
     return first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-def prompt_conversation(conversation: StoredConversation, messages: list[StoredMessage]) -> PromptConversation:
-    """What the model sees: the system prompt, then each user message with its reply.
-
-    A user message whose reply failed (or was stopped before it said anything) is left out with
-    that reply, so a failed turn never poisons the next one (e.g. a 1 MB paste that did not fit,
-    or two user messages in a row, which many chat templates reject). The last user message —
-    the one being answered — always goes in. Earlier reasoning is not sent back.
-    """
-    from app.core.formats.base import Conversation as PromptConversation
-    from app.core.formats.base import Message as PromptMessage
-
-    out: list[PromptMessage] = []
-    if conversation.system_prompt.strip():
-        out.append(PromptMessage("system", conversation.system_prompt))
-    for i, message in enumerate(messages):
-        if message.role != "user":
-            continue
-        reply = messages[i + 1] if i + 1 < len(messages) and messages[i + 1].role == "assistant" else None
-        is_last = all(m.role != "user" for m in messages[i + 1 :])
-        if reply is None:
-            if is_last:
-                out.append(PromptMessage("user", message.content))
-            continue
-        if reply.state == "error" or not reply.content.strip():
-            continue
-        out.append(PromptMessage("user", message.content))
-        out.append(PromptMessage("assistant", reply.content))
-    return PromptConversation(tuple(out))
 
 
 @dataclass
@@ -229,22 +197,17 @@ class ChatSession(QObject):
             QGuiApplication.clipboard().setText(reply.answer_text())
 
     def _start_reply(self) -> None:
-        from app.core.engine import GenerateRequest
-
         assert self.conversation is not None
         conversation = self.conversation
         try:
-            messages = self.store.messages(conversation.id)
-            request = GenerateRequest(prompt_conversation(conversation, messages), effort=conversation.effort,
-                                      max_tokens=self.max_tokens, sampling=self.sampling)
-            message_id = self.store.begin_reply(conversation.id, self.model_name)
+            job_id, message_id = self.engine.start_turn(conversation.id, model_name=self.model_name,
+                                                        max_tokens=self.max_tokens, sampling=self.sampling)
         except StoreError as exc:
             self.errorOccurred.emit(str(exc))
             return
         widget = self.view.add_assistant(message_id)
         self._wire(widget)
         widget.start()
-        job_id = self.engine.generate(conversation.id, message_id, request)
         self._active = ActiveReply(job_id, conversation.id, message_id, widget)
         self._set_streaming(True)
         self.view.scroll_to_bottom()
@@ -286,7 +249,8 @@ class ChatSession(QObject):
             if active.widget is not None:
                 active.widget.finish(outcome.state, outcome.stats, outcome.error, outcome.stop_reason)
             self._set_streaming(False)
-        elif self.conversation is not None and outcome.conversation_id == self.conversation.id:
+        elif (self.conversation is not None and outcome.conversation_id == self.conversation.id
+              and outcome.message_id is not None):
             # A reply stopped by a switch away and back: show how it ended.
             widget = self.view.message(outcome.message_id)
             if isinstance(widget, AssistantMessageWidget):

