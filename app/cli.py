@@ -151,29 +151,10 @@ def _gui(args: argparse.Namespace | SimpleNamespace) -> int:
     problem = window_problem()  # before Qt is loaded: Qt's own failure is an abort
     if problem is not None:
         raise CliError(problem)
-    if args.selftest:
-        _use_chosen_build()
     # Qt is imported here only: the headless commands never load it.
     from app.gui.app import run
 
     return run(selftest=args.selftest, model=args.model, screenshot=args.screenshot)
-
-
-def _use_chosen_build() -> None:
-    """Point the engine process that `ask` and `--selftest` start at the llama.cpp build llama_builds
-    chooses: its variables (LLAMA_CPP_LIB_PATH, ...) go into this process's environment, which the
-    engine process inherits. (Until the engine host applies llama_builds.child_env() itself.)"""
-    if "llama_cpp" in sys.modules:
-        return
-    import os
-
-    from app.core import llama_builds
-
-    choice = llama_builds.choose_build(llama_builds.preferred_build())
-    env = llama_builds.child_env(choice)
-    for key in set(os.environ) - set(env):
-        del os.environ[key]
-    os.environ.update(env)
 
 
 def _model_path(path: str | None) -> str:
@@ -260,7 +241,6 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
 
     if not args.question.strip():
         raise CliError("The question is empty.")
-    _use_chosen_build()  # before the engine process starts: it inherits the environment
     import queue
     from pathlib import Path
 

@@ -144,17 +144,15 @@ def test_tiny_gptoss_on_lavapipe_matches_the_cpu_build(vulkan_env: Path, tiny_gp
     _check_against_cpu(vulkan_env, tiny_gptoss_path, info.n_layers + 1)
 
 
-def test_the_window_reports_the_vulkan_device_and_layers(
-    vulkan_env: Path, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    """`hearth --selftest` (the real window, offscreen) loads a model through the Vulkan build and shows
-    the planner's sentence; the tiny gpt-oss keeps the 48-token reply short on lavapipe."""
+def test_the_window_reports_the_vulkan_device_and_layers(vulkan_env: Path, tmp_path: Path) -> None:
+    """`hearth --selftest` (the real window, offscreen): the engine process loads the starter through the
+    Vulkan build, and the window shows the planner's sentence. (The tiny gpt-oss is not used here: with
+    flash attention, which GPU plans ask for, it crashes llama.cpp's sampler on lavapipe; docs/NOTES.md.)"""
     env = {**os.environ, "HEARTH_HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
-    tiny = request.getfixturevalue("tiny_gptoss_path")
-    result = subprocess.run([sys.executable, "-m", "app", "--selftest", "--model", str(tiny)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "app", "--selftest", "--model", str(_starter())], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "selftest passed" in result.stdout
+    assert "selftest passed" in result.stdout and "(Vulkan · 19/19 layers, in engine process" in result.stdout
     shown = [line for line in result.stdout.splitlines() if line.startswith("hearth: plan shown: ")]
     assert shown and shown[0].startswith("hearth: plan shown: Vulkan on llvmpipe (")
-    assert "all 3 layers on the GPU" in shown[0]
+    assert "all 19 layers on the GPU" in shown[0]

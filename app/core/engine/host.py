@@ -72,7 +72,11 @@ def engine_command() -> list[str]:
 
 
 def engine_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+    from app.core import llama_builds
+
+    # The llama.cpp build the hardware probe planned with (CUDA, Vulkan, Metal, CPU): cached, tested
+    # in a child process the first time on a machine (llama_builds).
+    env = llama_builds.child_env(llama_builds.choose_build(llama_builds.preferred_build()))
     env.setdefault("GGML_NO_BACKTRACE", "1")  # ggml would attach gdb to the dying process
     if not getattr(sys, "frozen", False):
         # The child must import this same `app`, wherever it was imported from.
@@ -348,7 +352,7 @@ class LocalBackend:
         from app.core.planner import plan_load
 
         info = inspect_gguf(model, checks=self._check_models)
-        hardware = probe(info.path.parent, check_offload=False)
+        hardware = probe(info.path.parent)  # the devices of the llama.cpp build the engine will load
         plan = plan_load(hardware, info, ctx_cap=ctx_cap)
         if not plan.fits:
             raise EngineError(plan.reason)
