@@ -519,6 +519,28 @@ def _cpu_note(forced: str | None, gpu_builds: list[LlamaBuild], failures: list[t
     return f"no {' or '.join(dict.fromkeys(kinds))} GPU found"
 
 
+_left_out: set[str] = set()  # builds whose engine process crashed this session (leave_out)
+_left_out_lock = threading.Lock()
+
+
+def leave_out(name: str) -> None:
+    """Choose no more `name` in this process: its engine process crashed (a driver's segfault
+    while loading, say). The probe said it started, so only the crash itself can tell."""
+    if name != "cpu":
+        with _left_out_lock:
+            _left_out.add(name)
+
+
+def left_out() -> frozenset[str]:
+    with _left_out_lock:
+        return frozenset(_left_out)
+
+
+def forget_left_out() -> None:
+    with _left_out_lock:
+        _left_out.clear()
+
+
 def choose_build(
     forced: str | None = None, exclude: frozenset[str] = frozenset(), *, timeout_s: float = PROBE_TIMEOUT_S
 ) -> BuildChoice:
@@ -531,6 +553,7 @@ def choose_build(
     """
     if forced is not None and forced not in LABELS:
         forced = None
+    exclude = exclude | left_out()
     builds = [b for b in available_builds() if b.name not in exclude]
     tried = [f"{LABELS[n]}: left out after it failed." for n in sorted(exclude & set(LABELS))]
     order = sorted(builds, key=lambda b: b.name != forced) if forced is not None else builds

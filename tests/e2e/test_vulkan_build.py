@@ -156,3 +156,40 @@ def test_the_window_reports_the_vulkan_device_and_layers(vulkan_env: Path, tmp_p
     shown = [line for line in result.stdout.splitlines() if line.startswith("hearth: plan shown: ")]
     assert shown and shown[0].startswith("hearth: plan shown: Vulkan on llvmpipe (")
     assert "all 19 layers on the GPU" in shown[0]
+
+
+def test_an_engine_that_crashes_while_loading_on_vulkan_is_retried_on_the_next_build(
+    vulkan_env: Path, tmp_path: Path
+) -> None:
+    """Real engine processes on the real Vulkan build: the Vulkan engine dies while loading (here
+    on a file the validator would refuse, let through with the test-only switch), so the build is
+    left out for the session and the load is tried once more on the CPU build; the file crashes
+    that one too, and the error says so. A model that only the GPU driver chokes on loads there."""
+    from app.core.engine.host import LocalBackend
+    from app.core.engine.types import EngineCrashedError
+    from tests.fixtures.hostile_gguf import TINY_CASES
+
+    case = next(c for c in TINY_CASES if c.name == "tiny-expert-used-5-of-4")
+    path = case.write(tmp_path)
+    llama_builds.set_preferred_build("vulkan")
+    llama_builds.forget_left_out()
+    starts: list[str] = []
+    backend = LocalBackend(check_models=False)
+    original = backend._start
+
+    def recording_start() -> Any:
+        proc = original()
+        starts.append(proc.build)
+        return proc
+
+    backend._start = recording_start  # type: ignore[method-assign]
+    try:
+        with pytest.raises(EngineCrashedError, match="llama.cpp reported 'n_expert_used_max <= hparams.n_expert'"):
+            backend.load(path, ctx_cap=512)
+        assert starts == ["vulkan", "cpu"]
+        assert llama_builds.left_out() == {"vulkan"}
+        assert llama_builds.choose_build("vulkan").build.name == "cpu"  # not chosen again this session
+    finally:
+        backend.close()
+        llama_builds.forget_left_out()
+        llama_builds.set_preferred_build(None)

@@ -71,19 +71,21 @@ def engine_command() -> list[str]:
     return [sys.executable, "-m", "app", "--engine-process"]
 
 
-def engine_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def engine_env(extra: Mapping[str, str] | None = None) -> tuple[dict[str, str], str]:
+    """The environment of a new engine process, and the name of the llama.cpp build it loads."""
     from app.core import llama_builds
 
     # The llama.cpp build the hardware probe planned with (CUDA, Vulkan, Metal, CPU): cached, tested
     # in a child process the first time on a machine (llama_builds).
-    env = llama_builds.child_env(llama_builds.choose_build(llama_builds.preferred_build()))
+    choice = llama_builds.choose_build(llama_builds.preferred_build())
+    env = llama_builds.child_env(choice)
     env.setdefault("GGML_NO_BACKTRACE", "1")  # ggml would attach gdb to the dying process
     if not getattr(sys, "frozen", False):
         # The child must import this same `app`, wherever it was imported from.
         root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env.update(extra or {})
-    return env
+    return env, choice.build.name
 
 
 # ---- what a dead engine process said ---------------------------------------------------------
@@ -158,6 +160,7 @@ class EngineProcess:
         self.tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self.expected_exit = False  # set before we end it ourselves
         self.killed_for_cancel = False
+        self.build = "cpu"  # the llama.cpp build it loads (llama_builds)
         self._on_exit = on_exit
         self._send_lock = threading.Lock()
         assert self.popen.stdout is not None and self.popen.stderr is not None
@@ -281,6 +284,7 @@ class LocalBackend:
         self._load_interrupted = False
         self._job = 0
         self._running_job: int | None = None
+        self._last_build = "cpu"
         self.needs_reload = False  # the process was killed to end a generation: load it again
 
     # -- state ----------------------------------------------------------------------------------
@@ -302,10 +306,11 @@ class LocalBackend:
     # -- processes ------------------------------------------------------------------------------
 
     def _start(self) -> EngineProcess:
-        env = engine_env(self._env() if self._env is not None else None)
+        env, build = engine_env(self._env() if self._env is not None else None)
         if not self._check_models:
             env["HEARTH_UNCHECKED_MODELS"] = "1"
         proc = EngineProcess(self._command, env, self._exited)
+        proc.build = build
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
@@ -346,6 +351,32 @@ class LocalBackend:
         ctx_cap: int | None = None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
     ) -> LoadResult:
+        """Validate, plan and load in a fresh engine process. If that process dies while loading
+        on a GPU build, the build is left out for this session and the load is tried once more
+        with the next build (in the end the CPU), which the result's notices say."""
+        from app.core import hardware, llama_builds
+
+        try:
+            return self._load(model, ctx_cap, on_plan)
+        except EngineCrashedError as crash:
+            build = self._last_build
+            if build == "cpu" or self._load_interrupted:
+                raise
+            llama_builds.leave_out(build)
+            hardware.clear_cache()  # the next plan is for the next build's devices
+            label = llama_builds.LABELS.get(build, build)
+            log.warning("the %s build crashed while loading %s; trying the next build", label, model)
+            result = self._load(model, ctx_cap, on_plan)
+            result.notices.insert(0, f"{crash} The {label} build of llama.cpp is left out until Hearth restarts; "
+                                     f"loaded with {result.engine or 'another build'} instead.")
+            return result
+
+    def _load(
+        self,
+        model: Path,
+        ctx_cap: int | None,
+        on_plan: Callable[[ModelInfo, LoadPlan], None] | None,
+    ) -> LoadResult:
         from app.core.engine.wire import decode_plan, encode_plan
         from app.core.gguf_file import inspect_gguf
         from app.core.hardware import probe
@@ -363,6 +394,7 @@ class LocalBackend:
             self._load_interrupted = False
             self.needs_reload = False
         proc = self._start()
+        self._last_build = proc.build
         with self._lock:
             self._proc, self._loading = proc, proc
             if self._load_interrupted:
