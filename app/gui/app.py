@@ -56,9 +56,7 @@ def application(argv: Sequence[str] | None = None) -> QApplication:
     app.setApplicationDisplayName(APP_NAME)
     app.setOrganizationName(APP_NAME)
     app.setDesktopFileName(DESKTOP_ID)
-    from app.gui.about import app_icon
-
-    app.setWindowIcon(app_icon())
+    # The icon is set after the first frame (MainWindow._set_icon): reading its PNGs costs start-up.
     return app
 
 

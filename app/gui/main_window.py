@@ -163,9 +163,6 @@ class MainWindow(QMainWindow):
         self.composer.edit.setFocus()
         # Loaded only once the window is on screen: nothing slow happens before that.
         self._autoload = self._entry_for(model) if (model is not None or autoload) else None
-        from app.gui.about import app_icon
-
-        self.setWindowIcon(app_icon())  # also where the QApplication is not Hearth's own (tests, benches)
         problem = paths.models_folder_problem()
         if problem is not None:
             self.banner.show_message(problem)
@@ -569,6 +566,10 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
+        if self.windowIcon().isNull():
+            # After the first frame (reading the PNG sizes costs start-up time); set on the window
+            # too, for a QApplication that is not Hearth's own (tests, benches).
+            QTimer.singleShot(0, self._set_icon)
         if self._autoload is not None:
             entry, self._autoload = self._autoload, None
             # A short delay lets the first frame paint before the engine thread takes the GIL.
@@ -577,6 +578,17 @@ class MainWindow(QMainWindow):
             self._resumed_downloads = True
             # A download left unfinished by the last session continues (after the first frame).
             QTimer.singleShot(AUTOLOAD_DELAY_MS, self.library.resume_unfinished)
+
+    def _set_icon(self) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        from app.gui.about import app_icon
+
+        icon = app_icon()
+        self.setWindowIcon(icon)
+        app = QApplication.instance()
+        if isinstance(app, QApplication) and app.windowIcon().isNull():
+            app.setWindowIcon(icon)  # dialogs too
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         self.hide()

@@ -13,25 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from app.core.chat.service import (
-    ChatService,
-    EngineStopped,
-    Loaded,
-    LoadFailed,
-    LoadStarted,
-    PlanReady,
-    ReplyEvents,
-    ReplyOutcome,
-    ServiceEvent,
-    Unloaded,
-)
-
 if TYPE_CHECKING:
+    # The service (and the engine types behind it) is imported when first used, after the first
+    # frame: its dataclasses cost ~25 ms of start-up that the window need not wait for.
+    from app.core.chat.service import ChatService, LoadFailed, ServiceEvent
     from app.core.engine.protocol import Backend
     from app.core.engine.types import GenerateRequest, LoadResult, Sampling
     from app.core.store import ChatStore
 
-__all__ = ["EngineController", "ReplyOutcome"]
+__all__ = ["EngineController"]
 
 
 class EngineController(QObject):
@@ -59,25 +49,37 @@ class EngineController(QObject):
     ) -> None:
         super().__init__(parent)
         self._relay.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
-        self.service = ChatService(store, backend, listener=self._relay.emit, ctx_cap=ctx_cap)
+        self._store, self._backend, self._ctx_cap = store, backend, ctx_cap
+        self._service: ChatService | None = None
+        self._handlers: dict[type, Any] = {}
+
+    @property
+    def service(self) -> ChatService:
+        """The chat service, started on first use (its thread and, once a model loads, its engine
+        process)."""
+        if self._service is None:
+            from app.core.chat.service import ChatService
+
+            self._service = ChatService(self._store, self._backend, listener=self._relay.emit, ctx_cap=self._ctx_cap)
+        return self._service
 
     # -- requests (GUI thread) ------------------------------------------------------------------
 
     @property
     def ctx_cap(self) -> int | None:
-        return self.service.ctx_cap
+        return self._ctx_cap
 
     @property
     def result(self) -> LoadResult | None:
-        return self.service.result
+        return self._service.result if self._service is not None else None
 
     @property
     def loading(self) -> bool:
-        return self.service.loading
+        return self._service is not None and self._service.loading
 
     @property
     def is_loaded(self) -> bool:
-        return self.service.loaded
+        return self._service is not None and self._service.loaded
 
     def load(self, path: Path | None) -> None:
         """Load a model (None: the starter). A running reply is stopped first."""
@@ -103,22 +105,26 @@ class EngineController(QObject):
 
     def shutdown(self) -> None:
         """Stop any reply (saved as 'stopped'), end the engine process and the service thread."""
-        self.service.shutdown()
+        if self._service is not None:
+            self._service.shutdown()
 
     # -- results (GUI thread) -------------------------------------------------------------------
 
     def _dispatch(self, event: ServiceEvent) -> None:
-        handlers: dict[type, Any] = {
-            LoadStarted: lambda e: self.loadStarted.emit(e.name),
-            PlanReady: lambda e: self.planReady.emit(e.plan),
-            Loaded: lambda e: self.loaded.emit(e.result),
-            LoadFailed: self._on_load_failed,
-            Unloaded: lambda _e: self.unloaded.emit(),
-            EngineStopped: lambda e: self.engineStopped.emit(e.message),
-            ReplyEvents: lambda e: self.events.emit(e.job_id, e.events),
-            ReplyOutcome: lambda e: self.finished.emit(e),
-        }
-        handler = handlers.get(type(event))
+        if not self._handlers:
+            from app.core.chat import service as s
+
+            self._handlers = {
+                s.LoadStarted: lambda e: self.loadStarted.emit(e.name),
+                s.PlanReady: lambda e: self.planReady.emit(e.plan),
+                s.Loaded: lambda e: self.loaded.emit(e.result),
+                s.LoadFailed: self._on_load_failed,
+                s.Unloaded: lambda _e: self.unloaded.emit(),
+                s.EngineStopped: lambda e: self.engineStopped.emit(e.message),
+                s.ReplyEvents: lambda e: self.events.emit(e.job_id, e.events),
+                s.ReplyOutcome: lambda e: self.finished.emit(e),
+            }
+        handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event)
 

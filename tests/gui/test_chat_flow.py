@@ -10,11 +10,11 @@ import psutil
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from app.core.chat.service import ReplyOutcome
 from app.core.engine import Sampling
 from app.core.store import ChatStore
 from app.gui.chat.messages import AssistantMessageWidget, UserMessageWidget
 from app.gui.main_window import MainWindow
-from app.gui.workers import ReplyOutcome
 from tests.gui.conftest import SIGNAL_TIMEOUT_MS, WindowFactory, load
 
 GREEDY = Sampling(temperature=0.0, seed=1)

@@ -10,12 +10,12 @@ from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from app.core.chat.service import running_services
+from app.core.chat.service import ReplyOutcome, running_services
 from app.core.engine import GenerateRequest, Sampling
 from app.core.engine.host import live_processes
 from app.core.formats.base import Conversation, Message
 from app.core.store import ChatStore
-from app.gui.workers import EngineController, ReplyOutcome
+from app.gui.workers import EngineController
 from tests.gui.conftest import SIGNAL_TIMEOUT_MS, TEST_CTX
 
 

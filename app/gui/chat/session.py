@@ -15,9 +15,10 @@ from app.core.store import Conversation as StoredConversation
 from app.gui.chat.composer import Composer
 from app.gui.chat.messages import AssistantMessageWidget, UserMessageWidget
 from app.gui.chat.view import ChatView
-from app.gui.workers import EngineController, ReplyOutcome
+from app.gui.workers import EngineController
 
 if TYPE_CHECKING:
+    from app.core.chat.service import ReplyOutcome
     from app.core.engine import Sampling
     from app.core.formats.base import ParsedEvent
 
