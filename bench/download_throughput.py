@@ -114,12 +114,26 @@ def gui_stall_ms(model_id: str) -> tuple[float, float]:
 
     app = QApplication.instance() or QApplication([])
     ThemeManager(app, forced="light")
-    controller = LibraryController(manager_factory=lambda: DownloadManager(token_provider=lambda: None,
-                                                                           disk_margin=0))
-    controller._catalog = Catalog([CatalogEntry(
-        id=model_id, name="bench", repo=REPO, revision="main", files=(CatalogFile(NAME, None, None),), quantization="",
-        context_length=0, params_total=0, params_active=0, license="", capabilities=frozenset(), description="",
-        sampling=Sampling())])
+    controller = LibraryController(manager_factory=lambda: DownloadManager(token_provider=lambda: None, disk_margin=0))
+    controller._catalog = Catalog(
+        [
+            CatalogEntry(
+                id=model_id,
+                name="bench",
+                repo=REPO,
+                revision="main",
+                files=(CatalogFile(NAME, None, None),),
+                quantization="",
+                context_length=0,
+                params_total=0,
+                params_active=0,
+                license="",
+                capabilities=frozenset(),
+                description="",
+                sampling=Sampling(),
+            )
+        ]
+    )
     library, downloads = LibraryPage(controller), DownloadsPage(controller)
     library.resize(1000, 800)
     downloads.resize(1000, 800)
@@ -130,7 +144,7 @@ def gui_stall_ms(model_id: str) -> tuple[float, float]:
     gaps = [0.0]
     heartbeat = QTimer()
     heartbeat.setInterval(5)
-    heartbeat.timeout.connect(lambda: (gaps.append(clock.restart() - 5.0)))
+    heartbeat.timeout.connect(lambda: gaps.append(clock.restart() - 5.0))
     controller.jobChanged.connect(lambda job: job is not None and job.finished and loop.quit())
     QTimer.singleShot(600_000, loop.quit)  # a safety net
     t0 = time.perf_counter()
@@ -165,8 +179,9 @@ def main() -> None:
     serve_dir.mkdir()
     source = serve_dir / NAME
     write_file(source, size)
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hub_server.py"), str(serve_dir)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "hub_server.py"), str(serve_dir)], stdout=subprocess.PIPE, text=True
+    )
     try:
         line = server.stdout.readline() if server.stdout else ""
         endpoint = line.split()[0].partition("=")[2]

@@ -4,7 +4,8 @@ The real window (offscreen) loads the model through the picker path and streams 
 the engine process gets SIGABRT — what an abort in llama.cpp or a driver does to it. Measured from
 that signal: the time until the window shows the engine's sentence (the banner with Retry) and
 accepts input again (the composer is back from Stop to Send), and the longest gap of a 5 ms
-heartbeat on the GUI thread from the abort until a quarter of a second after the recovery. Then Retry loads the model again for the next round.
+heartbeat on the GUI thread from the abort until a quarter of a second after the recovery. Then
+Retry loads the model again for the next round.
 
     python bench/engine_crash.py --model FILE [--rounds 5]
 
@@ -68,8 +69,13 @@ def one_round(app: QApplication, window: MainWindow) -> tuple[float, float]:
     recovered = 0.0
     while time.monotonic() < deadline:
         app.processEvents()
-        if aborted and window.banner.isVisible() and "engine stopped" in window.banner.label.text() \
-                and not window.session.streaming and window.composer.edit.isEnabled():
+        if (
+            aborted
+            and window.banner.isVisible()
+            and "engine stopped" in window.banner.label.text()
+            and not window.session.streaming
+            and window.composer.edit.isEnabled()
+        ):
             recovered = time.perf_counter()
             break
         time.sleep(0.001)
@@ -113,14 +119,18 @@ def main() -> int:
         ms, stall = one_round(app, window)
         recoveries.append(ms)
         stalls.append(stall)
-        print(f"round {i + 1}: window showed the stop and took input {ms:.0f} ms after SIGABRT; "
-              f"longest GUI gap {stall:.1f} ms", flush=True)
+        print(
+            f"round {i + 1}: window showed the stop and took input {ms:.0f} ms after SIGABRT; "
+            f"longest GUI gap {stall:.1f} ms",
+            flush=True,
+        )
         window.banner.action.click()  # Retry: the model loads in a new engine process
     wait_for([window.modelLoaded, window.modelFailed], 1800)
     window.close()
     store.close()
-    print(f"median recovery {statistics.median(recoveries):.0f} ms, "
-          f"median longest gap {statistics.median(stalls):.1f} ms")
+    print(
+        f"median recovery {statistics.median(recoveries):.0f} ms, median longest gap {statistics.median(stalls):.1f} ms"
+    )
     print(f"engine_crash_max_stall_ms {max(stalls):.1f}")
     print(f"engine_crash_recovery_ms {max(recoveries):.0f}")
     return 0

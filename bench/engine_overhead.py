@@ -34,8 +34,15 @@ def bare_rate(engine: Engine, tokens: list[int], n: int, s: Sampling) -> tuple[f
     llm.reset()
     llm.set_seed(s.seed or 0)
     count, first = 0, 0.0
-    gen = llm.generate(tokens, temp=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,
-                       repeat_penalty=s.repeat_penalty, reset=True)
+    gen = llm.generate(
+        tokens,
+        temp=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        min_p=s.min_p,
+        repeat_penalty=s.repeat_penalty,
+        reset=True,
+    )
     for token in gen:
         if not first:
             first = time.perf_counter()
@@ -76,8 +83,9 @@ def main() -> int:
     loaded = engine.load(args.model, plan=plan_load(hw, inspect_gguf(args.model), ctx_cap=args.ctx))
     print(f"model {loaded.info.name}; {loaded.plan.reason}")
     sampling = Sampling(temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, seed=42)
-    request = GenerateRequest(Conversation((Message("user", PROMPT),)), max_tokens=args.tokens, sampling=sampling,
-                              ignore_eos=True)
+    request = GenerateRequest(
+        Conversation((Message("user", PROMPT),)), max_tokens=args.tokens, sampling=sampling, ignore_eos=True
+    )
     tokens = engine.prepare(request).tokens
     bare, ours = [], []
     for i in range(args.rounds):

@@ -79,11 +79,21 @@ def child_bare(model: str, ctx: int) -> int:
     import llama_cpp
 
     kv = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "f32": llama_cpp.GGML_TYPE_F32}
-    llm = llama_cpp.Llama(model, n_gpu_layers=plan.n_gpu_layers, n_ctx=plan.n_ctx, n_batch=plan.n_batch,
-                          n_ubatch=plan.n_ubatch, n_threads=plan.n_threads, n_threads_batch=plan.n_threads_batch,
-                          flash_attn=plan.flash_attn, type_k=kv[plan.type_k], type_v=kv[plan.type_v],
-                          use_mmap=plan.use_mmap, swa_full=plan.swa_full if info.sliding_window else None,
-                          verbose=False)
+    llm = llama_cpp.Llama(
+        model,
+        n_gpu_layers=plan.n_gpu_layers,
+        n_ctx=plan.n_ctx,
+        n_batch=plan.n_batch,
+        n_ubatch=plan.n_ubatch,
+        n_threads=plan.n_threads,
+        n_threads_batch=plan.n_threads_batch,
+        flash_attn=plan.flash_attn,
+        type_k=kv[plan.type_k],
+        type_v=kv[plan.type_v],
+        use_mmap=plan.use_mmap,
+        swa_full=plan.swa_full if info.sliding_window else None,
+        verbose=False,
+    )
     tokens = llm.tokenize(f"User: {PROMPT}\nAssistant:".encode(), add_bos=True, special=True)
     for i, _token in enumerate(llm.generate(tokens, temp=0.0)):
         if i + 1 >= TOKENS:
@@ -94,8 +104,13 @@ def child_bare(model: str, ctx: int) -> int:
 
 def measure(kind: str, model: str, ctx: int, home: str) -> dict[str, object]:
     env = {**os.environ, "HEARTH_HOME": home, "QT_QPA_PLATFORM": "offscreen"}
-    out = subprocess.run([sys.executable, __file__, "--child", kind, "--model", model, "--ctx", str(ctx)],
-                         env=env, capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--model", model, "--ctx", str(ctx)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{kind} run failed: {out.stderr[-2000:]}")
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -120,9 +135,12 @@ def main() -> int:
             a, b = measure("app", args.model, args.ctx, home), measure("bare", args.model, args.ctx, home)
             apps.append(int(a["rss"]))  # type: ignore[call-overload]
             bares.append(int(b["rss"]))  # type: ignore[call-overload]
-            print(f"round {i + 1}: app {apps[-1] / mb:.0f} MB (window {int(a['window']) / mb:.0f} MB + engine "  # type: ignore[call-overload]
-                  f"{int(a['engine']) / mb:.0f} MB), bare llama-cpp-python {bares[-1] / mb:.0f} MB"  # type: ignore[call-overload]
-                  + (f"  ({a['plan']})" if i == 0 else ""), flush=True)
+            print(
+                f"round {i + 1}: app {apps[-1] / mb:.0f} MB (window {int(a['window']) / mb:.0f} MB + engine "  # type: ignore[call-overload]
+                f"{int(a['engine']) / mb:.0f} MB), bare llama-cpp-python {bares[-1] / mb:.0f} MB"  # type: ignore[call-overload]
+                + (f"  ({a['plan']})" if i == 0 else ""),
+                flush=True,
+            )
     overhead = (statistics.median(apps) - statistics.median(bares)) / mb
     print(f"memory_overhead_mb {overhead:.0f}")
     return 0

@@ -72,8 +72,10 @@ def main() -> int:
             bares.append(time_to_line([sys.executable, "-c", BARE], env))
             apps.append(time_to_line([sys.executable, "-m", "app"], env))
             print(f"round {i + 1}: app {apps[-1]:.2f} s, bare PySide6 window {bares[-1]:.2f} s", flush=True)
-    print(f"platform {env.get('QT_QPA_PLATFORM', 'default')}; medians: app {statistics.median(apps):.2f} s, "
-          f"bare {statistics.median(bares):.2f} s")
+    print(
+        f"platform {env.get('QT_QPA_PLATFORM', 'default')}; medians: app {statistics.median(apps):.2f} s, "
+        f"bare {statistics.median(bares):.2f} s"
+    )
     print(f"startup_ratio {statistics.median(apps) / statistics.median(bares):.2f}")
     return 0
 

@@ -77,8 +77,12 @@ class BareProcess:
     def __init__(self, model: str, ctx: int) -> None:
         import subprocess
 
-        self.proc = subprocess.Popen([sys.executable, __file__, "--bare-child", "--model", model, "--ctx", str(ctx)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--bare-child", "--model", model, "--ctx", str(ctx)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def rate(self, request: GenerateRequest, n: int) -> tuple[float, int]:
         import json

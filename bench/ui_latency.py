@@ -92,8 +92,10 @@ def render_cost_ratio(app: QApplication, window: MainWindow, n_tokens: int, batc
     reply.finish("complete", None, None)
     first = sum(c for n, c in costs if n <= 1000)
     last = sum(c for n, c in costs if n > n_tokens - 1000)
-    print(f"rendering {n_tokens} tokens in batches of {batch}: first 1,000 {first * 1000:.0f} ms, "
-          f"last 1,000 {last * 1000:.0f} ms, widgets {len(reply.answer.block_widgets())}")
+    print(
+        f"rendering {n_tokens} tokens in batches of {batch}: first 1,000 {first * 1000:.0f} ms, "
+        f"last 1,000 {last * 1000:.0f} ms, widgets {len(reply.answer.block_widgets())}"
+    )
     return last / first
 
 

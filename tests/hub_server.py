@@ -153,8 +153,15 @@ class HubServer:
 
     # -- content --------------------------------------------------------------------------------
 
-    def add_repo(self, repo_id: str, files: dict[str, bytes | Path], *, gated: bool = False,
-                 tokens: tuple[str, ...] = (), sha: str | None = None) -> Repo:
+    def add_repo(
+        self,
+        repo_id: str,
+        files: dict[str, bytes | Path],
+        *,
+        gated: bool = False,
+        tokens: tuple[str, ...] = (),
+        sha: str | None = None,
+    ) -> Repo:
         hub_files = {}
         for name, content in files.items():
             if isinstance(content, Path):
@@ -259,8 +266,17 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True
         finally:
-            hub.record(Request("HEAD" if head else "GET", self.path, self.headers.get("Range"), self._status,
-                               self._sent, bool(self.headers.get("Authorization")), self.server.role))
+            hub.record(
+                Request(
+                    "HEAD" if head else "GET",
+                    self.path,
+                    self.headers.get("Range"),
+                    self._status,
+                    self._sent,
+                    bool(self.headers.get("Authorization")),
+                    self.server.role,
+                )
+            )
 
     # -- API ------------------------------------------------------------------------------------
 
@@ -276,21 +292,41 @@ class _Handler(BaseHTTPRequestHandler):
             return
         siblings = []
         for f in repo.files.values():
-            entry: dict[str, Any] = {"rfilename": f.name, "size": f.size,
-                                     "blobId": hashlib.sha1(f.sha256.encode()).hexdigest()}
+            entry: dict[str, Any] = {
+                "rfilename": f.name,
+                "size": f.size,
+                "blobId": hashlib.sha1(f.sha256.encode()).hexdigest(),
+            }
             if f.lfs:
                 entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": 134}
             siblings.append(entry)
-        body = {"_id": repo.sha[:24], "id": repo.id, "modelId": repo.id, "sha": repo.sha, "private": False,
-                "gated": "manual" if repo.gated else False, "disabled": False, "tags": ["gguf"],
-                "siblings": siblings}
+        body = {
+            "_id": repo.sha[:24],
+            "id": repo.id,
+            "modelId": repo.id,
+            "sha": repo.sha,
+            "private": False,
+            "gated": "manual" if repo.gated else False,
+            "disabled": False,
+            "tags": ["gguf"],
+            "siblings": siblings,
+        }
         self._json(body)
 
     def _api_search(self, query: str) -> None:
         hub = self.server.hub
-        found = [{"id": r.id, "modelId": r.id, "sha": r.sha, "gated": r.gated, "tags": ["gguf"],
-                  "siblings": [{"rfilename": n} for n in r.files]}
-                 for r in hub.repos.values() if query.lower() in r.id.lower()]
+        found = [
+            {
+                "id": r.id,
+                "modelId": r.id,
+                "sha": r.sha,
+                "gated": r.gated,
+                "tags": ["gguf"],
+                "siblings": [{"rfilename": n} for n in r.files],
+            }
+            for r in hub.repos.values()
+            if query.lower() in r.id.lower()
+        ]
         self._json(found)
 
     # -- files ----------------------------------------------------------------------------------
@@ -300,12 +336,20 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         auth = self.headers.get("Authorization", "")
         if not auth:
-            self._error(401, "Access to model is restricted. You must have access to it and be authenticated.",
-                        code="GatedRepo", commit=repo.sha)
+            self._error(
+                401,
+                "Access to model is restricted. You must have access to it and be authenticated.",
+                code="GatedRepo",
+                commit=repo.sha,
+            )
             return False
         if auth.removeprefix("Bearer ") not in repo.tokens:
-            self._error(403, "Access to model is restricted and you are not in the authorized list.",
-                        code="GatedRepo", commit=repo.sha)
+            self._error(
+                403,
+                "Access to model is restricted and you are not in the authorized list.",
+                code="GatedRepo",
+                commit=repo.sha,
+            )
             return False
         return True
 
@@ -324,8 +368,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self._authorize(repo):
             return
-        meta = {"X-Repo-Commit": repo.sha, "ETag": f'"{f.sha256}"', "X-Linked-Etag": f'"{f.sha256}"',
-                "X-Linked-Size": str(f.size)}
+        meta = {
+            "X-Repo-Commit": repo.sha,
+            "ETag": f'"{f.sha256}"',
+            "X-Linked-Etag": f'"{f.sha256}"',
+            "X-Linked-Size": str(f.size),
+        }
         if hub.redirect and f.lfs:
             location = f"{hub.cdn_url}/blobs/{f.sha256}?repo={repo.id}&file={f.name}"
             self._status = 302
@@ -416,7 +464,7 @@ class _Handler(BaseHTTPRequestHandler):
             data = f.read(pos, pos + n)
             if fault is not None and fault.kind == "wrong_bytes" and pos <= fault.at < pos + n:
                 i = fault.at - pos
-                data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+                data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
             self.wfile.write(data)
             self._sent += len(data)
             pos += n
@@ -443,8 +491,15 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _error(self, status: int, message: str, *, code: str | None = None, commit: str | None = None,
-               extra: dict[str, str] | None = None) -> None:
+    def _error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        commit: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         data = json.dumps({"error": message}).encode()
         self._status = status
         self.send_response(status)

@@ -368,8 +368,9 @@ def _installed_from_record(model_id: str, rec: dict[str, Any], root: Path) -> In
     if not files:
         problem = "The manifest lists no files for this model."
     elif missing:
-        problem = (f"{len(missing)} of its {len(files)} files are missing (e.g. {missing[0]}); "
-                   "download or import it again.")
+        problem = (
+            f"{len(missing)} of its {len(files)} files are missing (e.g. {missing[0]}); download or import it again."
+        )
     else:
         size = sum(f.stat().st_size for f in files)
         if rec.get("size_bytes") and size != rec["size_bytes"]:
@@ -402,8 +403,16 @@ def installed_models(models_dir: Path | None = None, *, include_starter: bool = 
         # their manifest entry exists, so a half-installed download never shows up here.
         for p in sorted(root.glob("*.gguf")):
             if p.is_file() and p.resolve() not in known:
-                found.append(InstalledModel(id=f"file:{p.name}", name=p.stem, path=p, files=(p,),
-                                            size_bytes=p.stat().st_size, source="folder"))
+                found.append(
+                    InstalledModel(
+                        id=f"file:{p.name}",
+                        name=p.stem,
+                        path=p,
+                        files=(p,),
+                        size_bytes=p.stat().st_size,
+                        source="folder",
+                    )
+                )
     if include_starter:
         starter = _starter_model()
         if starter is not None:
@@ -422,9 +431,14 @@ def _starter_model() -> InstalledModel | None:
     # where it will be and let the loader assemble it on first use.
     target = paths.models_dir(create=False) / "starter" / pkg.MODEL_NAME
     size = sum(p.stat().st_size for p in pkg.chunk_paths())
-    return InstalledModel(id=starter.STARTER_ID, name=starter.STARTER_NAME,
-                          path=target if target.is_file() else None, files=(target,),
-                          size_bytes=size, source="starter")
+    return InstalledModel(
+        id=starter.STARTER_ID,
+        name=starter.STARTER_NAME,
+        path=target if target.is_file() else None,
+        files=(target,),
+        size_bytes=size,
+        source="starter",
+    )
 
 
 def find_installed(model_id: str, models_dir: Path | None = None) -> InstalledModel | None:
@@ -468,8 +482,9 @@ def delete_model(model_id: str, models_dir: Path | None = None) -> None:
     from app.core import starter
 
     if model_id == starter.STARTER_ID:
-        raise CatalogError("The starter model comes with Hearth's 'starter' package; "
-                           "uninstall that package to remove it.")
+        raise CatalogError(
+            "The starter model comes with Hearth's 'starter' package; uninstall that package to remove it."
+        )
     root = models_dir or paths.models_dir()
     if model_id.startswith("file:"):
         target = root / model_id.removeprefix("file:")
@@ -528,8 +543,14 @@ class Fit:
     est_vram_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "fits": self.fits, "reason": self.reason, "n_ctx": self.n_ctx,
-                "est_ram_bytes": self.est_ram_bytes, "est_vram_bytes": self.est_vram_bytes}
+        return {
+            "verdict": self.verdict,
+            "fits": self.fits,
+            "reason": self.reason,
+            "n_ctx": self.n_ctx,
+            "est_ram_bytes": self.est_ram_bytes,
+            "est_vram_bytes": self.est_vram_bytes,
+        }
 
 
 def fit_for(info: ModelInfo | None, hw: Any) -> Fit:
@@ -572,13 +593,22 @@ def fit_for_size(size_bytes: int | None, hw: Any) -> Fit:
         return Fit("gpu", f"Fits the {gpu.name}: needs about {gb(need)}{note}.", True, est_vram_bytes=need)
     ram = planner.ram_budget(hw)
     if gpu is not None and not gpu.unified_memory and need <= ram + max(planner.vram_budget(gpu), 0):
-        return Fit("partial", f"Part on the {gpu.name}, part on the CPU: needs about {gb(need)}{note}.", True,
-                   est_ram_bytes=need)
+        return Fit(
+            "partial",
+            f"Part on the {gpu.name}, part on the CPU: needs about {gb(need)}{note}.",
+            True,
+            est_ram_bytes=need,
+        )
     if need <= ram:
-        return Fit("cpu", f"Runs on the CPU: needs about {gb(need)}{note}; {gb(ram)} is free.", True,
-                   est_ram_bytes=need)
-    return Fit("too_large", f"Too large for this machine: needs about {gb(need)}{note}, {gb(ram)} free.",
-               False, est_ram_bytes=need)
+        return Fit(
+            "cpu", f"Runs on the CPU: needs about {gb(need)}{note}; {gb(ram)} is free.", True, est_ram_bytes=need
+        )
+    return Fit(
+        "too_large",
+        f"Too large for this machine: needs about {gb(need)}{note}, {gb(ram)} free.",
+        False,
+        est_ram_bytes=need,
+    )
 
 
 def installed_info(model: InstalledModel) -> ModelInfo | None:
@@ -591,8 +621,9 @@ def installed_info(model: InstalledModel) -> ModelInfo | None:
         return None
 
 
-def library(hw: Any | None = None, *, catalog: Catalog | None = None,
-            models_dir: Path | None = None) -> list[dict[str, Any]]:
+def library(
+    hw: Any | None = None, *, catalog: Catalog | None = None, models_dir: Path | None = None
+) -> list[dict[str, Any]]:
     """One row per catalog entry and per installed model not from the catalog, with its fit:
     what `hearth models --json` prints and what the library view shows."""
     from app.core import hardware
@@ -624,8 +655,11 @@ def library(hw: Any | None = None, *, catalog: Catalog | None = None,
         if m.id in catalog_ids:
             continue
         info = installed_info(m)
-        fit = fit_for(info, hw) if info is not None or m.source != "starter" else Fit(
-            "unknown", "The starter model is assembled on first use.", fits=True)
+        fit = (
+            fit_for(info, hw)
+            if info is not None or m.source != "starter"
+            else Fit("unknown", "The starter model is assembled on first use.", fits=True)
+        )
         rows.append({
             "id": m.id, "name": m.name, "repo": m.repo, "revision": m.commit,
             "files": [p.name for p in m.files], "size_bytes": m.size_bytes,

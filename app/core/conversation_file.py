@@ -70,9 +70,7 @@ def _message(index: int, m: Any) -> Message:
         raise ConversationFileError(f"{where} is not an object with a role and a content.")
     role = m.get("role")
     if role not in ROLES:
-        raise ConversationFileError(
-            f"{where} has the unknown role {role!r}; expected one of: {', '.join(ROLES)}."
-        )
+        raise ConversationFileError(f"{where} has the unknown role {role!r}; expected one of: {', '.join(ROLES)}.")
     calls = []
     for c in m.get("tool_calls") or []:
         fn = c.get("function") if isinstance(c, dict) else None

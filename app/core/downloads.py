@@ -186,7 +186,7 @@ class _Transient(Exception):
 
 
 def format_bytes(n: float) -> str:
-    """"12.1 GB", "480 MB", "33 kB": sizes in progress lines (the CLI's too)."""
+    """ "12.1 GB", "480 MB", "33 kB": sizes in progress lines (the CLI's too)."""
     if n >= 1e9:
         return f"{n / 1e9:.1f} GB"
     if n >= 1e6:
@@ -476,8 +476,9 @@ class DownloadManager:
         with self._lock:
             # An earlier job for this model that can continue (queued, running, paused, failed with
             # its partial data) is reused: asking again means "carry on", never "start over".
-            resumable = [j for j in self._jobs if j.model_id == model_id and j.state not in
-                         (JobState.DONE, JobState.CANCELLED)]
+            resumable = [
+                j for j in self._jobs if j.model_id == model_id and j.state not in (JobState.DONE, JobState.CANCELLED)
+            ]
             if resumable:
                 existing = resumable[-1]
                 if existing.state in (JobState.PAUSED, JobState.FAILED):
@@ -510,8 +511,13 @@ class DownloadManager:
             except Exception:  # a bug must not kill the queue; the job says what happened
                 log.exception("download job %s crashed", job.id)
                 with self._lock:
-                    self._set_state(job, JobState.FAILED, "The download stopped because of an internal error; "
-                                    "try again, and report it if it keeps happening.", ErrorKind.ERROR)
+                    self._set_state(
+                        job,
+                        JobState.FAILED,
+                        "The download stopped because of an internal error; "
+                        "try again, and report it if it keeps happening.",
+                        ErrorKind.ERROR,
+                    )
             finally:
                 with self._lock:
                     self._current = None
@@ -630,7 +636,8 @@ class DownloadManager:
             self._set_state(job, failure.state, failure.message, failure.kind)
         except OSError as exc:  # the staging or models folder cannot be written (full, read-only, ...)
             problem = self._classify(exc, job, token) or _Failure(
-                JobState.FAILED, ErrorKind.ERROR, f"The download could not be written ({exc}).")
+                JobState.FAILED, ErrorKind.ERROR, f"The download could not be written ({exc})."
+            )
             self._set_state(job, problem.state, problem.message, problem.kind)
 
     def _stopped(self, job: DownloadJob, reason: str) -> None:
@@ -638,8 +645,11 @@ class DownloadManager:
             self._discard_staging(job)
             self._set_state(job, JobState.CANCELLED, "Cancelled; the partial data was deleted.")
         elif reason == "shutdown":
-            self._set_state(job, JobState.QUEUED, f"Interrupted{self._at(job)} because Hearth closed; "
-                            "it continues when Hearth starts again.")
+            self._set_state(
+                job,
+                JobState.QUEUED,
+                f"Interrupted{self._at(job)} because Hearth closed; it continues when Hearth starts again.",
+            )
         else:
             self._set_state(job, JobState.PAUSED, f"Paused{self._at(job)}; {format_bytes(job.bytes_done)} kept.")
 
@@ -665,13 +675,17 @@ class DownloadManager:
                 reason = secrets.redact(_describe(exc), token)
                 if attempt > self.retries:
                     raise _Failure(
-                        JobState.PAUSED, ErrorKind.NETWORK,
+                        JobState.PAUSED,
+                        ErrorKind.NETWORK,
                         f"The download keeps failing ({reason}); it is paused with "
                         f"{format_bytes(job.bytes_done)} kept. Check the connection and resume.",
                     ) from None
                 delay = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
-                self._update(job, message=f"Connection problem ({reason}); retrying in {delay:.0f} s "
-                             f"(attempt {attempt} of {self.retries}).")
+                self._update(
+                    job,
+                    message=f"Connection problem ({reason}); retrying in {delay:.0f} s "
+                    f"(attempt {attempt} of {self.retries}).",
+                )
                 if self._interrupt.wait(delay):
                     self._check_interrupt()
 
@@ -681,42 +695,59 @@ class DownloadManager:
 
         page = f"{self._endpoint_url()}/{job.repo}"
         if isinstance(exc, hf.OfflineModeIsEnabled):
-            return _Failure(JobState.FAILED, ErrorKind.OFFLINE,
-                            "Hugging Face offline mode is on (HF_HUB_OFFLINE); turn it off to download models.")
+            return _Failure(
+                JobState.FAILED,
+                ErrorKind.OFFLINE,
+                "Hugging Face offline mode is on (HF_HUB_OFFLINE); turn it off to download models.",
+            )
         if isinstance(exc, hf.GatedRepoError) or (
-            isinstance(exc, hf.HfHubHTTPError) and _status(exc) in (401, 403)
+            isinstance(exc, hf.HfHubHTTPError)
+            and _status(exc) in (401, 403)
             and not isinstance(exc, hf.RepositoryNotFoundError)
         ):
             return _Failure(JobState.FAILED, ErrorKind.GATED, _gated_message(job.name, page, token))
         if isinstance(exc, hf.RepositoryNotFoundError):
-            hint = ("your token cannot read it" if token else
-                    "if it is private or gated, add a Hugging Face token in Settings")
-            return _Failure(JobState.FAILED, ErrorKind.NOT_FOUND,
-                            f"The repository {job.repo} was not found on Hugging Face ({hint}).")
+            hint = (
+                "your token cannot read it"
+                if token
+                else "if it is private or gated, add a Hugging Face token in Settings"
+            )
+            return _Failure(
+                JobState.FAILED,
+                ErrorKind.NOT_FOUND,
+                f"The repository {job.repo} was not found on Hugging Face ({hint}).",
+            )
         if isinstance(exc, hf.RevisionNotFoundError):
-            return _Failure(JobState.FAILED, ErrorKind.NOT_FOUND,
-                            f"The revision {job.commit or job.revision} of {job.repo} no longer exists on "
-                            "Hugging Face; cancel this download and start it again.")
-        if isinstance(exc, hf.RemoteEntryNotFoundError) or (
-            isinstance(exc, hf.HfHubHTTPError) and _status(exc) == 404
-        ):
-            return _Failure(JobState.FAILED, ErrorKind.NOT_FOUND,
-                            f"A file of {job.name} was not found in {job.repo} on Hugging Face.")
+            return _Failure(
+                JobState.FAILED,
+                ErrorKind.NOT_FOUND,
+                f"The revision {job.commit or job.revision} of {job.repo} no longer exists on "
+                "Hugging Face; cancel this download and start it again.",
+            )
+        if isinstance(exc, hf.RemoteEntryNotFoundError) or (isinstance(exc, hf.HfHubHTTPError) and _status(exc) == 404):
+            return _Failure(
+                JobState.FAILED,
+                ErrorKind.NOT_FOUND,
+                f"A file of {job.name} was not found in {job.repo} on Hugging Face.",
+            )
         if isinstance(exc, hf.HfHubHTTPError):
             status = _status(exc)
             if status is not None and (status >= 500 or status in (408, 429)):
                 return None
-            return _Failure(JobState.FAILED, ErrorKind.ERROR,
-                            f"Hugging Face refused the download (HTTP {status}).")
+            return _Failure(JobState.FAILED, ErrorKind.ERROR, f"Hugging Face refused the download (HTTP {status}).")
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-            return _Failure(JobState.PAUSED, ErrorKind.DISK_FULL,
-                            f"The disk is full; the download is paused with {format_bytes(job.bytes_done)} kept. "
-                            "Free up some space and resume.")
+            return _Failure(
+                JobState.PAUSED,
+                ErrorKind.DISK_FULL,
+                f"The disk is full; the download is paused with {format_bytes(job.bytes_done)} kept. "
+                "Free up some space and resume.",
+            )
         if isinstance(exc, (_Transient, *_transport_errors())):
             return None
         if isinstance(exc, OSError):
-            return _Failure(JobState.FAILED, ErrorKind.ERROR,
-                            f"The download could not be written ({exc.strerror or exc}).")
+            return _Failure(
+                JobState.FAILED, ErrorKind.ERROR, f"The download could not be written ({exc.strerror or exc})."
+            )
         return _Failure(JobState.FAILED, ErrorKind.ERROR, f"The download failed: {_describe(exc)}.")
 
     def _endpoint_url(self) -> str:
@@ -727,11 +758,17 @@ class DownloadManager:
         from huggingface_hub import HfApi
 
         api = HfApi(endpoint=self._endpoint_url(), library_name=LIBRARY_NAME)
-        info = api.model_info(job.repo, revision=job.commit or job.revision, files_metadata=True,
-                              token=token or False, timeout=self.read_timeout)
+        info = api.model_info(
+            job.repo,
+            revision=job.commit or job.revision,
+            files_metadata=True,
+            token=token or False,
+            timeout=self.read_timeout,
+        )
         if getattr(info, "gated", False) and not token:
-            raise _Failure(JobState.FAILED, ErrorKind.GATED,
-                           _gated_message(job.name, f"{self._endpoint_url()}/{job.repo}", None))
+            raise _Failure(
+                JobState.FAILED, ErrorKind.GATED, _gated_message(job.name, f"{self._endpoint_url()}/{job.repo}", None)
+            )
         siblings = {s.rfilename: s for s in (info.siblings or [])}
         # A catalog pinned to a commit is a promise: any difference is an error. On a branch
         # ("main") the repo may have been re-uploaded since the catalog was written; the hub's
@@ -740,19 +777,24 @@ class DownloadManager:
         for f in job.files:
             s = siblings.get(f.name)
             if s is None:
-                raise _Failure(JobState.FAILED, ErrorKind.NOT_FOUND,
-                               f"{f.name} is not in {job.repo} on Hugging Face.")
+                raise _Failure(JobState.FAILED, ErrorKind.NOT_FOUND, f"{f.name} is not in {job.repo} on Hugging Face.")
             hub_size = s.lfs.size if s.lfs else s.size
             hub_sha = s.lfs.sha256 if s.lfs else None
             size_differs = f.size is not None and hub_size is not None and hub_size != f.size
             sha_differs = bool(f.sha256 and hub_sha and hub_sha != f.sha256)
             if (size_differs or sha_differs) and pinned:
-                raise _Failure(JobState.FAILED, ErrorKind.CHANGED,
-                               f"{f.name} on Hugging Face differs from the file Hearth's catalog pins "
-                               f"(revision {job.revision[:8]}); update Hearth to get the new catalog.")
+                raise _Failure(
+                    JobState.FAILED,
+                    ErrorKind.CHANGED,
+                    f"{f.name} on Hugging Face differs from the file Hearth's catalog pins "
+                    f"(revision {job.revision[:8]}); update Hearth to get the new catalog.",
+                )
             if size_differs or sha_differs:
-                log.info("%s in %s changed upstream since the catalog was written; verifying against the hub's "
-                         "metadata", f.name, job.repo)
+                log.info(
+                    "%s in %s changed upstream since the catalog was written; verifying against the hub's metadata",
+                    f.name,
+                    job.repo,
+                )
             f.size = hub_size if hub_size is not None else f.size
             f.sha256 = hub_sha or f.sha256
         job.commit = info.sha or job.commit
@@ -765,10 +807,13 @@ class DownloadManager:
         free = shutil.disk_usage(staging).free
         need = remaining + self.disk_margin
         if free < need:
-            raise _Failure(JobState.FAILED, ErrorKind.DISK_SPACE,
-                           f"Not enough disk space: {job.name} needs {format_bytes(need)} more (with a "
-                           f"{format_bytes(self.disk_margin)} safety margin), but only {format_bytes(free)} is free. "
-                           "Free up space and try again.")
+            raise _Failure(
+                JobState.FAILED,
+                ErrorKind.DISK_SPACE,
+                f"Not enough disk space: {job.name} needs {format_bytes(need)} more (with a "
+                f"{format_bytes(self.disk_margin)} safety margin), but only {format_bytes(free)} is free. "
+                "Free up space and try again.",
+            )
         models = self._models_dir()
         models.mkdir(parents=True, exist_ok=True)
         if os.stat(models).st_dev != os.stat(staging).st_dev:
@@ -776,9 +821,12 @@ class DownloadManager:
             total = sum(f.size or 0 for f in job.files) + self.disk_margin
             free_models = shutil.disk_usage(models).free
             if free_models < total:
-                raise _Failure(JobState.FAILED, ErrorKind.DISK_SPACE,
-                               f"Not enough disk space in the models folder: {job.name} needs {format_bytes(total)}, "
-                               f"but only {format_bytes(free_models)} is free there.")
+                raise _Failure(
+                    JobState.FAILED,
+                    ErrorKind.DISK_SPACE,
+                    f"Not enough disk space in the models folder: {job.name} needs {format_bytes(total)}, "
+                    f"but only {format_bytes(free_models)} is free there.",
+                )
 
     def _part_path(self, job: DownloadJob, f: JobFile) -> Path:
         return self.staging_dir(job.id) / (f.name.replace("/", "__") + ".part")
@@ -805,8 +853,9 @@ class DownloadManager:
             headers["Range"] = f"bytes={have}-"
         _tune_socket_reads()
         # No retries inside: ours (_with_retries) can be interrupted by a pause and resume mid-file.
-        with http_stream_backoff("GET", url, headers=headers, timeout=self.read_timeout,
-                                 retry_on_exceptions=(), retry_on_status_codes=()) as response:
+        with http_stream_backoff(
+            "GET", url, headers=headers, timeout=self.read_timeout, retry_on_exceptions=(), retry_on_status_codes=()
+        ) as response:
             if response.status_code == 416 and have:
                 part.unlink()  # the server says our partial data is not a prefix of its file
                 self._hash_states.pop((job.id, f.name), None)
@@ -834,9 +883,12 @@ class DownloadManager:
         if f.size is None:
             f.size = total
         elif total != f.size:
-            raise _Failure(JobState.FAILED, ErrorKind.CHANGED,
-                           f"Hugging Face serves {f.name} with {total:,} bytes, not the {f.size:,} expected; "
-                           "the file changed upstream. Cancel and download it again.")
+            raise _Failure(
+                JobState.FAILED,
+                ErrorKind.CHANGED,
+                f"Hugging Face serves {f.name} with {total:,} bytes, not the {f.size:,} expected; "
+                "the file changed upstream. Cancel and download it again.",
+            )
 
     def _receive(self, job: DownloadJob, f: JobFile, part: Path, have: int, chunks: Iterator[bytes]) -> None:
         key = (job.id, f.name)
@@ -898,21 +950,28 @@ class DownloadManager:
         self._set_state(job, JobState.VERIFYING, f"Checking {Path(f.name).name}…")
         try:
             if f.size is not None and size != f.size:
-                raise _Failure(JobState.FAILED, ErrorKind.HASH_MISMATCH,
-                               f"{Path(f.name).name} has {size:,} bytes instead of {f.size:,}")
+                raise _Failure(
+                    JobState.FAILED,
+                    ErrorKind.HASH_MISMATCH,
+                    f"{Path(f.name).name} has {size:,} bytes instead of {f.size:,}",
+                )
             if f.sha256:
                 saved = self._hash_states.pop((job.id, f.name), None)
-                digest = (saved[1].hexdigest() if saved is not None and saved[0] == size
-                          else self._hash_file(part))
+                digest = saved[1].hexdigest() if saved is not None and saved[0] == size else self._hash_file(part)
                 if digest != f.sha256:
-                    raise _Failure(JobState.FAILED, ErrorKind.HASH_MISMATCH,
-                                   f"{Path(f.name).name} does not match its published checksum (sha256)")
+                    raise _Failure(
+                        JobState.FAILED,
+                        ErrorKind.HASH_MISMATCH,
+                        f"{Path(f.name).name} does not match its published checksum (sha256)",
+                    )
         except _Failure as bad:
             part.unlink(missing_ok=True)
             f.done = 0
-            raise _Failure(JobState.FAILED, ErrorKind.HASH_MISMATCH,
-                           f"{bad.message}, so the damaged data ({format_bytes(size)}) was deleted. "
-                           "Try the download again.") from None
+            raise _Failure(
+                JobState.FAILED,
+                ErrorKind.HASH_MISMATCH,
+                f"{bad.message}, so the damaged data ({format_bytes(size)}) was deleted. Try the download again.",
+            ) from None
         f.verified = True
         self._set_state(job, JobState.RUNNING, f"{Path(f.name).name} verified.")
 
@@ -939,9 +998,16 @@ class DownloadManager:
                 continue
             _move(src, dest)
             placed.append(dest)
-        catalog.record_install(job.model_id, job.name, placed, source=job.source, repo=job.repo, commit=job.commit,
-                               sha256={f.name: f.sha256 for f in job.files if f.sha256},
-                               models_dir=self._models_dir())
+        catalog.record_install(
+            job.model_id,
+            job.name,
+            placed,
+            source=job.source,
+            repo=job.repo,
+            commit=job.commit,
+            sha256={f.name: f.sha256 for f in job.files if f.sha256},
+            models_dir=self._models_dir(),
+        )
         shutil.rmtree(self.staging_dir(job.id), ignore_errors=True)
         job.installed_path = str(placed[0])
         self._set_state(job, JobState.DONE, f"{job.name} is installed and verified.")
@@ -982,8 +1048,9 @@ class HubModel:
         return "hub-" + slug.removesuffix(".gguf")[:96]
 
 
-def search_gguf_repos(query: str, *, limit: int = 30, endpoint: str | None = None,
-                      token: str | None = None) -> list[HubRepo]:
+def search_gguf_repos(
+    query: str, *, limit: int = 30, endpoint: str | None = None, token: str | None = None
+) -> list[HubRepo]:
     """GGUF repositories matching `query`, most downloaded first. Raises DownloadError offline.
 
     One request, no retries: HfApi.list_models retries a refused connection for ~20 s, too long
@@ -991,21 +1058,39 @@ def search_gguf_repos(query: str, *, limit: int = 30, endpoint: str | None = Non
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
     _no_telemetry()
-    params: dict[str, str | int] = {"search": query, "filter": "gguf", "sort": "downloads", "direction": -1,
-                                    "limit": limit}
+    params: dict[str, str | int] = {
+        "search": query,
+        "filter": "gguf",
+        "sort": "downloads",
+        "direction": -1,
+        "limit": limit,
+    }
     try:
-        response = get_session().get(f"{endpoint or hub_endpoint()}/api/models", params=params, timeout=15,
-                                     headers=build_hf_headers(token=token or False, library_name=LIBRARY_NAME))
+        response = get_session().get(
+            f"{endpoint or hub_endpoint()}/api/models",
+            params=params,
+            timeout=15,
+            headers=build_hf_headers(token=token or False, library_name=LIBRARY_NAME),
+        )
         hf_raise_for_status(response)
         found = response.json()
     except Exception as exc:
         raise DownloadError(_search_error(exc)) from None
-    return [HubRepo(str(m.get("id") or m.get("modelId")), int(m.get("downloads") or 0), int(m.get("likes") or 0),
-                    bool(m.get("gated"))) for m in found if isinstance(m, dict)]
+    return [
+        HubRepo(
+            str(m.get("id") or m.get("modelId")),
+            int(m.get("downloads") or 0),
+            int(m.get("likes") or 0),
+            bool(m.get("gated")),
+        )
+        for m in found
+        if isinstance(m, dict)
+    ]
 
 
-def repo_gguf_models(repo: str, *, revision: str = "main", endpoint: str | None = None,
-                     token: str | None = None) -> list[HubModel]:
+def repo_gguf_models(
+    repo: str, *, revision: str = "main", endpoint: str | None = None, token: str | None = None
+) -> list[HubModel]:
     """The chat models in a repo: its .gguf files with sizes, split parts grouped, projectors left out."""
     from huggingface_hub import HfApi
 
@@ -1049,10 +1134,14 @@ def _search_error(exc: BaseException) -> str:
 
 def _gated_message(name: str, page: str, token: str | None) -> str:
     if token:
-        return (f"Your Hugging Face token cannot download {name} yet: open {page}, accept the model's licence "
-                "with the same account, then try again.")
-    return (f"{name} requires accepting its licence on Hugging Face and a token: accept it at {page}, "
-            "then add your Hugging Face token in Settings and try again.")
+        return (
+            f"Your Hugging Face token cannot download {name} yet: open {page}, accept the model's licence "
+            "with the same account, then try again."
+        )
+    return (
+        f"{name} requires accepting its licence on Hugging Face and a token: accept it at {page}, "
+        "then add your Hugging Face token in Settings and try again."
+    )
 
 
 def _is_commit(revision: str) -> bool:
@@ -1085,7 +1174,7 @@ def _content_range(value: str) -> tuple[int, int | None]:
 
 
 def format_duration(seconds: float) -> str:
-    """"2 min 05 s", "1 h 03 min": an ETA for progress lines (the CLI's too)."""
+    """ "2 min 05 s", "1 h 03 min": an ETA for progress lines (the CLI's too)."""
     s = int(seconds)
     if s >= 3600:
         return f"{s // 3600} h {s % 3600 // 60:02d} min"

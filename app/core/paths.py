@@ -81,8 +81,10 @@ def models_folder_problem() -> str | None:
     chosen = _chosen_models_dir()
     if chosen is None or chosen.is_dir():
         return None
-    return (f"The models folder {chosen} is not available (is its drive connected?): reconnect it, or choose "
-            "another folder in Settings.")
+    return (
+        f"The models folder {chosen} is not available (is its drive connected?): reconnect it, or choose "
+        "another folder in Settings."
+    )
 
 
 def models_dir(create: bool = True) -> Path:

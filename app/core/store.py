@@ -178,9 +178,7 @@ def _dump_stats(stats: dict[str, Any] | None) -> str | None:
 def _describe(exc: sqlite3.Error, path: Path) -> str:
     text = str(exc).lower()
     if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return (
-            f"The chat database {path} is damaged or is not a Hearth database, so Hearth left it untouched."
-        )
+        return f"The chat database {path} is damaged or is not a Hearth database, so Hearth left it untouched."
     if "locked" in text or "busy" in text:
         return f"The chat database {path} is busy in another program; try again in a moment."
     if "readonly" in text or "read-only" in text:
@@ -236,13 +234,10 @@ class ChatStore:
                     f"(schema {version}, this one knows up to {SCHEMA_VERSION}); update Hearth to open it."
                 )
             if version == 0:
-                tables = conn.execute(
-                    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
-                ).fetchone()[0]
+                tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]
                 if tables:
                     raise StoreError(
-                        f"The file {self._path} is an SQLite database of another program, "
-                        "so Hearth left it untouched."
+                        f"The file {self._path} is an SQLite database of another program, so Hearth left it untouched."
                     )
             conn.execute("PRAGMA journal_mode = WAL")
             # In WAL mode NORMAL survives any crash of the app; only a power cut may lose the last
@@ -518,8 +513,7 @@ class ChatStore:
         with self._write() as conn:
             message = self._get_message(conn, message_id)
             conn.execute(
-                "UPDATE messages SET content = ?, reasoning = ?, stats = ?, state = ?, error = ?"
-                " WHERE id = ?",
+                "UPDATE messages SET content = ?, reasoning = ?, stats = ?, state = ?, error = ? WHERE id = ?",
                 (answer, reasoning, stats_json, state, error, message_id),
             )
             self._touch(conn, message.conversation_id, self._now())
@@ -555,9 +549,7 @@ class ChatStore:
         with self._write() as conn:
             ids = [
                 row[0]
-                for row in conn.execute(
-                    "SELECT id FROM messages WHERE state = 'streaming' ORDER BY id"
-                ).fetchall()
+                for row in conn.execute("SELECT id FROM messages WHERE state = 'streaming' ORDER BY id").fetchall()
             ]
             conn.execute("UPDATE messages SET state = 'interrupted' WHERE state = 'streaming'")
             return ids
@@ -580,8 +572,7 @@ class ChatStore:
         text = json.dumps(value, ensure_ascii=False)
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, text),
             )
 

@@ -149,8 +149,13 @@ def window_lock() -> IO[str] | None:
     return locks.try_lock(paths.data_dir() / LOCK_NAME)
 
 
-def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str] | None = None,
-        screenshot: str | None = None) -> int:
+def run(
+    *,
+    selftest: bool = False,
+    model: str | None = None,
+    argv: Sequence[str] | None = None,
+    screenshot: str | None = None,
+) -> int:
     app = application(argv)
     if selftest:
         from app.gui.selftest import run_selftest
@@ -162,8 +167,10 @@ def run(*, selftest: bool = False, model: str | None = None, argv: Sequence[str]
         lock = window_lock()
     except OSError as exc:  # a read-only home folder, a full disk
         folder = paths.data_dir(create=False)
-        return _fatal(f"Hearth cannot write to its data folder {folder} ({exc.strerror or exc}): make it writable, "
-                      "or start Hearth with HEARTH_HOME set to a folder you can write to.")
+        return _fatal(
+            f"Hearth cannot write to its data folder {folder} ({exc.strerror or exc}): make it writable, "
+            "or start Hearth with HEARTH_HOME set to a folder you can write to."
+        )
     if lock is None:
         if instance.activate_patiently():
             print("hearth: Hearth is already open; its window was brought forward.", file=sys.stderr)

@@ -97,8 +97,15 @@ class MainWindow(QMainWindow):
     modelLoaded = Signal(object)  # LoadResult
     modelFailed = Signal(str)
 
-    def __init__(self, store: ChatStore, *, engine: EngineController | None = None, ctx_cap: int | None = None,
-                 model: str | Path | None = None, autoload: bool = True) -> None:
+    def __init__(
+        self,
+        store: ChatStore,
+        *,
+        engine: EngineController | None = None,
+        ctx_cap: int | None = None,
+        model: str | Path | None = None,
+        autoload: bool = True,
+    ) -> None:
         """`model`: a GGUF file to load instead of the remembered one; `autoload`: load a model at
         start (the remembered one, else the starter) — off in tests that pick one themselves."""
         super().__init__()
@@ -279,8 +286,10 @@ class MainWindow(QMainWindow):
 
     def _mark_nav(self) -> None:
         current = self.pages.currentWidget()
-        for button, page in ((self.sidebar.library_button, self._library_page),
-                             (self.sidebar.downloads_button, self._downloads_page)):
+        for button, page in (
+            (self.sidebar.library_button, self._library_page),
+            (self.sidebar.downloads_button, self._downloads_page),
+        ):
             on = page is not None and current is page
             if button.property("current") != on:
                 button.setProperty("current", on)
@@ -331,13 +340,25 @@ class MainWindow(QMainWindow):
         """The first catalog model (the catalog is in order of preference) that fits this machine."""
         from app.gui.library.widgets import size_text
 
-        best = next((r for r in self.library.rows if r.get("source") == "catalog" and not r.get("installed")
-                     and r.get("fit", {}).get("fits")), None)
+        best = next(
+            (
+                r
+                for r in self.library.rows
+                if r.get("source") == "catalog" and not r.get("installed") and r.get("fit", {}).get("fits")
+            ),
+            None,
+        )
         if best is None:
             self.view.empty.set_recommendation("", "", "")
             return
-        detail = " · ".join(x for x in (size_text(best.get("size_bytes")) if best.get("size_bytes") else "",
-                                        str(best["fit"].get("reason", ""))) if x)
+        detail = " · ".join(
+            x
+            for x in (
+                size_text(best.get("size_bytes")) if best.get("size_bytes") else "",
+                str(best["fit"].get("reason", "")),
+            )
+            if x
+        )
         self.view.empty.set_recommendation(str(best["id"]), str(best["name"]), detail)
 
     def _download_recommended(self, model_id: str) -> None:
@@ -471,8 +492,10 @@ class MainWindow(QMainWindow):
             )
             self.header.select(remembered)
             return None
-        return self.header.entry(remembered) if remembered else self.header.entry(STARTER_KEY) or next(
-            iter(self.header.entries()), None
+        return (
+            self.header.entry(remembered)
+            if remembered
+            else self.header.entry(STARTER_KEY) or next(iter(self.header.entries()), None)
         )
 
     def _on_load_started(self, name: str) -> None:

@@ -65,20 +65,23 @@ def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
 
         assembled = paths.models_dir(create=False) / "starter" / starter.MODEL_NAME
         # Once assembled (after its first use) one stat; before, its chunks (imports: slower).
-        size = (assembled.stat().st_size if assembled.is_file()
-                else sum(p.stat().st_size for p in starter.chunk_paths()))
+        size = assembled.stat().st_size if assembled.is_file() else sum(p.stat().st_size for p in starter.chunk_paths())
         entries.append(ModelEntry(STARTER_KEY, STARTER_NAME, None, size))
     except (ImportError, OSError):
         pass
     folder = paths.models_dir(create=False)  # a reader: a folder that is gone lists nothing (the window says why)
-    found = sorted(p for p in folder.rglob("*.gguf")
-                   if p.parent.name != "starter" and not p.name.startswith((".", "incomplete")))
+    found = sorted(
+        p for p in folder.rglob("*.gguf") if p.parent.name != "starter" and not p.name.startswith((".", "incomplete"))
+    )
     if (folder / paths.MANIFEST_NAME).exists():  # imported files that stay where they are (read only then:
         from app.core import catalog  # the catalog module costs start-up time)
 
         try:
-            found += [m.path for m in catalog.installed_models(folder, include_starter=False)
-                      if m.path is not None and m.problem is None and m.path not in found]
+            found += [
+                m.path
+                for m in catalog.installed_models(folder, include_starter=False)
+                if m.path is not None and m.problem is None and m.path not in found
+            ]
         except (OSError, ValueError):
             pass
     for path in [*found, *(extra or [])]:

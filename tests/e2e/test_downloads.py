@@ -47,7 +47,6 @@ def _keyring(memory_keyring: MemoryKeyring) -> MemoryKeyring:
     return memory_keyring
 
 
-
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     server = HubServer(redirect=True).start()
@@ -75,15 +74,30 @@ def make_manager() -> Iterator[Callable[..., DownloadManager]]:
         m.close()
 
 
-def entry(model_id: str = "tiny", files: tuple[str, ...] = (NAME,), repo: str = REPO, revision: str = "main",
-          sizes: tuple[int | None, ...] | None = None, shas: tuple[str | None, ...] | None = None) -> CatalogEntry:
+def entry(
+    model_id: str = "tiny",
+    files: tuple[str, ...] = (NAME,),
+    repo: str = REPO,
+    revision: str = "main",
+    sizes: tuple[int | None, ...] | None = None,
+    shas: tuple[str | None, ...] | None = None,
+) -> CatalogEntry:
     sizes = sizes or tuple(None for _ in files)
     shas = shas or tuple(None for _ in files)
     return CatalogEntry(
-        id=model_id, name=f"Model {model_id}", repo=repo, revision=revision,
+        id=model_id,
+        name=f"Model {model_id}",
+        repo=repo,
+        revision=revision,
         files=tuple(CatalogFile(n, s, h) for n, s, h in zip(files, sizes, shas)),
-        quantization="Q4_K_M", context_length=4096, params_total=1, params_active=1, license="MIT",
-        capabilities=frozenset(), description="test", sampling=Sampling(),
+        quantization="Q4_K_M",
+        context_length=4096,
+        params_total=1,
+        params_active=1,
+        license="MIT",
+        capabilities=frozenset(),
+        description="test",
+        sampling=Sampling(),
     )
 
 
@@ -417,8 +431,9 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount_point.mkdir()
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root on Linux; the injected-error test covers a full disk")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=50m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=50m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"this sandbox does not allow mounting a tmpfs ({result.stderr.strip()})")
     try:
@@ -506,10 +521,21 @@ def test_kill_9_mid_download_then_restart_resumes(hub: HubServer, make_manager, 
     data = make_gguf_like(size, seed=9)
     hub.add_repo("org/crash-GGUF", {"crash.gguf": data})
     hub.inject("org/crash-GGUF", "crash.gguf", Fault("trickle", at=0, rate=3_000_000))
-    env = dict(os.environ, HEARTH_HOME=str(hearth_home), HF_ENDPOINT=hub.url,
-               PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", PYTHONPATH=str(ROOT))
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, "org/crash-GGUF", "crash.gguf"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    env = dict(
+        os.environ,
+        HEARTH_HOME=str(hearth_home),
+        HF_ENDPOINT=hub.url,
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+        PYTHONPATH=str(ROOT),
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, "org/crash-GGUF", "crash.gguf"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         job_id = (child.stdout.readline() if child.stdout else "").strip()
         assert job_id, child.stderr.read() if child.stderr else ""
@@ -534,6 +560,7 @@ def test_kill_9_mid_download_then_restart_resumes(hub: HubServer, make_manager, 
     resumed = [r for r in hub.requests("GET", "crash.gguf") if r.server == "cdn"][-1]
     assert resumed.range == f"bytes={kept}-"
     assert resumed.sent == size - kept
+
     # What the killed process had received but not yet written is all that is fetched twice.
     def both_logged() -> bool:  # the dead request is logged once the server notices it ended
         return len([r for r in hub.requests("GET", "crash.gguf") if r.server == "cdn"]) == 2
@@ -604,10 +631,21 @@ def test_cli_ctrl_c_pauses_and_running_again_resumes(hub: HubServer, hearth_home
     data = make_gguf_like(size, seed=3)
     hub.add_repo(GEMMA_REPO, {GEMMA_FILE: data})
     hub.inject(GEMMA_REPO, GEMMA_FILE, Fault("trickle", at=0, rate=2_000_000))
-    env = dict(os.environ, HEARTH_HOME=str(hearth_home), HF_ENDPOINT=hub.url,
-               PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", PYTHONPATH=str(ROOT))
-    first = subprocess.Popen([sys.executable, "-c", _CLI, "download", "gemma-3-1b-it-qat"], env=env, cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        HEARTH_HOME=str(hearth_home),
+        HF_ENDPOINT=hub.url,
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+        PYTHONPATH=str(ROOT),
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", _CLI, "download", "gemma-3-1b-it-qat"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_until(lambda: part_size() >= 1_000_000 or first.poll() is not None)
         first.send_signal(signal.SIGINT)
@@ -622,8 +660,14 @@ def test_cli_ctrl_c_pauses_and_running_again_resumes(hub: HubServer, hearth_home
     assert_not_installed("gemma-3-1b-it-qat")
 
     hub.clear_faults()
-    second = subprocess.run([sys.executable, "-c", _CLI, "download", "gemma-3-1b-it-qat"], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        [sys.executable, "-c", _CLI, "download", "gemma-3-1b-it-qat"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert second.returncode == 0, second.stderr
     assert "Resuming" in second.stdout and "Installed" in second.stdout
     assert_installed("gemma-3-1b-it-qat", {GEMMA_FILE: data})
@@ -636,8 +680,10 @@ def test_cli_ctrl_c_pauses_and_running_again_resumes(hub: HubServer, hearth_home
 
 def test_search_lists_gguf_models_with_split_parts_grouped(hub: HubServer, make_manager) -> None:
     parts = {f"Q4_K_M/big-0000{i}-of-00002.gguf": make_gguf_like(500_000 + i, seed=i) for i in (1, 2)}
-    hub.add_repo("someone/Big-Model-GGUF", {**parts, "small-Q8_0.gguf": DATA[:1000],
-                                             "mmproj-F16.gguf": b"GGUF", "README.md": b"hi"})
+    hub.add_repo(
+        "someone/Big-Model-GGUF",
+        {**parts, "small-Q8_0.gguf": DATA[:1000], "mmproj-F16.gguf": b"GGUF", "README.md": b"hi"},
+    )
     assert [r.id for r in downloads.search_gguf_repos("big-model")] == ["someone/Big-Model-GGUF"]
     assert hub.requests("GET", "/api/models?")  # the search itself went to HF_ENDPOINT
 

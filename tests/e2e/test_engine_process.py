@@ -164,9 +164,9 @@ def test_every_file_that_aborts_llama_cpp_costs_only_the_engine(case: HostileFil
         checked.close()
 
 
-
-def test_kill_9_mid_reply_ends_the_stream_as_crashed_and_keeps_what_came(backend: LocalBackend,
-                                                                          starter_path: Path) -> None:
+def test_kill_9_mid_reply_ends_the_stream_as_crashed_and_keeps_what_came(
+    backend: LocalBackend, starter_path: Path
+) -> None:
     backend.load(starter_path, ctx_cap=CTX)
     pid = backend.pid
     assert pid is not None
@@ -259,8 +259,13 @@ def test_generating_without_a_model_is_a_sentence(backend: LocalBackend) -> None
 def test_the_crash_sentence_quotes_llama_cpp() -> None:
     tail = ["llama_model_loader: loaded meta data", "/src/llama-model.cpp:1362: GGML_ASSERT(a <= b) failed"]
     assert llama_message(tail) == "a <= b"
-    assert llama_message(["terminate called after throwing an instance of 'std::out_of_range'",
-                          "  what():  unordered_map::at"]) == "unordered_map::at"
+    assert (
+        llama_message(
+            ["terminate called after throwing an instance of 'std::out_of_range'", "  what():  unordered_map::at"]
+        )
+        == "unordered_map::at"
+    )
     assert crash_sentence("loading", "X", -9, [])[0] == (
-        "The model engine stopped while loading X: it was killed, perhaps by the system for lack of memory.")
+        "The model engine stopped while loading X: it was killed, perhaps by the system for lack of memory."
+    )
     assert crash_sentence("loading", "X", -11, ["noise \x1b[0m"])[0].endswith("crashed (segmentation fault).")

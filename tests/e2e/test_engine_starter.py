@@ -39,8 +39,7 @@ def test_no_template_fallback_gives_a_sensible_answer(starter_engine: Engine, st
     assert starter_info.chat_template is None
     assert starter_engine.chat_format is not None
     assert starter_engine.chat_format.name == "transcript (base model)"
-    got, done = run(starter_engine, [Message("user", "What is the capital of France?")],
-                    max_tokens=40, sampling=GREEDY)
+    got, done = run(starter_engine, [Message("user", "What is the capital of France?")], max_tokens=40, sampling=GREEDY)
     assert done.stop_reason in ("stop", "length")
     assert "Paris" in got.answer_text
     assert done.stats.generated_tokens > 0
@@ -49,9 +48,13 @@ def test_no_template_fallback_gives_a_sensible_answer(starter_engine: Engine, st
 
 
 def test_stream_arrives_in_pieces(starter_engine: Engine) -> None:
-    events: list[Event] = list(starter_engine.generate(GenerateRequest(
-        Conversation((Message("user", "Write three sentences about the sea."),)),
-        max_tokens=48, sampling=GREEDY)))
+    events: list[Event] = list(
+        starter_engine.generate(
+            GenerateRequest(
+                Conversation((Message("user", "Write three sentences about the sea."),)), max_tokens=48, sampling=GREEDY
+            )
+        )
+    )
     answers = [e for e in events if isinstance(e, AnswerDelta)]
     assert len(answers) > 5  # streamed token by token, not in one lump
     assert isinstance(events[-1], Done)
@@ -59,8 +62,9 @@ def test_stream_arrives_in_pieces(starter_engine: Engine) -> None:
 
 
 def test_cancel_mid_reply_stops_within_a_token(starter_engine: Engine) -> None:
-    request = GenerateRequest(Conversation((Message("user", "Count from one to five hundred in words."),)),
-                              max_tokens=400, sampling=GREEDY)
+    request = GenerateRequest(
+        Conversation((Message("user", "Count from one to five hundred in words."),)), max_tokens=400, sampling=GREEDY
+    )
     pieces_before, pieces_after = 0, 0
     done = None
     for event in starter_engine.generate(request):
@@ -89,8 +93,9 @@ def test_cancel_during_a_long_prompt(starter_info: ModelInfo) -> None:
     engine.load(starter_info, plan=small_plan(starter_info, 4096))
     try:
         long_text = "The quick brown fox jumps over the lazy dog. " * 300  # ~3,000 tokens
-        request = GenerateRequest(Conversation((Message("user", long_text + "\nSummarise."),)),
-                                  max_tokens=4, sampling=GREEDY)
+        request = GenerateRequest(
+            Conversation((Message("user", long_text + "\nSummarise."),)), max_tokens=4, sampling=GREEDY
+        )
         started = time.perf_counter()
         full = list(engine.generate(request))
         full_s = time.perf_counter() - started
@@ -119,8 +124,9 @@ def test_a_stream_that_is_never_iterated_leaves_the_engine_free(starter_engine: 
     abandoned = starter_engine.generate(GenerateRequest(Conversation((Message("user", "Hi"),)), max_tokens=4))
     got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
     assert done.stop_reason in ("stop", "length") and got.answer_text
-    half = starter_engine.generate(GenerateRequest(Conversation((Message("user", "Count to ten."),)),
-                                                   max_tokens=32, sampling=GREEDY))
+    half = starter_engine.generate(
+        GenerateRequest(Conversation((Message("user", "Count to ten."),)), max_tokens=32, sampling=GREEDY)
+    )
     next(half)  # started, then dropped half-way: closing it frees the engine
     half.close()
     got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
@@ -132,8 +138,12 @@ def test_a_cancel_before_the_first_token_is_kept(starter_engine: Engine) -> None
     """Found in review: a cancel that came before the generation started was cleared by it."""
     token = CancelToken()
     token.set()
-    events = list(starter_engine.generate(GenerateRequest(
-        Conversation((Message("user", "Write a long story."),)), max_tokens=200, sampling=GREEDY), token))
+    events = list(
+        starter_engine.generate(
+            GenerateRequest(Conversation((Message("user", "Write a long story."),)), max_tokens=200, sampling=GREEDY),
+            token,
+        )
+    )
     assert events[-1] == Done(events[-1].stats, "cancelled") and events[-1].stats.generated_tokens == 0
     got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
     assert done.stop_reason in ("stop", "length") and got.answer_text  # nothing leaked into the next reply
@@ -181,8 +191,10 @@ def test_oldest_turns_are_dropped_when_the_context_is_full(starter_info: ModelIn
     try:
         history: list[Message] = [Message("system", "Be brief.")]
         for i in range(12):
-            history += [Message("user", f"Tell me fact number {i} about whales, in detail. " * 3),
-                        Message("assistant", "Whales are large marine mammals that breathe air. " * 3)]
+            history += [
+                Message("user", f"Tell me fact number {i} about whales, in detail. " * 3),
+                Message("assistant", "Whales are large marine mammals that breathe air. " * 3),
+            ]
         history.append(Message("user", "Thanks! What did we talk about?"))
         prepared = engine.prepare(GenerateRequest(Conversation(tuple(history)), max_tokens=64))
         assert prepared.dropped_turns > 0

@@ -24,8 +24,13 @@ CONTROLS = (QAbstractButton, QComboBox, QLineEdit, QListWidget, QPlainTextEdit)
 def test_every_control_has_an_accessible_name(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
     conv = store.create_conversation("A chat")
     store.add_message(conv.id, "user", "Question?")
-    store.add_message(conv.id, "assistant", "Answer with `code`.\n\n```python\nprint(1)\n```", reasoning="Hmm.",
-                      stats={"generated_tokens": 9})
+    store.add_message(
+        conv.id,
+        "assistant",
+        "Answer with `code`.\n\n```python\nprint(1)\n```",
+        reasoning="Hmm.",
+        stats={"generated_tokens": 9},
+    )
     window = make_window(store)
     window.session.open(conv.id)
     window.view.last_assistant().thinking.set_expanded(True)
@@ -33,8 +38,11 @@ def test_every_control_has_an_accessible_name(qtbot: QtBot, make_window: WindowF
     qtbot.waitUntil(lambda: all(m.isVisibleTo(window) for m in window.view.messages), timeout=10_000)
     controls = [w for w in window.findChildren(QWidget) if isinstance(w, CONTROLS) and w.isVisibleTo(window)]
     assert len(controls) >= 14  # header, sidebar, composer, thinking, code block, message actions
-    unnamed = [f"{type(w).__name__} {w.objectName()!r}" for w in controls
-               if not (w.accessibleName() or (isinstance(w, QAbstractButton) and w.text().strip()))]
+    unnamed = [
+        f"{type(w).__name__} {w.objectName()!r}"
+        for w in controls
+        if not (w.accessibleName() or (isinstance(w, QAbstractButton) and w.text().strip()))
+    ]
     assert unnamed == []
 
 
@@ -48,8 +56,14 @@ def test_tab_reaches_the_main_controls(qtbot: QtBot, make_window: WindowFactory,
         assert focus is not None
         reached.append(focus)
         qtbot.keyClick(focus, Qt.Key.Key_Tab)
-    for control in (window.composer.edit, window.sidebar.search, window.sidebar.list, window.sidebar.new_button,
-                    window.header.picker, window.header.system_button):
+    for control in (
+        window.composer.edit,
+        window.sidebar.search,
+        window.sidebar.list,
+        window.sidebar.new_button,
+        window.header.picker,
+        window.header.system_button,
+    ):
         assert control in reached, control.accessibleName()
 
 
@@ -65,13 +79,15 @@ def test_ctrl_l_focuses_the_composer_and_ctrl_shift_c_copies_the_last_reply(
     qtbot.keyClick(window.sidebar.search, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
     assert window.composer.edit.hasFocus()
     QApplication.clipboard().clear()
-    qtbot.keyClick(window.composer.edit, Qt.Key.Key_C,
-                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClick(
+        window.composer.edit, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    )
     assert QApplication.clipboard().text() == "The **answer**."
 
 
-def test_a_theme_change_re_renders_the_open_conversation(qtbot: QtBot, make_window: WindowFactory,
-                                                        store: ChatStore) -> None:
+def test_a_theme_change_re_renders_the_open_conversation(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
     from app.gui import theme
 
     conv = store.create_conversation("A chat")
@@ -104,8 +120,11 @@ def test_library_and_downloads_controls_have_names_and_open_by_keyboard(
     assert window.pages.currentWidget() is downloads
     for root in (page, downloads):
         controls = [w for w in root.findChildren(QWidget) if isinstance(w, CONTROLS) and w.isVisibleTo(root)]
-        unnamed = [f"{type(w).__name__} {w.objectName()!r}" for w in controls
-                   if not (w.accessibleName() or (isinstance(w, QAbstractButton) and w.text().strip()))]
+        unnamed = [
+            f"{type(w).__name__} {w.objectName()!r}"
+            for w in controls
+            if not (w.accessibleName() or (isinstance(w, QAbstractButton) and w.text().strip()))
+        ]
         assert controls and unnamed == []
     window.new_chat()
     assert window.pages.currentWidget() is window.chat_pane

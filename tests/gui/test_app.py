@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def hearth(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HEARTH_HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_selftest_with_a_model_file(tmp_path: Path, starter_path: Path) -> None:
@@ -46,8 +47,9 @@ def test_selftest_with_a_broken_model_fails_clearly(tmp_path: Path) -> None:
 
 def test_hearth_opens_the_window_and_a_second_start_focuses_it(tmp_path: Path) -> None:
     env = {**os.environ, "HEARTH_HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
-    first = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         database = tmp_path / "data" / "hearth.sqlite3"
         deadline = time.monotonic() + 120

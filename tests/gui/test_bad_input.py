@@ -85,8 +85,14 @@ def test_send_and_stop_pressed_rapidly_leave_a_consistent_state(
     assert len(window.view.messages) == 10
 
 
-def test_a_model_file_deleted_while_loaded(qtbot: QtBot, make_window: WindowFactory, store: ChatStore,
-                                           tiny_gptoss_path: Path, starter_path: Path, tmp_path: Path) -> None:
+def test_a_model_file_deleted_while_loaded(
+    qtbot: QtBot,
+    make_window: WindowFactory,
+    store: ChatStore,
+    tiny_gptoss_path: Path,
+    starter_path: Path,
+    tmp_path: Path,
+) -> None:
     copy = tmp_path / "doomed.gguf"
     shutil.copy(tiny_gptoss_path, copy)
     window = make_window(store)

@@ -62,8 +62,9 @@ def start_long_reply(qtbot: QtBot, window: MainWindow, store: ChatStore) -> int:
     return conv_id
 
 
-def test_send_streams_the_reply_into_the_view_and_the_store(qtbot: QtBot, starter_window: MainWindow,
-                                                           store: ChatStore) -> None:
+def test_send_streams_the_reply_into_the_view_and_the_store(
+    qtbot: QtBot, starter_window: MainWindow, store: ChatStore
+) -> None:
     window = starter_window
     window.session.sampling = GREEDY
     window.session.max_tokens = 24
@@ -155,11 +156,14 @@ def test_edit_and_resend_the_last_user_message(qtbot: QtBot, starter_window: Mai
         type_and_send(qtbot, window, "What is the capital of France?")
     stored = store.messages(conv_id)
     assert [(m.role, m.content if m.role == "user" else "") for m in stored] == [
-        ("user", "What is the capital of France?"), ("assistant", "")]
+        ("user", "What is the capital of France?"),
+        ("assistant", ""),
+    ]
     assert all(m.id > user.message_id for m in stored)
     assert window.composer.editing is None and not window.composer.edit_banner.isVisible()
     assert [w.text for w in window.view.messages if isinstance(w, UserMessageWidget)] == [
-        "What is the capital of France?"]
+        "What is the capital of France?"
+    ]
 
 
 def test_cancel_edit_restores_nothing_lost(qtbot: QtBot, starter_window: MainWindow, store: ChatStore) -> None:
@@ -212,8 +216,9 @@ def test_closing_the_window_while_streaming_saves_the_partial_reply(
     assert reply.role == "assistant" and reply.state == "stopped" and reply.content.strip()
 
 
-def test_restart_finds_everything_again(qtbot: QtBot, make_window: WindowFactory, tmp_path: Path,
-                                        starter_path: Path) -> None:
+def test_restart_finds_everything_again(
+    qtbot: QtBot, make_window: WindowFactory, tmp_path: Path, starter_path: Path
+) -> None:
     path = tmp_path / "restart.sqlite3"
     store = ChatStore(path)
     window = make_window(store)

@@ -47,7 +47,6 @@ def _keyring(memory_keyring: MemoryKeyring) -> MemoryKeyring:
     return memory_keyring
 
 
-
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     server = HubServer(redirect=True).start()
@@ -60,13 +59,24 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
         server.stop()
 
 
-def entry(model_id: str, repo: str, name: str, size: int | None = None, sha: str | None = None,
-          **extra: object) -> CatalogEntry:
+def entry(
+    model_id: str, repo: str, name: str, size: int | None = None, sha: str | None = None, **extra: object
+) -> CatalogEntry:
     fields: dict[str, object] = dict(
-        id=model_id, name=f"Test {model_id}", repo=repo, revision="main", files=(CatalogFile(name, size, sha),),
-        quantization="Q4_K_M", context_length=32768, params_total=270_000_000, params_active=270_000_000,
-        license="Apache-2.0", capabilities=frozenset({"code"}), description=f"A test model ({model_id}).",
-        sampling=Sampling())
+        id=model_id,
+        name=f"Test {model_id}",
+        repo=repo,
+        revision="main",
+        files=(CatalogFile(name, size, sha),),
+        quantization="Q4_K_M",
+        context_length=32768,
+        params_total=270_000_000,
+        params_active=270_000_000,
+        license="Apache-2.0",
+        capabilities=frozenset({"code"}),
+        description=f"A test model ({model_id}).",
+        sampling=Sampling(),
+    )
     fields.update(extra)
     return CatalogEntry(**fields)  # type: ignore[arg-type]
 
@@ -75,8 +85,9 @@ def fast_manager() -> DownloadManager:
     return DownloadManager(backoff=0.05, backoff_max=0.2, read_timeout=5.0, disk_margin=1024)
 
 
-def library_window(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
-                   entries: list[CatalogEntry]) -> tuple[MainWindow, LibraryPage]:
+def library_window(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, entries: list[CatalogEntry]
+) -> tuple[MainWindow, LibraryPage]:
     window = make_window(store)
     window.library._catalog = Catalog(entries)
     window.library._manager_factory = fast_manager
@@ -110,8 +121,9 @@ def small_file_installed(model_id: str) -> Path:
 # ---- cards ---------------------------------------------------------------------------------------
 
 
-def test_cards_show_the_catalog_with_fit_badges_and_disk_usage(make_window: WindowFactory, store: ChatStore,
-                                                              qtbot: QtBot) -> None:
+def test_cards_show_the_catalog_with_fit_badges_and_disk_usage(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot
+) -> None:
     window = make_window(store)
     window.library._manager_factory = fast_manager
     with qtbot.waitSignal(window.library.rowsChanged, timeout=WAIT_MS):
@@ -138,8 +150,9 @@ def test_cards_show_the_catalog_with_fit_badges_and_disk_usage(make_window: Wind
 
 
 @pytest.mark.slow
-def test_download_from_a_card_then_chat_with_it(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
-                                                hub: HubServer, starter_path: Path) -> None:
+def test_download_from_a_card_then_chat_with_it(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, hub: HubServer, starter_path: Path
+) -> None:
     """Click Download on a card for the real starter GGUF served by the local hub, watch the bar
     move, find it installed, press Use in chat, and get an answer from it."""
     name = "gemma-3-270m-Q4_K_M.gguf"
@@ -147,8 +160,9 @@ def test_download_from_a_card_then_chat_with_it(make_window: WindowFactory, stor
     sha = hashlib.sha256(starter_path.read_bytes()).hexdigest()
     size = starter_path.stat().st_size
     hub.inject("test-org/starter-GGUF", name, Fault("stall", at=size // 2, seconds=1.0))  # a visible midpoint
-    window, page = library_window(make_window, store, qtbot, [entry("starter-copy", "test-org/starter-GGUF", name,
-                                                                     size, sha)])
+    window, page = library_window(
+        make_window, store, qtbot, [entry("starter-copy", "test-org/starter-GGUF", name, size, sha)]
+    )
     c = card(qtbot, page, "starter-copy")
     seen: list[float] = []
     window.library.jobChanged.connect(lambda job: job and job.percent is not None and seen.append(job.percent))
@@ -177,8 +191,9 @@ def test_download_from_a_card_then_chat_with_it(make_window: WindowFactory, stor
 # ---- pause / resume / cancel ----------------------------------------------------------------------
 
 
-def test_pause_then_resume_keeps_the_bytes_it_has(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
-                                                  hub: HubServer) -> None:
+def test_pause_then_resume_keeps_the_bytes_it_has(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, hub: HubServer
+) -> None:
     hub.inject(SMALL_REPO, SMALL_FILE, Fault("trickle", at=1_000_000, rate=400_000, times=-1))
     window, page = library_window(make_window, store, qtbot, [entry("small", SMALL_REPO, SMALL_FILE)])
     c = card(qtbot, page, "small")
@@ -202,8 +217,9 @@ def test_pause_then_resume_keeps_the_bytes_it_has(make_window: WindowFactory, st
     assert f"bytes={kept}-" in [r.range for r in resumed]  # continued from the kept bytes, not restarted
 
 
-def test_cancel_deletes_the_partial_data(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
-                                         hub: HubServer) -> None:
+def test_cancel_deletes_the_partial_data(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, hub: HubServer
+) -> None:
     hub.inject(SMALL_REPO, SMALL_FILE, Fault("trickle", at=500_000, rate=300_000, times=-1))
     window, page = library_window(make_window, store, qtbot, [entry("small", SMALL_REPO, SMALL_FILE)])
     c = card(qtbot, page, "small")
@@ -220,14 +236,15 @@ def test_cancel_deletes_the_partial_data(make_window: WindowFactory, store: Chat
 # ---- the Downloads page ---------------------------------------------------------------------------
 
 
-def test_downloads_page_lists_jobs_and_opens_a_finished_one(make_window: WindowFactory, store: ChatStore,
-                                                            qtbot: QtBot, hub: HubServer,
-                                                            tiny_gptoss_path: Path) -> None:
+def test_downloads_page_lists_jobs_and_opens_a_finished_one(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, hub: HubServer, tiny_gptoss_path: Path
+) -> None:
     tiny = tiny_gptoss_path.read_bytes()
     hub.add_repo("test-org/tiny-gptoss", {"tiny-gptoss.gguf": tiny})
     hub.inject("test-org/tiny-gptoss", "tiny-gptoss.gguf", Fault("stall", at=len(tiny) // 2, seconds=0.5))
-    window, page = library_window(make_window, store, qtbot,
-                                  [entry("tiny", "test-org/tiny-gptoss", "tiny-gptoss.gguf")])
+    window, page = library_window(
+        make_window, store, qtbot, [entry("tiny", "test-org/tiny-gptoss", "tiny-gptoss.gguf")]
+    )
     click(qtbot, card(qtbot, page, "tiny").download_button)
     window.show_downloads()
     downloads = window.downloads_page()
@@ -247,8 +264,9 @@ def test_downloads_page_lists_jobs_and_opens_a_finished_one(make_window: WindowF
     assert catalog.find_installed("tiny") is not None  # removing from the list keeps the model
 
 
-def test_an_unfinished_download_continues_after_a_restart(make_window: WindowFactory, tmp_path: Path,
-                                                          qtbot: QtBot, hub: HubServer) -> None:
+def test_an_unfinished_download_continues_after_a_restart(
+    make_window: WindowFactory, tmp_path: Path, qtbot: QtBot, hub: HubServer
+) -> None:
     """The app is closed mid-download; the next start continues it without being asked."""
     hub.inject(SMALL_REPO, SMALL_FILE, Fault("trickle", at=2_000_000, rate=300_000, times=-1))
     first_store = ChatStore(tmp_path / "chat.sqlite3")
@@ -293,9 +311,9 @@ def fill_token_dialog(qtbot: QtBot, token: str, on_open: Callable[[TokenDialog],
     QTimer.singleShot(0, act)
 
 
-def test_gated_model_asks_for_a_token_stored_in_the_keyring(make_window: WindowFactory, store: ChatStore,
-                                                            qtbot: QtBot, hub: HubServer,
-                                                            memory_keyring: MemoryKeyring) -> None:
+def test_gated_model_asks_for_a_token_stored_in_the_keyring(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, hub: HubServer, memory_keyring: MemoryKeyring
+) -> None:
     window, page = library_window(make_window, store, qtbot, [entry("gated", GATED_REPO, SMALL_FILE)])
     c = card(qtbot, page, "gated")
     click(qtbot, c.download_button)
@@ -321,7 +339,8 @@ def test_gated_model_asks_for_a_token_stored_in_the_keyring(make_window: WindowF
 
 
 def test_token_dialog_rejects_a_token_with_spaces_and_can_remove_the_saved_one(
-        make_window: WindowFactory, store: ChatStore, qtbot: QtBot, memory_keyring: MemoryKeyring) -> None:
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, memory_keyring: MemoryKeyring
+) -> None:
     window = make_window(store)
     memory_keyring.store[("Hearth", "huggingface-token")] = GOOD_TOKEN
     dialog = TokenDialog(window.library, window)
@@ -341,8 +360,9 @@ def test_token_dialog_rejects_a_token_with_spaces_and_can_remove_the_saved_one(
 # ---- import, delete -------------------------------------------------------------------------------
 
 
-def test_import_a_gguf_and_refuse_a_bad_file(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
-                                             tmp_path: Path, tiny_gptoss_path: Path) -> None:
+def test_import_a_gguf_and_refuse_a_bad_file(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, tmp_path: Path, tiny_gptoss_path: Path
+) -> None:
     window, page = library_window(make_window, store, qtbot, [])
     bad = tmp_path / "notes.gguf"
     bad.write_text("these are notes, not a model")
@@ -361,8 +381,13 @@ def test_import_a_gguf_and_refuse_a_bad_file(make_window: WindowFactory, store: 
 
 
 def test_delete_asks_first_and_is_refused_while_the_model_is_loaded(
-        make_window: WindowFactory, store: ChatStore, qtbot: QtBot, tiny_gptoss_path: Path,
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    make_window: WindowFactory,
+    store: ChatStore,
+    qtbot: QtBot,
+    tiny_gptoss_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     copy = catalog.import_model(tiny_gptoss_path, copy=True)
     assert copy.path is not None and copy.path.is_file()
     window, page = library_window(make_window, store, qtbot, [])
@@ -392,8 +417,9 @@ def test_delete_asks_first_and_is_refused_while_the_model_is_loaded(
 # ---- hub search -----------------------------------------------------------------------------------
 
 
-def test_search_the_hub_list_files_with_fit_and_download_one(make_window: WindowFactory, store: ChatStore,
-                                                             qtbot: QtBot, hub: HubServer) -> None:
+def test_search_the_hub_list_files_with_fit_and_download_one(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, hub: HubServer
+) -> None:
     window, page = library_window(make_window, store, qtbot, [])
     qtbot.keyClicks(page.search_edit, "small")
     with qtbot.waitSignal(window.library.searchDone, timeout=WAIT_MS):
@@ -402,14 +428,17 @@ def test_search_the_hub_list_files_with_fit_and_download_one(make_window: Window
     with qtbot.waitSignal(window.library.repoDone, timeout=WAIT_MS):
         click(qtbot, page.results.repo_buttons[SMALL_REPO])
     assert list(page.results.model_rows) == [SMALL_FILE]
-    assert "6.0 MB" in page.results.status.text() or "6.0 MB" in page.results.model_rows[SMALL_FILE].findChildren(
-        type(page.results.status))[0].text()
+    assert (
+        "6.0 MB" in page.results.status.text()
+        or "6.0 MB" in page.results.model_rows[SMALL_FILE].findChildren(type(page.results.status))[0].text()
+    )
     from app.gui.library.widgets import FitBadge
 
     badge = page.results.model_rows[SMALL_FILE].findChild(FitBadge)
     assert badge is not None and badge.verdict in ("cpu", "gpu") and "estimated from the file size" in badge.toolTip()
-    download = [b for b in page.results.model_rows[SMALL_FILE].findChildren(type(page.search_button))
-                if b.text() == "Download"][0]
+    download = [
+        b for b in page.results.model_rows[SMALL_FILE].findChildren(type(page.search_button)) if b.text() == "Download"
+    ][0]
     with qtbot.waitSignal(window.library.modelsChanged, timeout=WAIT_MS):
         click(qtbot, download)
     hub_models = [m for m in catalog.installed_models() if m.source == "hub"]
@@ -422,8 +451,9 @@ def test_search_the_hub_list_files_with_fit_and_download_one(make_window: Window
     assert "No GGUF models on Hugging Face match" in page.results.status.text()
 
 
-def test_search_offline_says_so(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_offline_says_so(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     window, page = library_window(make_window, store, qtbot, [])
     qtbot.keyClicks(page.search_edit, "qwen")
@@ -432,8 +462,9 @@ def test_search_offline_says_so(make_window: WindowFactory, store: ChatStore, qt
     assert "cannot be reached" in page.results.status.text()
 
 
-def test_choose_another_models_folder(make_window: WindowFactory, store: ChatStore, qtbot: QtBot, tmp_path: Path,
-                                      tiny_gptoss_path: Path) -> None:
+def test_choose_another_models_folder(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, tmp_path: Path, tiny_gptoss_path: Path
+) -> None:
     window, page = library_window(make_window, store, qtbot, [])
     chosen = tmp_path / "other-disk" / "models"
     chosen.mkdir(parents=True)
@@ -451,8 +482,9 @@ def test_choose_another_models_folder(make_window: WindowFactory, store: ChatSto
     assert "cannot keep models in" in page.notice.text() and paths.models_dir() == chosen
 
 
-def test_download_news_arriving_after_close_is_ignored(make_window: WindowFactory, tmp_path: Path,
-                                                       qtbot: QtBot) -> None:
+def test_download_news_arriving_after_close_is_ignored(
+    make_window: WindowFactory, tmp_path: Path, qtbot: QtBot
+) -> None:
     """A job update queued just before the window closed is delivered after its store is closed."""
     from app.core.downloads import DownloadJob, JobFile
 
@@ -460,15 +492,17 @@ def test_download_news_arriving_after_close_is_ignored(make_window: WindowFactor
     window = make_window(own_store)
     window.close()
     own_store.close()
-    done = DownloadJob("j1", "small", "Small", SMALL_REPO, "main", [JobFile(SMALL_FILE, 1, None, 1, True)],
-                       state=JobState.DONE)
+    done = DownloadJob(
+        "j1", "small", "Small", SMALL_REPO, "main", [JobFile(SMALL_FILE, 1, None, 1, True)], state=JobState.DONE
+    )
     window.library._job.emit(done)  # queued, as from the download thread
     qtbot.wait(50)  # delivered now: must neither raise nor touch the closed store
     assert window.library.jobs() == []
 
 
-def test_no_model_installed_recommends_one_to_download(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
-                                                       hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_model_installed_recommends_one_to_download(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A user without the starter package (its absence is simulated by hiding the module) sees the
     best catalog model that fits this machine, and one click downloads it."""
     import sys
@@ -477,11 +511,13 @@ def test_no_model_installed_recommends_one_to_download(make_window: WindowFactor
     window = make_window(store)
     window.library._manager_factory = fast_manager
     arch = Architecture(name="llama", n_layers=4, n_embd=256, n_head=4, n_head_kv=4, head_dim=64, n_vocab=1000)
-    window.library._catalog = Catalog([
-        entry("unknown", SMALL_REPO, SMALL_FILE),  # no architecture: its fit is unknown, never recommended
-        entry("huge", SMALL_REPO, SMALL_FILE, size=10**15, architecture=arch),  # fits no machine
-        entry("small", SMALL_REPO, SMALL_FILE, architecture=arch),
-    ])
+    window.library._catalog = Catalog(
+        [
+            entry("unknown", SMALL_REPO, SMALL_FILE),  # no architecture: its fit is unknown, never recommended
+            entry("huge", SMALL_REPO, SMALL_FILE, size=10**15, architecture=arch),  # fits no machine
+            entry("small", SMALL_REPO, SMALL_FILE, architecture=arch),
+        ]
+    )
     window.library.refresh()  # the window started one with the real catalog; this one reads the test's
     empty = window.view.empty
     assert empty.no_model_card.isVisible()
@@ -496,8 +532,9 @@ def test_no_model_installed_recommends_one_to_download(make_window: WindowFactor
     assert window.header.entries()[0].name == SMALL_FILE.removesuffix(".gguf")
 
 
-def test_download_larger_than_the_free_space_is_refused_with_a_message(make_window: WindowFactory,
-                                                                       store: ChatStore, qtbot: QtBot) -> None:
+def test_download_larger_than_the_free_space_is_refused_with_a_message(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot
+) -> None:
     window, page = library_window(make_window, store, qtbot, [entry("big", SMALL_REPO, SMALL_FILE, size=5 * 10**9)])
     used, _free = window.library.disk
     window.library.disk = (used, 10**9)  # 1 GB free on this (simulated) disk
@@ -514,16 +551,22 @@ def test_the_progress_ring_draws_the_done_part(themed_app: QApplication) -> None
     def accent_pixels(fraction: float | None) -> int:
         image = progress_ring(fraction).pixmap(28, 28).toImage()
         accent = QColor(theme.current().accent)
-        return sum(1 for x in range(image.width()) for y in range(image.height())
-                   if image.pixelColor(x, y).alpha() > 200 and abs(image.pixelColor(x, y).red() - accent.red()) < 30
-                   and abs(image.pixelColor(x, y).green() - accent.green()) < 30)
+        return sum(
+            1
+            for x in range(image.width())
+            for y in range(image.height())
+            if image.pixelColor(x, y).alpha() > 200
+            and abs(image.pixelColor(x, y).red() - accent.red()) < 30
+            and abs(image.pixelColor(x, y).green() - accent.green()) < 30
+        )
 
     empty, quarter, full = accent_pixels(None), accent_pixels(0.25), accent_pixels(1.0)
     assert empty == 0 < quarter < full
 
 
-def test_closing_during_a_stalled_download_does_not_wait_for_it(make_window: WindowFactory, tmp_path: Path,
-                                                                 qtbot: QtBot, hub: HubServer) -> None:
+def test_closing_during_a_stalled_download_does_not_wait_for_it(
+    make_window: WindowFactory, tmp_path: Path, qtbot: QtBot, hub: HubServer
+) -> None:
     """The server stops sending mid-file (a dead network); closing the window must not wait for the
     read to time out. The partial data and the job survive for the next start."""
     import time

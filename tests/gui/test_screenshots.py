@@ -21,12 +21,19 @@ def test_screenshots_under_xvfb(tmp_path: Path) -> None:
     out = ROOT / "artifacts" / "screenshots"
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}  # the real xcb platform
     env["HEARTH_HOME"] = str(tmp_path)
-    result = subprocess.run([xvfb_run, "-a", "-s", "-screen 0 1400x960x24", sys.executable, "scripts/screenshot.py",
-                             "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [xvfb_run, "-a", "-s", "-screen 0 1400x960x24", sys.executable, "scripts/screenshot.py", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    shots = {name: QImage(str(out / name)) for name in
-             ("reply-reasoning-expanded.png", "reply-reasoning-collapsed.png", "empty-state.png",
-              "library.png")}
+    shots = {
+        name: QImage(str(out / name))
+        for name in ("reply-reasoning-expanded.png", "reply-reasoning-collapsed.png", "empty-state.png", "library.png")
+    }
     for name, image in shots.items():
         assert not image.isNull() and image.width() >= 1000, name
         colours = {image.pixel(x, y) for x in range(0, image.width(), 37) for y in range(0, image.height(), 29)}

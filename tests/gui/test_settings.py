@@ -45,8 +45,9 @@ def open_settings(qtbot: QtBot, window: object, act: object) -> None:
     qtbot.keyClick(window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
 
 
-def test_appearance_applies_at_once_and_is_remembered(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
-                                                      light_again: None) -> None:
+def test_appearance_applies_at_once_and_is_remembered(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, light_again: None
+) -> None:
     window = make_window(store)
     seen: list[bool] = []
 
@@ -62,8 +63,9 @@ def test_appearance_applies_at_once_and_is_remembered(make_window: WindowFactory
     assert QApplication.palette().window().color().name() == theme.DARK.window
 
 
-def test_models_folder_and_token_from_settings(make_window: WindowFactory, store: ChatStore, qtbot: QtBot,
-                                               tmp_path: Path, memory_keyring: MemoryKeyring) -> None:
+def test_models_folder_and_token_from_settings(
+    make_window: WindowFactory, store: ChatStore, qtbot: QtBot, tmp_path: Path, memory_keyring: MemoryKeyring
+) -> None:
     window = make_window(store)
     chosen = tmp_path / "models-elsewhere"
     states: list[str] = []

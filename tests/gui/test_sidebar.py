@@ -14,8 +14,11 @@ from tests.gui.conftest import WindowFactory
 
 def seed(store: ChatStore) -> dict[str, int]:
     ids = {}
-    for title, text in (("Sourdough schedule", "feed the starter twice"), ("Lisbon trip", "pastéis de nata"),
-                        ("Attention", "ÉTÉ in CAPITALS")):
+    for title, text in (
+        ("Sourdough schedule", "feed the starter twice"),
+        ("Lisbon trip", "pastéis de nata"),
+        ("Attention", "ÉTÉ in CAPITALS"),
+    ):
         conv = store.create_conversation(title)
         store.add_message(conv.id, "user", text)
         ids[title] = conv.id
@@ -78,8 +81,9 @@ def test_rename_to_blank_keeps_the_old_title(qtbot: QtBot, make_window: WindowFa
     assert store.get_conversation(ids["Attention"]).title == "Attention"
 
 
-def test_delete_hides_at_once_and_undo_brings_it_back(qtbot: QtBot, make_window: WindowFactory,
-                                                      store: ChatStore) -> None:
+def test_delete_hides_at_once_and_undo_brings_it_back(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
     ids = seed(store)
     window = make_window(store)
     window.session.open(ids["Lisbon trip"])
@@ -95,8 +99,9 @@ def test_delete_hides_at_once_and_undo_brings_it_back(qtbot: QtBot, make_window:
     assert store.get_conversation(ids["Lisbon trip"]) is not None
 
 
-def test_delete_is_committed_when_the_undo_offer_ends(qtbot: QtBot, make_window: WindowFactory,
-                                                      store: ChatStore) -> None:
+def test_delete_is_committed_when_the_undo_offer_ends(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
     ids = seed(store)
     window = make_window(store)
     window.sidebar._undo_timer.setInterval(50)

@@ -69,8 +69,11 @@ def test_thinking_is_live_then_folds_when_the_answer_starts(qtbot: QtBot, themed
     assert not reply.thinking.body.isVisible()
     assert reply.thinking.header_text().startswith("Thought for ")
 
-    reply.finish("complete", {"generated_tokens": 12, "tokens_per_s": 30.0, "time_to_first_token_s": 0.25,
-                              "thinking_s": 4.2}, None)
+    reply.finish(
+        "complete",
+        {"generated_tokens": 12, "tokens_per_s": 30.0, "time_to_first_token_s": 0.25, "thinking_s": 4.2},
+        None,
+    )
     assert reply.thinking.text() == "The user asks about tides."
     assert reply.answer_text() == "Tides come from the **Moon**."
     assert reply.stats_label.text() == "12 tokens · 30.0 tok/s · 0.2 s to first token"
@@ -100,8 +103,13 @@ def test_a_stored_reply_keeps_its_thinking_collapsed_and_renders_it_on_demand(
 ) -> None:
     conv = store.create_conversation()
     store.add_message(conv.id, "user", "q")
-    stored = store.add_message(conv.id, "assistant", "The answer.", reasoning="Step one. Step two.",
-                               stats={"generated_tokens": 5, "thinking_s": 1.5})
+    stored = store.add_message(
+        conv.id,
+        "assistant",
+        "The answer.",
+        reasoning="Step one. Step two.",
+        stats={"generated_tokens": 5, "thinking_s": 1.5},
+    )
     reply = AssistantMessageWidget(stored.id)
     qtbot.addWidget(reply)
     reply.show_stored(stored)

@@ -20,8 +20,9 @@ from tests.gui.conftest import SIGNAL_TIMEOUT_MS, TEST_CTX
 
 
 def request(text: str = "Hello there.", max_tokens: int | None = 8) -> GenerateRequest:
-    return GenerateRequest(Conversation((Message("user", text),)), max_tokens=max_tokens,
-                           sampling=Sampling(temperature=0.0, seed=1))
+    return GenerateRequest(
+        Conversation((Message("user", text),)), max_tokens=max_tokens, sampling=Sampling(temperature=0.0, seed=1)
+    )
 
 
 def test_generation_runs_in_the_engine_process_and_events_arrive_on_the_gui_thread(
@@ -52,8 +53,9 @@ def test_generation_runs_in_the_engine_process_and_events_arrive_on_the_gui_thre
     assert not psutil.pid_exists(engine_pid) or psutil.Process(engine_pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_a_job_cancelled_before_it_starts_finishes_stopped(qtbot: QtBot, qapp: QApplication, store: ChatStore,
-                                                           starter_path: Path) -> None:
+def test_a_job_cancelled_before_it_starts_finishes_stopped(
+    qtbot: QtBot, qapp: QApplication, store: ChatStore, starter_path: Path
+) -> None:
     controller = EngineController(store, ctx_cap=TEST_CTX)
     try:
         conv = store.create_conversation()

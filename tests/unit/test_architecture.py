@@ -32,7 +32,10 @@ def test_core_source_never_imports_qt() -> None:
 def test_importing_every_core_module_loads_no_qt() -> None:
     modules = [m.name for m in pkgutil.walk_packages([str(CORE)], prefix="app.core.")]
     assert "app.core.engine" in modules and "app.core.formats.harmony" in modules
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
-            + f"bad = [m for m in sys.modules if m.split('.')[0] in {QT!r}]\nprint(bad)\nassert not bad, bad\n")
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + f"bad = [m for m in sys.modules if m.split('.')[0] in {QT!r}]\nprint(bad)\nassert not bad, bad\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout

@@ -258,8 +258,12 @@ class ChatService:
         if conversation is None:
             raise StoreError(f"Conversation {conversation_id} does not exist.")
         messages = self.store.messages(conversation_id)
-        request = GenerateRequest(prompt_conversation(conversation, messages), effort=conversation.effort,
-                                  max_tokens=max_tokens, sampling=sampling)
+        request = GenerateRequest(
+            prompt_conversation(conversation, messages),
+            effort=conversation.effort,
+            max_tokens=max_tokens,
+            sampling=sampling,
+        )
         message_id = self.store.begin_reply(conversation_id, model_name)
         return self.start_reply(request, conversation_id, message_id), message_id
 
@@ -276,9 +280,13 @@ class ChatService:
                     yield from item.events
                 elif isinstance(item, ReplyOutcome):
                     finished = True
-                    yield Done(GenerationStats(**{k: v for k, v in item.stats.items()
-                                                  if k in GenerationStats.__dataclass_fields__}),
-                               item.stop_reason, item.error)
+                    yield Done(
+                        GenerationStats(
+                            **{k: v for k, v in item.stats.items() if k in GenerationStats.__dataclass_fields__}
+                        ),
+                        item.stop_reason,
+                        item.error,
+                    )
                     return
         finally:
             if not finished:
@@ -342,12 +350,13 @@ class ChatService:
                 path = starter_model_path()
                 if path is None:
                     raise FileNotFoundError(
-                        2, "The starter model is not installed (pip install \"hearth-chat[starter]\")"
+                        2, 'The starter model is not installed (pip install "hearth-chat[starter]")'
                     )
             else:
                 self._emit(LoadStarted(path.stem))
-            result = self.backend.load(path, ctx_cap=job.ctx_cap,
-                                       on_plan=lambda info, plan: self._emit(PlanReady(info.name, plan)))
+            result = self.backend.load(
+                path, ctx_cap=job.ctx_cap, on_plan=lambda info, plan: self._emit(PlanReady(info.name, plan))
+            )
         except EngineCrashedError as exc:
             self.result = None
             self._emit(LoadFailed(sentence(exc), path, crashed=True))
@@ -364,8 +373,11 @@ class ChatService:
 
     def _reply(self, job: _ReplyJob) -> None:
         outcome = ReplyOutcome(job.job_id, job.conversation_id, job.message_id, "complete")
-        writer = ReplyWriter(self.store, job.message_id, interval=self._save_interval) \
-            if self.store is not None and job.message_id is not None else None
+        writer = (
+            ReplyWriter(self.store, job.message_id, interval=self._save_interval)
+            if self.store is not None and job.message_id is not None
+            else None
+        )
         done: Done | None = None
         thinking_started = thinking_s = 0.0
 

@@ -146,8 +146,15 @@ class EngineChild:
             self._channel.send({"t": "load_failed", "message": str(exc) or type(exc).__name__})
             return
         self._engine = engine
-        self._channel.send({"t": "loaded", "plan": encode_plan(result.plan), "load_s": result.load_s,
-                            "notices": result.notices, "engine": result.engine})
+        self._channel.send(
+            {
+                "t": "loaded",
+                "plan": encode_plan(result.plan),
+                "load_s": result.load_s,
+                "notices": result.notices,
+                "engine": result.engine,
+            }
+        )
 
     def _unload(self) -> None:
         if self._engine is not None:

@@ -151,8 +151,13 @@ class EngineProcess:
     def __init__(self, command: list[str], env: dict[str, str], on_exit: Callable[[EngineProcess], None]) -> None:
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
         self.popen = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, bufsize=0, creationflags=flags,
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            bufsize=0,
+            creationflags=flags,
         )
         self.pid = self.popen.pid
         _processes.add(self)
@@ -165,10 +170,12 @@ class EngineProcess:
         self._send_lock = threading.Lock()
         assert self.popen.stdout is not None and self.popen.stderr is not None
         self._stderr_done = threading.Event()
-        threading.Thread(target=self._read_stderr, args=(self.popen.stderr,), name="hearth-engine-stderr",
-                         daemon=True).start()
-        threading.Thread(target=self._read_frames, args=(self.popen.stdout,), name="hearth-engine-frames",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._read_stderr, args=(self.popen.stderr,), name="hearth-engine-stderr", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._read_frames, args=(self.popen.stdout,), name="hearth-engine-frames", daemon=True
+        ).start()
 
     @property
     def alive(self) -> bool:
@@ -367,8 +374,11 @@ class LocalBackend:
             label = llama_builds.LABELS.get(build, build)
             log.warning("the %s build crashed while loading %s; trying the next build", label, model)
             result = self._load(model, ctx_cap, on_plan)
-            result.notices.insert(0, f"{crash} The {label} build of llama.cpp is left out until Hearth restarts; "
-                                     f"loaded with {result.engine or 'another build'} instead.")
+            result.notices.insert(
+                0,
+                f"{crash} The {label} build of llama.cpp is left out until Hearth restarts; "
+                f"loaded with {result.engine or 'another build'} instead.",
+            )
             return result
 
     def _load(
@@ -508,6 +518,7 @@ class LocalBackend:
                 return
             proc.killed_for_cancel = proc.expected_exit = True
             self.needs_reload = True
-        log.warning("generation %s did not stop within %.0f ms of its cancel; restarting the engine",
-                    job, self._grace * 1000)
+        log.warning(
+            "generation %s did not stop within %.0f ms of its cancel; restarting the engine", job, self._grace * 1000
+        )
         proc.kill()

@@ -395,4 +395,3 @@ def _open_llama(info: ModelInfo, plan: LoadPlan, *, verbose: bool = False) -> An
         # GGML_ASSERT that aborts the process; the engine process keeps it for the app to quote.
         verbose=verbose,
     )
-

@@ -128,8 +128,11 @@ def decode_stats(data: Any) -> GenerationStats:
 
 def decode_done(message: dict[str, Any]) -> Done:
     error = message.get("error")
-    return Done(decode_stats(message.get("stats")), str(message.get("stop") or "stop"),
-                error if isinstance(error, str) else None)
+    return Done(
+        decode_stats(message.get("stats")),
+        str(message.get("stop") or "stop"),
+        error if isinstance(error, str) else None,
+    )
 
 
 # ---- requests -------------------------------------------------------------------------------

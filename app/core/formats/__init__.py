@@ -17,8 +17,9 @@ def format_for(info: ModelInfo) -> ChatFormat:
 
     if info.chat_template:
         return TemplateFormat("gguf template", info.chat_template, info.bos_token, info.eos_token)
-    return fallback_format(info.architecture, info.control_tokens, info.bos_token, info.eos_token,
-                           chat_tuned=looks_chat_tuned(info))
+    return fallback_format(
+        info.architecture, info.control_tokens, info.bos_token, info.eos_token, chat_tuned=looks_chat_tuned(info)
+    )
 
 
 def looks_chat_tuned(info: ModelInfo) -> bool:

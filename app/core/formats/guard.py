@@ -21,10 +21,28 @@ ZWSP = "\u200b"
 # Markers of common chat formats, guarded even when a vocabulary does not list them as control
 # tokens (a fallback format may still use them as plain text conventions).
 COMMON_MARKERS: tuple[str, ...] = (
-    "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>",
-    "<|startoftext|>", "<|endoftext|>", "<start_of_turn>", "<end_of_turn>", "<|im_start|>", "<|im_end|>",
-    "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|begin_of_text|>", "<|user|>",
-    "<|assistant|>", "<|system|>", "[INST]", "[/INST]",
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|channel|>",
+    "<|constrain|>",
+    "<|return|>",
+    "<|call|>",
+    "<|startoftext|>",
+    "<|endoftext|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|begin_of_text|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|system|>",
+    "[INST]",
+    "[/INST]",
 )
 
 
@@ -58,8 +76,8 @@ class MarkerGuard:
                 continue
             group, lengths = self._by_first[text[i]]
             for n in lengths:  # longest first, like a tokenizer's special-token matching
-                if text[i:i + n] in group:
-                    out.append(text[done:i + 1])
+                if text[i : i + n] in group:
+                    out.append(text[done : i + 1])
                     out.append(ZWSP)
                     done = i + 1
                     break

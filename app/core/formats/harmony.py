@@ -63,9 +63,7 @@ _MARKERS: tuple[str, ...] = (
 
 MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
 KNOWLEDGE_CUTOFF = "2024-06"
-VALID_CHANNELS_LINE = (
-    "# Valid channels: analysis, commentary, final. Channel must be included for every message."
-)
+VALID_CHANNELS_LINE = "# Valid channels: analysis, commentary, final. Channel must be included for every message."
 FUNCTIONS_CHANNEL_LINE = "Calls to these tools must go to the commentary channel: 'functions'."
 
 
@@ -136,9 +134,7 @@ def _render_turns(turns: Sequence[Message], add_generation_prompt: bool) -> list
         elif m.role == "assistant" and m.tool_calls:
             # Keep this turn's reasoning only while its tool sequence is still open: once a later
             # assistant message answers without calling a tool, the chain of thought is done.
-            answered_later = any(
-                later.role == "assistant" and not later.tool_calls for later in turns[index + 1 :]
-            )
+            answered_later = any(later.role == "assistant" and not later.tool_calls for later in turns[index + 1 :])
             if m.thinking and not answered_later:
                 out.append(f"{START}assistant{CHANNEL}analysis{MESSAGE}{m.thinking}{END}")
             if m.content:

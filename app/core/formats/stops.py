@@ -30,7 +30,7 @@ class StopMatcher:
                 if stop.startswith(buf[-n:]):
                     keep = n
                     break
-        self._held = buf[len(buf) - keep:] if keep else ""
+        self._held = buf[len(buf) - keep :] if keep else ""
         return buf[: len(buf) - keep]
 
     def flush(self) -> str:

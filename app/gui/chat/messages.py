@@ -124,8 +124,9 @@ class UserMessageWidget(_HoverActions):
         self.label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         bubble_layout.addWidget(self.label)
         if len(text) > USER_PREVIEW_CHARS:
-            more = named(QLabel(f"Showing the first {USER_PREVIEW_CHARS:,} of {len(text):,} characters."),
-                         "NoticeLabel")
+            more = named(
+                QLabel(f"Showing the first {USER_PREVIEW_CHARS:,} of {len(text):,} characters."), "NoticeLabel"
+            )
             bubble_layout.addWidget(more)
         bubble.setMaximumWidth(BUBBLE_TEXT_WIDTH + 32)
         row.addWidget(bubble)

@@ -45,8 +45,14 @@ class ChatSession(QObject):
     replyFinished = Signal(object)  # ReplyOutcome
     errorOccurred = Signal(str)
 
-    def __init__(self, store: ChatStore, engine: EngineController, view: ChatView, composer: Composer,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        store: ChatStore,
+        engine: EngineController,
+        view: ChatView,
+        composer: Composer,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.store = store
         self.engine = engine
@@ -154,7 +160,9 @@ class ChatSession(QObject):
                 self.composer.end_edit()
             if self.conversation is None:
                 self.conversation = self.store.create_conversation(
-                    title_for(text), system_prompt=self.draft_system_prompt, model=self.model_name,
+                    title_for(text),
+                    system_prompt=self.draft_system_prompt,
+                    model=self.model_name,
                     effort=self.draft_effort,
                 )
                 self.conversationChanged.emit(self.conversation)
@@ -201,8 +209,9 @@ class ChatSession(QObject):
         assert self.conversation is not None
         conversation = self.conversation
         try:
-            job_id, message_id = self.engine.start_turn(conversation.id, model_name=self.model_name,
-                                                        max_tokens=self.max_tokens, sampling=self.sampling)
+            job_id, message_id = self.engine.start_turn(
+                conversation.id, model_name=self.model_name, max_tokens=self.max_tokens, sampling=self.sampling
+            )
         except StoreError as exc:
             self.errorOccurred.emit(str(exc))
             return
@@ -250,8 +259,11 @@ class ChatSession(QObject):
             if active.widget is not None:
                 active.widget.finish(outcome.state, outcome.stats, outcome.error, outcome.stop_reason)
             self._set_streaming(False)
-        elif (self.conversation is not None and outcome.conversation_id == self.conversation.id
-              and outcome.message_id is not None):
+        elif (
+            self.conversation is not None
+            and outcome.conversation_id == self.conversation.id
+            and outcome.message_id is not None
+        ):
             # A reply stopped by a switch away and back: show how it ended.
             widget = self.view.message(outcome.message_id)
             if isinstance(widget, AssistantMessageWidget):

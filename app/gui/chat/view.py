@@ -71,10 +71,13 @@ class EmptyState(QWidget):
         card = QVBoxLayout(self.no_model_card)
         card.setContentsMargins(16, 16, 16, 16)
         card_title = bold(QLabel("No model installed yet"))
-        card_text = named(QLabel(
-            "Hearth runs models from GGUF files. Download one that fits this computer from the "
-            "Library, or open a GGUF file you already have."
-        ), "Muted")
+        card_text = named(
+            QLabel(
+                "Hearth runs models from GGUF files. Download one that fits this computer from the "
+                "Library, or open a GGUF file you already have."
+            ),
+            "Muted",
+        )
         card_text.setWordWrap(True)
         library_button = named(QPushButton("Browse the library"), "PrimaryButton")
         library_button.setMinimumHeight(32)

@@ -53,9 +53,13 @@ class LibraryController(QObject):
     message = Signal(str)  # a problem (or news) the user should read
     _job = Signal(object)  # from the download worker thread
 
-    def __init__(self, parent: QObject | None = None, *,
-                 manager_factory: Callable[[], DownloadManager] | None = None,
-                 is_loaded: Callable[[str | None], bool] | None = None) -> None:
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        *,
+        manager_factory: Callable[[], DownloadManager] | None = None,
+        is_loaded: Callable[[str | None], bool] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.tasks = Background(self)
         self.rows: list[dict[str, Any]] = []
@@ -168,8 +172,9 @@ class LibraryController(QObject):
         return self._call(lambda m: m.enqueue(entry))
 
     def download_hub(self, model: HubModel) -> DownloadJob | None:
-        return self._call(lambda m: m.enqueue_files(model.model_id, model.name.removesuffix(".gguf"), model.repo,
-                                                    list(model.files)))
+        return self._call(
+            lambda m: m.enqueue_files(model.model_id, model.name.removesuffix(".gguf"), model.repo, list(model.files))
+        )
 
     def pause(self, job_id: str) -> None:
         self._call(lambda m: m.pause(job_id))
@@ -280,9 +285,12 @@ class LibraryController(QObject):
             self.searchFailed.emit("Type a model name to search Hugging Face.")
             return
         _catalog, downloads, secrets = _core()
-        self.tasks.submit(lambda: downloads.search_gguf_repos(query, token=secrets.get_hf_token()),
-                          lambda repos: self.searchDone.emit(query, repos),
-                          lambda exc: self.searchFailed.emit(_problem(exc)), name="search")
+        self.tasks.submit(
+            lambda: downloads.search_gguf_repos(query, token=secrets.get_hf_token()),
+            lambda repos: self.searchDone.emit(query, repos),
+            lambda exc: self.searchFailed.emit(_problem(exc)),
+            name="search",
+        )
 
     def open_repo(self, repo: str) -> None:
         from app.core import hardware
@@ -294,8 +302,12 @@ class LibraryController(QObject):
             models = downloads.repo_gguf_models(repo, token=secrets.get_hf_token())
             return [(m, core_catalog.fit_for_size(m.size_bytes, hw)) for m in models]
 
-        self.tasks.submit(work, lambda found: self.repoDone.emit(repo, found),
-                          lambda exc: self.searchFailed.emit(_problem(exc)), name="repo")
+        self.tasks.submit(
+            work,
+            lambda found: self.repoDone.emit(repo, found),
+            lambda exc: self.searchFailed.emit(_problem(exc)),
+            name="repo",
+        )
 
     # -- the Hugging Face token ------------------------------------------------------------------
 
@@ -306,11 +318,13 @@ class LibraryController(QObject):
         secrets = _core()[2]
 
         def failed(exc: BaseException) -> None:
-            self.tokenFailed.emit(_problem(exc) if isinstance(exc, secrets.SecretsError)
-                                  else "The token could not be saved in the system keyring.")
+            self.tokenFailed.emit(
+                _problem(exc)
+                if isinstance(exc, secrets.SecretsError)
+                else "The token could not be saved in the system keyring."
+            )
 
-        self.tasks.submit(lambda: secrets.set_hf_token(token), lambda _: self._token_state(True), failed,
-                          name="token")
+        self.tasks.submit(lambda: secrets.set_hf_token(token), lambda _: self._token_state(True), failed, name="token")
 
     def delete_token(self) -> None:
         self.tasks.submit(_core()[2].delete_hf_token, lambda _: self._token_state(False), name="token")

@@ -51,8 +51,9 @@ class JobRow(QFrame):
         self.open_button.setVisible(done and bool(job.installed_path))
         self.open_button.setAccessibleName(f"Open {job.name} in chat")
         self.token_button.setVisible(job.error_kind == ErrorKind.GATED and not done)
-        self.remove_button.setVisible(job.state in (JobState.DONE, JobState.CANCELLED, JobState.FAILED,
-                                                    JobState.PAUSED))
+        self.remove_button.setVisible(
+            job.state in (JobState.DONE, JobState.CANCELLED, JobState.FAILED, JobState.PAUSED)
+        )
         self.remove_button.setAccessibleName(f"Remove {job.name} from the list")
         self.progress.bar.setVisible(not done and job.state != JobState.CANCELLED)
 

@@ -26,8 +26,13 @@ class Background(QObject):
         self._done.connect(self._on_done)
         self._failed.connect(self._on_failed)
 
-    def submit(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
-               on_error: Callable[[BaseException], None] | None = None, name: str = "work") -> int:
+    def submit(
+        self,
+        fn: Callable[[], Any],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] | None = None,
+        name: str = "work",
+    ) -> int:
         ticket = next(self._tickets)
         self._pending[ticket] = (on_done, on_error)
 

@@ -22,7 +22,7 @@ class TokenDialog(QDialog):
         layout.setSpacing(10)
         intro = QLabel(
             "Some models (gated or private) need a Hugging Face account that accepted the model's licence. "
-            f"Create a read token at <a href=\"{TOKENS_PAGE}\">{TOKENS_PAGE}</a> and paste it here. "
+            f'Create a read token at <a href="{TOKENS_PAGE}">{TOKENS_PAGE}</a> and paste it here. '
             "Hearth keeps it in the system keyring and sends it only to Hugging Face, only when you download "
             "or search."
         )

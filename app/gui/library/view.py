@@ -136,9 +136,13 @@ class ModelCard(QFrame):
         self.recommended.setVisible(bool(row.get("recommended")) and bool(row.get("fit", {}).get("fits")))
         self.description.setText(str(row.get("description") or row.get("repo") or ""))
         self.description.setVisible(bool(self.description.text()))
-        bits = [size_text(row.get("size_bytes")) if row.get("size_bytes") else "",
-                _context_text(row.get("context_length")), _params_text(row.get("parameters")),
-                str(row.get("quantization") or ""), str(row.get("license") or "")]
+        bits = [
+            size_text(row.get("size_bytes")) if row.get("size_bytes") else "",
+            _context_text(row.get("context_length")),
+            _params_text(row.get("parameters")),
+            str(row.get("quantization") or ""),
+            str(row.get("license") or ""),
+        ]
         self.meta.setText(" · ".join(b for b in bits if b))
         _clear_layout(self.chips)
         for cap in row.get("capabilities") or []:
@@ -147,8 +151,11 @@ class ModelCard(QFrame):
         fit = row.get("fit") or {}
         self.badge.set_fit(fit)
         self.fit_reason.setText(str(fit.get("reason", "")))
-        for button, verb in ((self.download_button, "Download"), (self.use_button, "Use in chat"),
-                             (self.delete_button, "Delete")):
+        for button, verb in (
+            (self.download_button, "Download"),
+            (self.use_button, "Use in chat"),
+            (self.delete_button, "Delete"),
+        ):
             button.setAccessibleName(f"{verb} {name}")
         self._update_actions()
 
@@ -164,8 +171,11 @@ class ModelCard(QFrame):
 
     def _update_actions(self) -> None:
         job = self.job
-        downloading = job is not None and not self.installed and job.state in (
-            JobState.QUEUED, JobState.RUNNING, JobState.VERIFYING, JobState.PAUSED, JobState.FAILED)
+        downloading = (
+            job is not None
+            and not self.installed
+            and job.state in (JobState.QUEUED, JobState.RUNNING, JobState.VERIFYING, JobState.PAUSED, JobState.FAILED)
+        )
         self.progress.setVisible(downloading)
         self.download_button.setVisible(not self.installed and not downloading)
         self.download_button.setEnabled(self.row.get("source") in (None, "catalog"))
@@ -339,9 +349,13 @@ class LibraryPage(QWidget):
             self.cards.pop(model_id).deleteLater()
         # Installed first (the starter last of them), then the catalog, recommended first.
         installed = [r for r in rows if r.get("installed")]
-        available = sorted((r for r in rows if not r.get("installed")),
-                           key=lambda r: (not (r.get("recommended") and r.get("fit", {}).get("fits")),
-                                          not r.get("fit", {}).get("fits")))
+        available = sorted(
+            (r for r in rows if not r.get("installed")),
+            key=lambda r: (
+                not (r.get("recommended") and r.get("fit", {}).get("fits")),
+                not r.get("fit", {}).get("fits"),
+            ),
+        )
         for layout, group in ((self.installed_list, installed), (self.available_list, available)):
             for row in group:
                 found = self.cards.get(str(row["id"]))
@@ -366,8 +380,9 @@ class LibraryPage(QWidget):
         self.available_title.setVisible(bool(available))
         if self.controller.disk is not None:
             used, free = self.controller.disk
-            self.disk_label.setText(f"Models use {size_text(used)} · {size_text(free)} free on this disk · "
-                                    f"{paths.models_dir(create=False)}")
+            self.disk_label.setText(
+                f"Models use {size_text(used)} · {size_text(free)} free on this disk · {paths.models_dir(create=False)}"
+            )
         elif self.controller.refreshing:
             self.disk_label.setText("Reading the models folder…")
 
@@ -392,8 +407,10 @@ class LibraryPage(QWidget):
         disk = self.controller.disk
         size = row.get("size_bytes")
         if disk is not None and size and size > disk[1]:
-            self.show_notice(f"{row.get('name', model_id)} needs {size_text(size)}, but only {size_text(disk[1])} "
-                             "is free on this disk; free some space and try again.")
+            self.show_notice(
+                f"{row.get('name', model_id)} needs {size_text(size)}, but only {size_text(disk[1])} "
+                "is free on this disk; free some space and try again."
+            )
             return
         self.controller.download(model_id)
 
@@ -415,17 +432,25 @@ class LibraryPage(QWidget):
         row = self.controller.row(model_id) or {}
         name = row.get("name", model_id)
         inside = row.get("source") != "import" or _inside_models_dir(row.get("path"))
-        detail = ("Its files are removed from the models folder." if inside
-                  else "Hearth forgets it; the file itself stays where it is.")
-        answer = QMessageBox.question(self, "Delete model", f"Delete {name}? {detail}",
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-                                      QMessageBox.StandardButton.Cancel)
+        detail = (
+            "Its files are removed from the models folder."
+            if inside
+            else "Hearth forgets it; the file itself stays where it is."
+        )
+        answer = QMessageBox.question(
+            self,
+            "Delete model",
+            f"Delete {name}? {detail}",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
         if answer == QMessageBox.StandardButton.Yes:
             self.controller.delete(model_id)
 
     def choose_import(self) -> None:
-        name, _filter = QFileDialog.getOpenFileName(self, "Import a GGUF model", str(Path.home()),
-                                                    "GGUF models (*.gguf)")
+        name, _filter = QFileDialog.getOpenFileName(
+            self, "Import a GGUF model", str(Path.home()), "GGUF models (*.gguf)"
+        )
         if name:
             self.import_file(name)
 

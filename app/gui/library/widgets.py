@@ -78,8 +78,9 @@ class FitBadge(QLabel):
         self.setToolTip(reason)
         self.setAccessibleName(f"Fit: {self.text()}")
         self.setAccessibleDescription(reason)
-        self.setStyleSheet(f"#FitBadge {{ color: {colour}; border: 1px solid {colour}; border-radius: 9px;"
-                           " padding: 1px 8px; }")
+        self.setStyleSheet(
+            f"#FitBadge {{ color: {colour}; border: 1px solid {colour}; border-radius: 9px; padding: 1px 8px; }}"
+        )
 
 
 def chip(text: str) -> QLabel:
@@ -114,8 +115,11 @@ class JobProgress(QWidget):
         self.pause_button = QPushButton("Pause")
         self.resume_button = QPushButton("Resume")
         self.cancel_button = QPushButton("Cancel")
-        for button, signal in ((self.pause_button, self.pauseClicked), (self.resume_button, self.resumeClicked),
-                               (self.cancel_button, self.cancelClicked)):
+        for button, signal in (
+            (self.pause_button, self.pauseClicked),
+            (self.resume_button, self.resumeClicked),
+            (self.cancel_button, self.cancelClicked),
+        ):
             button.setCursor(Qt.CursorShape.PointingHandCursor)
             button.clicked.connect(lambda _=False, s=signal: self.job and s.emit(self.job.id))
             row.addWidget(button)
@@ -128,8 +132,11 @@ class JobProgress(QWidget):
     def set_job(self, job: DownloadJob) -> None:
         self.job = job
         name = job.name
-        for button, verb in ((self.pause_button, "Pause"), (self.resume_button, "Resume"),
-                             (self.cancel_button, "Cancel")):
+        for button, verb in (
+            (self.pause_button, "Pause"),
+            (self.resume_button, "Resume"),
+            (self.cancel_button, "Cancel"),
+        ):
             button.setAccessibleName(f"{verb} download of {name}")
         percent = job.percent
         if percent is None:
@@ -140,8 +147,10 @@ class JobProgress(QWidget):
         self.numbers.setText(progress_text(job) + (f" · {percent:.0f}%" if percent is not None else ""))
         running = job.state in (JobState.QUEUED, JobState.RUNNING, JobState.VERIFYING)
         self.pause_button.setVisible(running and job.state != JobState.VERIFYING)
-        self.resume_button.setVisible(job.state in (JobState.PAUSED, JobState.FAILED)
-                                      and job.error_kind not in (ErrorKind.HASH_MISMATCH, ErrorKind.NOT_FOUND))
+        self.resume_button.setVisible(
+            job.state in (JobState.PAUSED, JobState.FAILED)
+            and job.error_kind not in (ErrorKind.HASH_MISMATCH, ErrorKind.NOT_FOUND)
+        )
         self.cancel_button.setVisible(not job.finished or job.state == JobState.FAILED)
         needs_user = job.state in (JobState.PAUSED, JobState.FAILED) and job.error_kind is not None
         repolish(self.state_label, "ErrorLabel" if needs_user else "Muted")

@@ -25,14 +25,25 @@ def tiny(path: Path, **kwargs: int) -> Path:
 
 
 def machine(ram_gb: float, avail_gb: float, gpus: tuple[GpuInfo, ...] = ()) -> HardwareProfile:
-    return HardwareProfile(os="Linux", arch="x86_64", cpu_name="Test CPU", physical_cores=8, logical_cores=16,
-                           cpu_features=("avx2",), ram_total=int(ram_gb * GIB), ram_available=int(avail_gb * GIB),
-                           gpus=gpus, gpu_offload_supported=bool(gpus), disk_free=500 * GIB)
+    return HardwareProfile(
+        os="Linux",
+        arch="x86_64",
+        cpu_name="Test CPU",
+        physical_cores=8,
+        logical_cores=16,
+        cpu_features=("avx2",),
+        ram_total=int(ram_gb * GIB),
+        ram_available=int(avail_gb * GIB),
+        gpus=gpus,
+        gpu_offload_supported=bool(gpus),
+        disk_free=500 * GIB,
+    )
 
 
 def nvidia(total_gb: float) -> GpuInfo:
-    return GpuInfo(name="NVIDIA Test", backend="cuda", vram_total=int(total_gb * GIB),
-                   vram_free=int((total_gb - 0.5) * GIB))
+    return GpuInfo(
+        name="NVIDIA Test", backend="cuda", vram_total=int(total_gb * GIB), vram_free=int((total_gb - 0.5) * GIB)
+    )
 
 
 LAPTOP_8GB = machine(8, 5.5)
@@ -177,8 +188,9 @@ def test_recorded_install_is_listed_with_its_origin(tmp_path: Path) -> None:
     folder = paths.models_dir() / "tiny"
     folder.mkdir()
     model = tiny(folder / "tiny.gguf")
-    catalog.record_install("tiny", "Tiny", [model], source="hub", repo="org/tiny", commit="c" * 40,
-                           sha256={"tiny.gguf": "0" * 64})
+    catalog.record_install(
+        "tiny", "Tiny", [model], source="hub", repo="org/tiny", commit="c" * 40, sha256={"tiny.gguf": "0" * 64}
+    )
     manifest = json.loads(catalog.manifest_path().read_text(encoding="utf-8"))
     assert manifest["models"]["tiny"]["files"] == ["tiny/tiny.gguf"]  # relative: the folder can move
     found = catalog.find_installed("tiny")

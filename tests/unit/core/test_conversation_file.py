@@ -10,16 +10,31 @@ from app.core.conversation_file import ConversationFileError, load_conversation,
 
 def test_openai_shape_with_tools_and_thinking(tmp_path: Path) -> None:
     f = tmp_path / "c.json"
-    f.write_text(json.dumps({
-        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
-        "messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": [{"type": "text", "text": "Weather"}, {"type": "text", "text": "?"}]},
-            {"role": "assistant", "thinking": "Need the tool.", "content": "",
-             "tool_calls": [{"id": "c1", "type": "function",
-                             "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
-            {"role": "tool", "name": "get_weather", "tool_call_id": "c1", "content": "{\"t\": 3}"},
-        ]}), encoding="utf-8")
+    f.write_text(
+        json.dumps(
+            {
+                "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": [{"type": "text", "text": "Weather"}, {"type": "text", "text": "?"}]},
+                    {
+                        "role": "assistant",
+                        "thinking": "Need the tool.",
+                        "content": "",
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": {"city": "Oslo"}},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "name": "get_weather", "tool_call_id": "c1", "content": '{"t": 3}'},
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     conv = load_conversation(f)
     assert [m.role for m in conv.messages] == ["system", "user", "assistant", "tool"]
     assert conv.messages[1].content == "Weather?"
@@ -33,16 +48,19 @@ def test_a_plain_list_is_accepted() -> None:
     assert parse_conversation([{"role": "user", "content": "hi"}]).messages[0].content == "hi"
 
 
-@pytest.mark.parametrize(("content", "match"), [
-    ("{not json", "not valid JSON .line 1, column 2"),
-    ('[{"role": "wizard", "content": "x"}]', "unknown role 'wizard'"),
-    ('[{"content": "x"}]', "unknown role None"),
-    ('["just a string"]', "Message 1 is not an object"),
-    ('{"messages": 3}', "must be a list of messages"),
-    ('[{"role": "user", "content": 5}]', "neither text nor a list"),
-    ('[{"role": "user", "content": [{"type": "image_url"}]}]', "not text"),
-    ('[{"role": "assistant", "tool_calls": [{"function": {}}]}]', "without a function name"),
-])
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("{not json", "not valid JSON .line 1, column 2"),
+        ('[{"role": "wizard", "content": "x"}]', "unknown role 'wizard'"),
+        ('[{"content": "x"}]', "unknown role None"),
+        ('["just a string"]', "Message 1 is not an object"),
+        ('{"messages": 3}', "must be a list of messages"),
+        ('[{"role": "user", "content": 5}]', "neither text nor a list"),
+        ('[{"role": "user", "content": [{"type": "image_url"}]}]', "not text"),
+        ('[{"role": "assistant", "tool_calls": [{"function": {}}]}]', "without a function name"),
+    ],
+)
 def test_bad_files_get_one_clear_sentence(tmp_path: Path, content: str, match: str) -> None:
     f = tmp_path / "c.json"
     f.write_text(content, encoding="utf-8")

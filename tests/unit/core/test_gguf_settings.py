@@ -49,8 +49,23 @@ def llama_cpp_models() -> Path:
         if folder.is_dir():
             return folder
     cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                    f"llama-cpp-python=={version}", "-d", str(cache)], check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"llama-cpp-python=={version}",
+            "-d",
+            str(cache),
+        ],
+        check=True,
+        timeout=600,
+    )
     with tarfile.open(next(cache.glob("llama_cpp_python-*.tar.gz"))) as tar:
         members = [m for m in tar.getmembers() if "/vendor/llama.cpp/models/" in m.name and m.isfile()]
         tar.extractall(cache, members=members, filter="data")

@@ -115,8 +115,7 @@ def test_migrates_a_real_version_1_database(db_path: Path) -> None:
             ("assistant", "Hello!", 102.0),
         ]
         assert all(
-            (m.reasoning, m.stats, m.model, m.state, m.error) == ("", None, None, "complete", None)
-            for m in messages
+            (m.reasoning, m.stats, m.model, m.state, m.error) == ("", None, None, "complete", None) for m in messages
         )
         # Everything version 2 adds works on the migrated file.
         store.set_setting("theme", "dark")
@@ -192,9 +191,7 @@ def test_closed_store_says_so(db_path: Path) -> None:
 
 
 def test_conversation_round_trip(store: ChatStore) -> None:
-    created = store.create_conversation(
-        "Plans", system_prompt="Be brief.", model="gpt-oss-20b", effort="high"
-    )
+    created = store.create_conversation("Plans", system_prompt="Be brief.", model="gpt-oss-20b", effort="high")
     assert store.get_conversation(created.id) == created
     assert (created.title, created.system_prompt, created.model, created.effort) == (
         "Plans",
@@ -322,9 +319,7 @@ def test_search(store: ChatStore, searchable: dict[str, int], query: str, expect
     assert found == {searchable[key] for key in expected}
 
 
-def test_search_results_ordered_and_blank_query_lists_all(
-    store: ChatStore, searchable: dict[str, int]
-) -> None:
+def test_search_results_ordered_and_blank_query_lists_all(store: ChatStore, searchable: dict[str, int]) -> None:
     store.add_message(searchable["no_underscore"], "user", "bump")
     found = store.search_conversations("call my")
     assert [c.id for c in found] == [searchable["no_underscore"], searchable["underscore"]]

@@ -11,11 +11,24 @@ from app.core.formats.base import AnswerDelta, ParsedEvent, PreambleDelta, Reaso
 
 def test_coalesce_joins_runs_of_one_kind_and_keeps_order() -> None:
     batch: list[ParsedEvent] = []
-    for event in (ReasoningDelta("a"), ReasoningDelta("b"), AnswerDelta("c"), AnswerDelta("d"),
-                  ToolCallEvent("f", "{}"), PreambleDelta("e"), PreambleDelta("f"), ReasoningDelta("g")):
+    for event in (
+        ReasoningDelta("a"),
+        ReasoningDelta("b"),
+        AnswerDelta("c"),
+        AnswerDelta("d"),
+        ToolCallEvent("f", "{}"),
+        PreambleDelta("e"),
+        PreambleDelta("f"),
+        ReasoningDelta("g"),
+    ):
         coalesce(batch, event)
-    assert batch == [ReasoningDelta("ab"), AnswerDelta("cd"), ToolCallEvent("f", "{}"), PreambleDelta("ef"),
-                     ReasoningDelta("g")]
+    assert batch == [
+        ReasoningDelta("ab"),
+        AnswerDelta("cd"),
+        ToolCallEvent("f", "{}"),
+        PreambleDelta("ef"),
+        ReasoningDelta("g"),
+    ]
 
 
 def test_a_fast_stream_is_sent_in_few_batches_with_nothing_lost() -> None:

@@ -107,8 +107,9 @@ def turn(store: ChatStore, text: str = "Hello") -> int:
     return conv.id
 
 
-def test_text_shown_during_a_stall_is_saved_on_a_timer(service: Any, store: ChatStore,
-                                                       inbox: queue.Queue[ServiceEvent]) -> None:
+def test_text_shown_during_a_stall_is_saved_on_a_timer(
+    service: Any, store: ChatStore, inbox: queue.Queue[ServiceEvent]
+) -> None:
     svc, backend = service
     release = threading.Event()
 
@@ -132,8 +133,9 @@ def test_text_shown_during_a_stall_is_saved_on_a_timer(service: Any, store: Chat
     assert outcome.state == "complete" and store.get_message(message_id).state == "complete"
 
 
-def test_a_reply_stopped_before_it_starts_never_reaches_the_backend(service: Any, store: ChatStore,
-                                                                     inbox: queue.Queue[ServiceEvent]) -> None:
+def test_a_reply_stopped_before_it_starts_never_reaches_the_backend(
+    service: Any, store: ChatStore, inbox: queue.Queue[ServiceEvent]
+) -> None:
     svc, backend = service
     gate = threading.Event()
 
@@ -152,8 +154,9 @@ def test_a_reply_stopped_before_it_starts_never_reaches_the_backend(service: Any
     assert backend.generate_calls == 1 and store.get_message(m2).state == "stopped"
 
 
-def test_cancel_tokens_do_not_pile_up(service: Any, store: ChatStore, inbox: queue.Queue[ServiceEvent],
-                                      tmp_path: Path) -> None:
+def test_cancel_tokens_do_not_pile_up(
+    service: Any, store: ChatStore, inbox: queue.Queue[ServiceEvent], tmp_path: Path
+) -> None:
     svc, _backend = service
     for _ in range(20):
         svc.load(tmp_path / "m.gguf")
@@ -163,8 +166,9 @@ def test_cancel_tokens_do_not_pile_up(service: Any, store: ChatStore, inbox: que
     assert svc._cancels == {}  # one token per reply asked for, dropped when it finished
 
 
-def test_a_crash_mid_reply_keeps_the_text_marked_interrupted(service: Any, store: ChatStore,
-                                                             inbox: queue.Queue[ServiceEvent]) -> None:
+def test_a_crash_mid_reply_keeps_the_text_marked_interrupted(
+    service: Any, store: ChatStore, inbox: queue.Queue[ServiceEvent]
+) -> None:
     svc, backend = service
 
     def crash(_cancel: CancelToken) -> Iterator[Event]:
@@ -182,8 +186,9 @@ def test_a_crash_mid_reply_keeps_the_text_marked_interrupted(service: Any, store
     assert stored.error == stopped.message and "it was killed" in stopped.message
 
 
-def test_an_engine_error_before_the_first_event_is_a_sentence(service: Any, store: ChatStore,
-                                                              inbox: queue.Queue[ServiceEvent]) -> None:
+def test_an_engine_error_before_the_first_event_is_a_sentence(
+    service: Any, store: ChatStore, inbox: queue.Queue[ServiceEvent]
+) -> None:
     svc, backend = service
 
     def overflow(_cancel: CancelToken) -> Iterator[Event]:
@@ -197,8 +202,9 @@ def test_an_engine_error_before_the_first_event_is_a_sentence(service: Any, stor
     assert store.get_message(message_id).state == "error"
 
 
-def test_load_failures_are_sentences_and_a_crash_says_so(service: Any, inbox: queue.Queue[ServiceEvent],
-                                                         tmp_path: Path) -> None:
+def test_load_failures_are_sentences_and_a_crash_says_so(
+    service: Any, inbox: queue.Queue[ServiceEvent], tmp_path: Path
+) -> None:
     svc, backend = service
     backend.load_error = EngineCrashedError("The model engine stopped while loading X: llama.cpp reported 'a'.")
     svc.load(tmp_path / "x.gguf")
@@ -210,9 +216,9 @@ def test_load_failures_are_sentences_and_a_crash_says_so(service: Any, inbox: qu
     assert not failed.crashed and "gone.gguf" in failed.message and "missing" in failed.message
 
 
-def test_a_restart_that_ended_a_stubborn_generation_reloads_the_model(service: Any, store: ChatStore,
-                                                                      inbox: queue.Queue[ServiceEvent],
-                                                                      tmp_path: Path) -> None:
+def test_a_restart_that_ended_a_stubborn_generation_reloads_the_model(
+    service: Any, store: ChatStore, inbox: queue.Queue[ServiceEvent], tmp_path: Path
+) -> None:
     svc, backend = service
     svc.load(tmp_path / "m.gguf")
     wait_for(inbox, Loaded)

@@ -12,10 +12,20 @@ from app.core.engine.types import GPT_OSS_SAMPLING, CancelToken, Sampling, defau
 from app.core.gguf_file import inspect_gguf
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"temperature": float("nan")}, {"temperature": -1.0}, {"top_p": 1.5}, {"min_p": -0.1},
-    {"top_k": -1}, {"top_k": 2.5}, {"repeat_penalty": 0.0}, {"temperature": float("inf")}, {"top_p": True},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"temperature": float("nan")},
+        {"temperature": -1.0},
+        {"top_p": 1.5},
+        {"min_p": -0.1},
+        {"top_k": -1},
+        {"top_k": 2.5},
+        {"repeat_penalty": 0.0},
+        {"temperature": float("inf")},
+        {"top_p": True},
+    ],
+)
 def test_nonsense_sampling_is_refused_with_a_sentence(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="must|out of range"):
         Sampling(**kwargs)

@@ -52,21 +52,28 @@ def test_several_frames_in_a_row_then_the_end() -> None:
     assert [read_frame(buf) for _ in range(4)] == [{"i": 0}, {"i": 1}, {"i": 2}, None]
 
 
-@pytest.mark.parametrize("raw, why", [
-    (struct.pack("<I", 10) + b"{}", "ended inside"),
-    (struct.pack("<I", 3) + b"abc", "not JSON"),
-    (struct.pack("<I", 2) + b"[]", "not a JSON object"),
-    (struct.pack("<I", 0xFFFFFFFF), "claims"),
-    (b"\x01\x00", "ended inside"),
-])
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        (struct.pack("<I", 10) + b"{}", "ended inside"),
+        (struct.pack("<I", 3) + b"abc", "not JSON"),
+        (struct.pack("<I", 2) + b"[]", "not a JSON object"),
+        (struct.pack("<I", 0xFFFFFFFF), "claims"),
+        (b"\x01\x00", "ended inside"),
+    ],
+)
 def test_a_bad_frame_is_refused_not_trusted(raw: bytes, why: str) -> None:
     with pytest.raises(WireError, match=why):
         read_frame(io.BytesIO(raw))
 
 
 def test_events_round_trip() -> None:
-    events = [ReasoningDelta("think"), AnswerDelta("answer"), PreambleDelta("pre"),
-              ToolCallEvent("get_weather", '{"city":"Paris"}', "functions.get_weather")]
+    events = [
+        ReasoningDelta("think"),
+        AnswerDelta("answer"),
+        PreambleDelta("pre"),
+        ToolCallEvent("get_weather", '{"city":"Paris"}', "functions.get_weather"),
+    ]
     assert [decode_event(encode_event(e)) for e in events] == events
 
 
@@ -85,13 +92,22 @@ def test_done_round_trips_and_unknown_stats_are_dropped() -> None:
 
 def test_requests_round_trip() -> None:
     conv = Conversation(
-        (Message("system", "Be brief."), Message("user", "hi \ud83d"),
-         Message("assistant", "", thinking="t", tool_calls=(ToolCallRequest("f", "{}", "call_1"),)),
-         Message("tool", "42", name="f", tool_call_id="call_1")),
+        (
+            Message("system", "Be brief."),
+            Message("user", "hi \ud83d"),
+            Message("assistant", "", thinking="t", tool_calls=(ToolCallRequest("f", "{}", "call_1"),)),
+            Message("tool", "42", name="f", tool_call_id="call_1"),
+        ),
         tools=({"type": "function", "function": {"name": "f"}},),
     )
-    request = GenerateRequest(conv, effort="high", date="2026-12-01", max_tokens=7,
-                              sampling=Sampling(temperature=0.0, seed=3), ignore_eos=True)
+    request = GenerateRequest(
+        conv,
+        effort="high",
+        date="2026-12-01",
+        max_tokens=7,
+        sampling=Sampling(temperature=0.0, seed=3),
+        ignore_eos=True,
+    )
     assert decode_request(encode_request(request)) == request
     assert decode_request(encode_request(GenerateRequest(conv))).sampling is None
 

@@ -68,9 +68,7 @@ def test_system_message_with_functions_is_the_guides_example() -> None:
         "# Valid channels: analysis, commentary, final. Channel must be included for every message.\n"
         "Calls to these tools must go to the commentary channel: 'functions'.<|end|>"
     )
-    prompt = render(
-        Message("user", "hi"), tools=[{"type": "function", "function": {"name": "f"}}], effort="high"
-    )
+    prompt = render(Message("user", "hi"), tools=[{"type": "function", "function": {"name": "f"}}], effort="high")
     assert prompt.startswith(expected + "<|start|>developer<|message|>")
 
 
@@ -78,9 +76,7 @@ def test_system_message_with_functions_is_the_guides_example() -> None:
 def test_reasoning_effort_sets_the_system_line(effort: str) -> None:
     # docs/format.md, "Reasoning": `Reasoning: high` (low, medium, high) in the system message.
     prompt = render(Message("user", "What is 2 + 2?"), effort=effort)
-    assert prompt == (
-        system_message(effort) + "<|start|>user<|message|>What is 2 + 2?<|end|><|start|>assistant"
-    )
+    assert prompt == (system_message(effort) + "<|start|>user<|message|>What is 2 + 2?<|end|><|start|>assistant")
     assert f"\n\nReasoning: {effort}\n\n" in prompt
 
 
@@ -308,9 +304,7 @@ def test_analysis_of_a_tool_turn_is_dropped_once_a_final_answer_follows() -> Non
 def test_analysis_is_kept_through_a_chain_of_tool_calls() -> None:
     prompt = render(
         Message("user", "Plan a trip"),
-        Message(
-            "assistant", thinking="First the location.", tool_calls=(ToolCallRequest("get_location", "{}"),)
-        ),
+        Message("assistant", thinking="First the location.", tool_calls=(ToolCallRequest("get_location", "{}"),)),
         Message("tool", '"Paris"', name="get_location"),
         Message(
             "assistant",
@@ -585,8 +579,7 @@ OUTPUTS: dict[str, tuple[str, list[ParsedEvent]]] = {
     ),
     # Cut off by the token limit in the middle of the answer (and of a marker-looking text).
     "truncated_answer": (
-        "<|channel|>analysis<|message|>Short.<|end|>"
-        "<|start|>assistant<|channel|>final<|message|>The answer is <|en",
+        "<|channel|>analysis<|message|>Short.<|end|><|start|>assistant<|channel|>final<|message|>The answer is <|en",
         [ReasoningDelta("Short."), AnswerDelta("The answer is <|en")],
     ),
     "truncated_reasoning": (
@@ -711,9 +704,7 @@ def test_tool_call_ended_by_end_marker() -> None:
 
 
 def test_recipient_all_is_no_recipient() -> None:
-    assert parse("<|channel|>commentary to=all<|message|>Working on it.<|end|>") == [
-        PreambleDelta("Working on it.")
-    ]
+    assert parse("<|channel|>commentary to=all<|message|>Working on it.<|end|>") == [PreambleDelta("Working on it.")]
 
 
 def test_header_without_channel_is_the_answer() -> None:
@@ -732,12 +723,7 @@ def test_events_collect_into_the_stored_texts() -> None:
 
 def test_feed_cost_is_linear_and_nothing_piles_up() -> None:
     answer = "Some text with < and | and <| here, 1 < 2. " * 5000  # ~220k characters
-    text = (
-        "<|channel|>analysis<|message|>"
-        + answer
-        + "<|end|><|start|>assistant<|channel|>final<|message|>"
-        + answer
-    )
+    text = "<|channel|>analysis<|message|>" + answer + "<|end|><|start|>assistant<|channel|>final<|message|>" + answer
     p = HarmonyParser()
     longest = max(map(len, harmony_control_markers()))
     started = time.perf_counter()

@@ -8,12 +8,14 @@ from app.core.formats.base import Conversation, Message, RenderOptions
 from app.core.formats.guard import ZWSP, MarkerGuard, guard_for
 from app.core.formats.template import TemplateFormat, TemplateRenderError, fallback_format
 
-CONV = Conversation((
-    Message("system", "Be kind."),
-    Message("user", "Hi"),
-    Message("assistant", "Hello!", thinking="The user greets me."),
-    Message("user", "How are you?"),
-))
+CONV = Conversation(
+    (
+        Message("system", "Be kind."),
+        Message("user", "Hi"),
+        Message("assistant", "Hello!", thinking="The user greets me."),
+        Message("user", "How are you?"),
+    )
+)
 
 
 def test_gemma_fallback_renders_gemmas_turns() -> None:
@@ -27,14 +29,17 @@ def test_gemma_fallback_renders_gemmas_turns() -> None:
     assert "<end_of_turn>" in fmt.stop_strings
 
 
-@pytest.mark.parametrize(("tokens", "arch", "family"), [
-    (["<|im_start|>", "<|im_end|>"], "qwen2", "chatml"),
-    (["<|start_header_id|>", "<|eot_id|>"], "llama", "llama3"),
-    (["<|assistant|>", "<|end|>"], "phi3", "phi3"),
-    (["[INST]"], "llama", "mistral"),
-    ([], "gemma2", "gemma"),
-    ([], "unknownarch", "chatml"),
-])
+@pytest.mark.parametrize(
+    ("tokens", "arch", "family"),
+    [
+        (["<|im_start|>", "<|im_end|>"], "qwen2", "chatml"),
+        (["<|start_header_id|>", "<|eot_id|>"], "llama", "llama3"),
+        (["<|assistant|>", "<|end|>"], "phi3", "phi3"),
+        (["[INST]"], "llama", "mistral"),
+        ([], "gemma2", "gemma"),
+        ([], "unknownarch", "chatml"),
+    ],
+)
 def test_fallback_family_is_chosen_from_the_vocabulary(tokens: list[str], arch: str, family: str) -> None:
     fmt = fallback_format(arch, tokens)
     assert fmt.name == f"{family} (built-in)"
@@ -48,8 +53,10 @@ def test_chatml_fallback_exact() -> None:
 
 
 def test_gguf_template_renders_with_hf_settings() -> None:
-    source = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
-              "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    source = (
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     fmt = TemplateFormat("gguf template", source)
     assert fmt.render(Conversation((Message("user", "Hi"),)), RenderOptions()) == "<|user|>Hi\n<|assistant|>"
 
@@ -85,8 +92,9 @@ def test_guard_breaks_markers_but_keeps_the_text() -> None:
 
 def test_guard_covers_every_field_of_a_conversation() -> None:
     guard = guard_for(("<|end|>",))
-    conv = Conversation((Message("system", "<|end|>"), Message("user", "x<|im_start|>"),
-                         Message("assistant", "a", thinking="<|end|>")))
+    conv = Conversation(
+        (Message("system", "<|end|>"), Message("user", "x<|im_start|>"), Message("assistant", "a", thinking="<|end|>"))
+    )
     out = guard.conversation(conv)
     assert all("<|end|>" not in (m.content + (m.thinking or "")) for m in out.messages)
     assert "<|im_start|>" not in out.messages[1].content  # a common marker, even if not in this vocab
