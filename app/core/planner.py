@@ -281,7 +281,9 @@ def estimate_memory(
 
 
 def _gb(n: int | float) -> str:
-    return f"{n / GIB:.1f} GB"
+    from app.core.units import format_bytes
+
+    return format_bytes(n)
 
 
 def _gpu_label(gpu: GpuInfo) -> str:

@@ -23,7 +23,7 @@ from app.core import paths
 from app.core.catalog import Fit
 from app.core.downloads import DownloadJob, ErrorKind, HubModel, HubRepo, JobState
 from app.gui.library.controller import LibraryController
-from app.gui.library.widgets import FitBadge, JobProgress, chip, page_scaffold, repolish, size_text
+from app.gui.library.widgets import FitBadge, JobProgress, chip, page_scaffold, repolish, row_size_text, size_text
 from app.gui.theme import bold, named
 
 
@@ -137,7 +137,7 @@ class ModelCard(QFrame):
         self.description.setText(str(row.get("description") or row.get("repo") or ""))
         self.description.setVisible(bool(self.description.text()))
         bits = [
-            size_text(row.get("size_bytes")) if row.get("size_bytes") else "",
+            row_size_text(row),
             _context_text(row.get("context_length")),
             _params_text(row.get("parameters")),
             str(row.get("quantization") or ""),
