@@ -52,6 +52,7 @@ SETTING_EXTRA_MODELS = "model.opened_files"
 SETTING_LOADING = "model.loading"
 SETTING_CRASHED = "model.crashed"  # the model whose load made the engine process die
 AUTOLOAD_DELAY_MS = 50
+PREWARM_DELAY_MS = 700
 
 
 class ErrorBanner(QFrame):
@@ -115,6 +116,7 @@ class MainWindow(QMainWindow):
         self.engine = engine or EngineController(store, self, ctx_cap=ctx_cap)
         self._closed = False
         self._resumed_downloads = False
+        self._prewarmed = False
         self._loading_name = ""
         self._requested_key = self._loaded_key = ""
         self._requested_entry: ModelEntry | None = None
@@ -532,8 +534,7 @@ class MainWindow(QMainWindow):
     def on_theme_changed(self) -> None:
         """The OS switched light/dark: re-render what is shown (message HTML carries colours)."""
         self.header.refresh_dot()
-        if not self.session.streaming and self.session.conversation is not None:
-            self.session.reload()
+        self.view.retheme()  # the open conversation, visible part first, without rebuilding it
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -597,10 +598,21 @@ class MainWindow(QMainWindow):
             entry, self._autoload = self._autoload, None
             # A short delay lets the first frame paint before the engine thread takes the GIL.
             QTimer.singleShot(AUTOLOAD_DELAY_MS, lambda: self.load_model(entry))
+        if not self._prewarmed:
+            self._prewarmed = True
+            QTimer.singleShot(PREWARM_DELAY_MS, self._prewarm)
         if not self._resumed_downloads:
             self._resumed_downloads = True
             # A download left unfinished by the last session continues (after the first frame).
             QTimer.singleShot(AUTOLOAD_DELAY_MS, self.library.resume_unfinished)
+
+    def _prewarm(self) -> None:
+        """Markdown and highlighting imported on a background thread before a chat is opened."""
+        import threading
+
+        from app.gui.chat import markdown
+
+        threading.Thread(target=markdown.prewarm, name="hearth-prewarm", daemon=True).start()
 
     def _set_icon(self) -> None:
         from PySide6.QtWidgets import QApplication
