@@ -384,13 +384,13 @@ class MainWindow(QMainWindow):
         self.sidebar.set_downloads_progress(note, fraction)
 
     def focus_search(self) -> None:
-        if not self.sidebar.isVisible():
+        if self.sidebar.isHidden():
             self.toggle_sidebar()
         self.sidebar.search.setFocus()
         self.sidebar.search.selectAll()
 
     def toggle_sidebar(self) -> None:
-        self.sidebar.setVisible(not self.sidebar.isVisible())
+        self.sidebar.setVisible(self.sidebar.isHidden())
 
     def _use_example(self, prompt: str) -> None:
         self.composer.set_text(prompt)
@@ -574,7 +574,8 @@ class MainWindow(QMainWindow):
         try:
             self.store.set_setting(SETTING_GEOMETRY, bytes(self.saveGeometry().toBase64().data()).decode())
             self.store.set_setting(SETTING_SPLITTER, bytes(self.splitter.saveState().toBase64().data()).decode())
-            self.store.set_setting(SETTING_SIDEBAR, self.sidebar.isVisible())
+            # isHidden, not isVisible: at exit the window is already hidden, and so "is" the sidebar.
+            self.store.set_setting(SETTING_SIDEBAR, not self.sidebar.isHidden())
         except StoreError:
             pass  # losing the window size is not worth an error at exit
 

@@ -198,6 +198,9 @@ QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
     background: {t.surface}; border: 1px solid {t.faint}; border-radius: 8px; padding: 6px 8px;
 }}
 #Sidebar QLineEdit:focus {{ border-color: {t.accent}; }}
+#Sidebar QLineEdit#RenameEdit {{
+    padding: 1px 6px; border: 1px solid {t.accent}; border-radius: 6px; background: {t.surface}; color: {t.text};
+}}
 #NewChat {{
     background: {t.surface}; border: 1px solid {t.faint}; border-radius: 8px; padding: 8px 12px;
     text-align: left; font-weight: 600;
