@@ -31,7 +31,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +79,15 @@ _V2 = (
     "CREATE INDEX messages_streaming ON messages(state) WHERE state = 'streaming'",
 )
 
-# Version 3: messages form a tree (alternatives from regenerate and edit). No REFERENCES on the new
+# Version 3: messages form a tree (alternatives from regenerate and edit), and a conversation keeps
+# its own model settings (`options`, a JSON object: temperature, top_p, ...). No REFERENCES on the new
 # columns: a cascade along a chain of parents recurses once per message and SQLite stops at 1,000
 # levels; the store keeps them consistent itself. Existing messages become one chain, in id order.
 _V3 = (
     "ALTER TABLE messages ADD COLUMN parent_id INTEGER",
     "ALTER TABLE messages ADD COLUMN chosen_at REAL NOT NULL DEFAULT 0",
     "ALTER TABLE conversations ADD COLUMN leaf_id INTEGER",
+    "ALTER TABLE conversations ADD COLUMN options TEXT NOT NULL DEFAULT '{}'",
     "UPDATE messages SET chosen_at = created_at, parent_id = (SELECT max(p.id) FROM messages AS p"
     " WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id)",
     "UPDATE conversations SET leaf_id ="
@@ -129,6 +131,9 @@ class Conversation:
     effort: str
     created_at: float  # Unix seconds
     updated_at: float  # last activity: a message added, a reply finished
+    # This chat's own model settings (what the window's model settings panel saves for it):
+    # keys temperature, top_p, max_tokens, n_ctx, gpu_layers; absent means the default.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,7 @@ class _Unset(enum.Enum):
 
 UNSET = _Unset.UNSET
 
-_CONVERSATION_COLUMNS = "id, title, system_prompt, model, effort, created_at, updated_at"
+_CONVERSATION_COLUMNS = "id, title, system_prompt, model, effort, created_at, updated_at, options"
 _MESSAGE_COLUMNS = "id, conversation_id, role, content, reasoning, stats, model, state, error, created_at, parent_id"
 
 
@@ -185,6 +190,14 @@ def _like_pattern(query: str) -> str:
     return f"%{escaped}%"
 
 
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(
         id=row["id"],
@@ -194,6 +207,7 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         effort=row["effort"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        options=_json_object(row["options"]),
     )
 
 
@@ -382,14 +396,15 @@ class ChatStore:
         system_prompt: str = "",
         model: str | None = None,
         effort: str = "medium",
+        options: dict[str, Any] | None = None,
     ) -> Conversation:
         _check_choice("effort", effort, EFFORTS)
         with self._write() as conn:
             now = self._now()
             cursor = conn.execute(
-                "INSERT INTO conversations (title, system_prompt, model, effort, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (title, system_prompt, model, effort, now, now),
+                "INSERT INTO conversations (title, system_prompt, model, effort, created_at, updated_at, options)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (title, system_prompt, model, effort, now, now, json.dumps(options or {}, ensure_ascii=False)),
             )
             assert cursor.lastrowid is not None
             return self._get_conversation(conn, cursor.lastrowid)
@@ -431,9 +446,12 @@ class ChatStore:
         system_prompt: str | _Unset = UNSET,
         model: str | None | _Unset = UNSET,
         effort: str | _Unset = UNSET,
+        options: dict[str, Any] | _Unset = UNSET,
     ) -> Conversation:
         """Change the given fields only (model=None clears the model); not counted as activity."""
         changes: dict[str, object] = {}
+        if not isinstance(options, _Unset):
+            changes["options"] = json.dumps(options, ensure_ascii=False)
         if not isinstance(system_prompt, _Unset):
             changes["system_prompt"] = system_prompt
         if not isinstance(model, _Unset):

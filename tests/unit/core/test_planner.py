@@ -405,3 +405,14 @@ def test_step_down_keeps_the_gpu_for_the_cache_steps_when_ram_is_short() -> None
     assert smaller is not None
     assert smaller.n_gpu_layers == ALL_LAYERS and smaller.type_k == "q8_0"
     assert smaller.device == "cuda"
+
+
+def test_gpu_layers_chosen_in_the_model_settings_replace_the_planners() -> None:
+    from app.core.planner import with_gpu_layers
+
+    plan = plan_load(CPU_24GB, GPT_OSS_20B)
+    assert plan.n_gpu_layers == 0
+    chosen = with_gpu_layers(plan, 99)
+    assert chosen.n_gpu_layers == plan.n_layers_total == 25
+    assert chosen.reason.startswith(plan.reason) and chosen.reason.endswith("25 of 25 layers on the GPU.")
+    assert with_gpu_layers(plan, -3).n_gpu_layers == 0

@@ -691,6 +691,13 @@ def test_migrates_a_version_2_database_into_one_branch_and_indexes_it(db_path: P
         assert [c.id for c in store.search_conversations("a street")] == [1]
         added = store.add_message(1, "assistant", "You are welcome.")
         assert added.parent_id == messages[2].id
+        # Per-chat model settings (schema 3 too).
+        assert store.get_conversation(1).options == {}
+        assert store.update_conversation(1, options={"temperature": 0.4, "n_ctx": 8192}).options == {
+            "temperature": 0.4,
+            "n_ctx": 8192,
+        }
+        assert store.create_conversation("New", options={"top_p": 0.9}).options == {"top_p": 0.9}
 
 
 def test_regenerate_keeps_the_earlier_reply_as_an_alternative(store: ChatStore) -> None:
