@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut, QShowEvent
@@ -31,13 +31,14 @@ from app.gui.chat.composer import Composer
 from app.gui.chat.session import ChatSession
 from app.gui.chat.view import ChatView
 from app.gui.library.controller import LibraryController
-from app.gui.model_picker import STARTER_KEY, HeaderBar, ModelEntry, SystemPromptDialog, installed_models
+from app.gui.model_picker import STARTER_KEY, HeaderBar, ModelEntry, installed_models
+from app.gui.model_settings import CHAT, DEFAULTS, SETTING_DEFAULTS, Baseline, ModelSettingsPanel
 from app.gui.sidebar import Sidebar
 from app.gui.theme import named, repolish
 from app.gui.workers import EngineController
 
 if TYPE_CHECKING:
-    from app.core.engine import LoadResult
+    from app.core.engine import LoadResult, Sampling
     from app.core.planner import LoadPlan
     from app.gui.library.downloads_page import DownloadsPage
     from app.gui.library.view import LibraryPage
@@ -51,6 +52,7 @@ SETTING_EXTRA_MODELS = "model.opened_files"
 # while loading it, so it is not loaded again automatically (it could do the same again).
 SETTING_LOADING = "model.loading"
 SETTING_CRASHED = "model.crashed"  # the model whose load made the engine process die
+SETTING_EFFORT = "chat.effort"  # the reasoning effort new chats start with: the last one chosen
 AUTOLOAD_DELAY_MS = 50
 PREWARM_DELAY_MS = 700
 
@@ -117,6 +119,7 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._resumed_downloads = False
         self._prewarmed = False
+        self._offer_shown = False  # the banner shows a "switch to this chat's model" offer
         self._loading_name = ""
         self._requested_key = self._loaded_key = ""
         self._requested_entry: ModelEntry | None = None
@@ -152,8 +155,16 @@ class MainWindow(QMainWindow):
         pane_layout.addLayout(banner_row)
         self.banner = ErrorBanner()
         banner_row.addWidget(self.banner)
+        body = QHBoxLayout()  # the conversation and its composer | the model settings panel
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(0)
+        pane_layout.addLayout(body, 1)
+        chat_column = QVBoxLayout()
+        chat_column.setContentsMargins(0, 0, 0, 0)
+        chat_column.setSpacing(0)
+        body.addLayout(chat_column, 1)
         self.view = ChatView()
-        pane_layout.addWidget(self.view, 1)
+        chat_column.addWidget(self.view, 1)
         composer_row = QHBoxLayout()
         composer_row.setContentsMargins(24, 8, 24, 12)
         composer_row.addStretch(0)
@@ -162,7 +173,12 @@ class MainWindow(QMainWindow):
         self.composer.setMaximumWidth(theme.COLUMN_WIDTH)
         composer_row.addWidget(self.composer, 1)
         composer_row.addStretch(0)
-        pane_layout.addLayout(composer_row)
+        chat_column.addLayout(composer_row)
+        self.model_panel = ModelSettingsPanel()
+        self.model_panel.setVisible(False)
+        body.addWidget(self.model_panel)
+        self._model_sampling: Sampling | None = None  # the loaded model's own sampling
+        self._load_options: tuple[int | None, int | None] = (None, None)  # what the model was loaded with
         self.session = ChatSession(store, self.engine, self.view, self.composer, self)
 
         self._connect()
@@ -170,6 +186,7 @@ class MainWindow(QMainWindow):
         theme.keyboard_focus_only(self)
         self._restore_layout()
         self._refresh_models(model)
+        self._start_draft()
         self._on_conversation_changed(None)
         self.composer.edit.setFocus()
         # Loaded only once the window is on screen: nothing slow happens before that.
@@ -197,8 +214,13 @@ class MainWindow(QMainWindow):
         h.modelChosen.connect(self.load_model)
         h.openFileRequested.connect(self.open_model_file)
         h.libraryRequested.connect(self._library_from_picker)
-        h.effortChanged.connect(s.set_effort)
+        h.effortChanged.connect(self._set_effort)
         h.systemPromptRequested.connect(self.edit_system_prompt)
+        h.settingsRequested.connect(self.toggle_model_settings)
+        h.unloadRequested.connect(self.unload_model)
+        self.model_panel.applied.connect(self._apply_model_settings)
+        self.model_panel.closeRequested.connect(self.close_model_settings)
+        self.engine.unloaded.connect(self._on_unloaded)
         h.sidebarToggleRequested.connect(self.toggle_sidebar)
         self.engine.loadStarted.connect(self._on_load_started)
         self.engine.planReady.connect(self._on_plan)
@@ -240,8 +262,20 @@ class MainWindow(QMainWindow):
 
     def new_chat(self) -> None:
         self.show_chat()
+        self._start_draft()
         self.session.new_chat()
         self.composer.edit.setFocus()
+
+    def _start_draft(self) -> None:
+        """A new chat starts from the defaults: their system prompt, the last reasoning level."""
+        defaults = self._defaults()
+        self.session.draft_system_prompt = str(defaults.get("system_prompt") or "")
+        self.session.draft_options = {}
+        try:
+            effort = self.store.get_setting(SETTING_EFFORT, "medium")
+        except StoreError:
+            effort = "medium"
+        self.session.draft_effort = effort if effort in ("low", "medium", "high") else "medium"
 
     # -- pages: chat, library, downloads --------------------------------------------------------
 
@@ -401,11 +435,155 @@ class MainWindow(QMainWindow):
         self.composer.set_text(prompt)
         self.composer.edit.setFocus()
 
+    # -- model settings (the side panel) ------------------------------------------------------
+
     def edit_system_prompt(self) -> None:
-        dialog = SystemPromptDialog(self.session.system_prompt, self)
-        if dialog.exec():
-            self.session.set_system_prompt(dialog.text())
-            self._update_system_button()
+        """The system prompt lives in the model settings panel: open it there, for this chat."""
+        self.open_model_settings(CHAT)
+        self.model_panel.focus_system_prompt()
+
+    def toggle_model_settings(self) -> None:
+        if self.model_panel.isVisible():
+            self.close_model_settings()
+        else:
+            self.open_model_settings()
+
+    def open_model_settings(self, scope: str | None = None) -> None:
+        self._fill_model_panel()
+        if scope is not None:
+            self.model_panel.set_scope(scope)
+        self.model_panel.setVisible(True)
+        self.header.settings_button.setChecked(True)
+
+    def close_model_settings(self) -> None:
+        self.model_panel.setVisible(False)
+        self.header.settings_button.setChecked(False)
+        self.composer.edit.setFocus()
+
+    def _defaults(self) -> dict[str, Any]:
+        from app.gui.model_settings import read_defaults
+
+        return read_defaults(self.store)
+
+    def _fill_model_panel(self) -> None:
+        defaults = self._defaults()
+        self.model_panel.set_values(
+            self.session.options,
+            self.session.system_prompt,
+            defaults,
+            str(defaults.get("system_prompt") or ""),
+            loaded=self._load_options,
+        )
+
+    def _apply_model_settings(self, scope: str, options: dict[str, Any], prompt: str) -> None:
+        """Save what the panel applied; reload the model when its context or GPU layers changed."""
+        from app.gui.model_settings import effective, load_options
+
+        if scope == DEFAULTS:
+            try:
+                self.store.set_setting(SETTING_DEFAULTS, {**options, "system_prompt": prompt})
+            except StoreError as exc:
+                self.banner.show_message(str(exc))
+                return
+            if self.session.conversation is None and not self.session.draft_system_prompt:
+                self.session.draft_system_prompt = prompt
+        else:
+            self.session.set_options(options)
+            self.session.set_system_prompt(prompt)
+        self._update_system_button()
+        self._use_model_settings()
+        wanted = load_options(effective(self.session.options, self._defaults()))
+        entry = self._requested_entry
+        if scope == CHAT and wanted != self._load_options and entry is not None and self.engine.result is not None:
+            self.load_model(entry)
+
+    def _use_model_settings(self) -> None:
+        """Hand the session what this chat's settings (else the defaults) ask for."""
+        from app.gui.model_settings import effective, sampling_for
+
+        chosen = effective(self.session.options, self._defaults())
+        self.session.options_sampling = sampling_for(chosen, self._model_sampling)
+        max_tokens = chosen.get("max_tokens")
+        self.session.options_max_tokens = int(max_tokens) if max_tokens else None
+
+    def _set_effort(self, effort: str) -> None:
+        self.session.set_effort(effort)
+        try:
+            self.store.set_setting(SETTING_EFFORT, effort)
+        except StoreError:
+            pass  # only the next new chat's starting level is lost
+
+    def _update_baseline(self, result: LoadResult) -> None:
+        """What the panel's defaults mean for this model: its sampling, the planner's own plan."""
+        from app.core.engine.types import default_sampling
+
+        self._model_sampling = default_sampling(result.info)
+        sampling, info, cap = self._model_sampling, result.info, self.engine.ctx_cap
+
+        def plan() -> LoadPlan:
+            from app.core.hardware import probe
+            from app.core.planner import plan_load
+
+            return plan_load(probe(info.path.parent), info, ctx_cap=cap)
+
+        def show(planned: LoadPlan) -> None:
+            self.model_panel.set_baseline(
+                Baseline(
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    n_ctx=planned.n_ctx,
+                    ctx_limit=info.n_ctx_train or 131_072,
+                    gpu_layers=planned.n_gpu_layers,
+                    layers_total=planned.n_layers_total,
+                    gpu=planned.device != "cpu",
+                    reason=self._shown_name(planned.reason),
+                )
+            )
+
+        self.library.tasks.submit(plan, show, lambda _exc: None, name="plan")
+
+    # -- unload ---------------------------------------------------------------------------------
+
+    def unload_model(self) -> None:
+        """Free the model's memory now (the engine process ends); say how much it held."""
+        if self.engine.result is None or self.session.streaming and not self._confirm_stop():
+            return
+        self._freeing = self._engine_memory()
+        self.engine.unload()
+
+    def _confirm_stop(self) -> bool:
+        self.session.stop()
+        return True
+
+    def _engine_memory(self) -> int:
+        """What the engine process holds in RAM now (and the plan's GPU memory), in bytes."""
+        pid = self.engine.service.backend_pid if self.engine.is_loaded else None
+        result = self.engine.result
+        vram = result.plan.est_vram_bytes if result is not None else 0
+        if pid is None:
+            return vram + (result.plan.est_ram_bytes if result is not None else 0)
+        try:
+            import psutil
+
+            return int(psutil.Process(pid).memory_info().rss) + vram
+        except Exception:  # noqa: BLE001 (the process may be gone already: fall back to the plan)
+            return vram + (result.plan.est_ram_bytes if result is not None else 0)
+
+    def _on_unloaded(self) -> None:
+        from app.core.units import format_bytes
+
+        entry = self._requested_entry
+        name = entry.name if entry is not None else "The model"
+        freed = getattr(self, "_freeing", 0)
+        self._freeing = 0
+        self._loaded_key = ""
+        self.session.model_name = None
+        self.session.model_key = None
+        self._load_options = (None, None)
+        self.composer.set_model_state("none")
+        note = f"{name} is unloaded" + (f": about {format_bytes(freed)} of memory freed." if freed else ".")
+        self.header.set_unloaded(note + " Pick it in the list to load it again.")
+        self.banner.show_message(note, ("Load it again", lambda: self.load_model(entry)) if entry else None)
 
     def _update_system_button(self) -> None:
         has = bool(self.session.system_prompt.strip())
@@ -441,6 +619,8 @@ class MainWindow(QMainWindow):
     def load_model(self, entry: ModelEntry) -> None:
         if self._closed:
             return
+        from app.gui.model_settings import effective, load_options
+
         self._requested_key = entry.key
         self._requested_entry = entry
         self.header.select(entry.key)
@@ -453,7 +633,9 @@ class MainWindow(QMainWindow):
             self.store.set_setting(SETTING_LOADING, entry.key)
         except StoreError as exc:
             self.banner.show_message(str(exc))
-        self.engine.load(entry.path)
+        n_ctx, gpu_layers = load_options(effective(self.session.options, self._defaults()))
+        self._load_options = (n_ctx, gpu_layers)
+        self.engine.load(entry.path, ctx_cap=n_ctx, gpu_layers=gpu_layers)
 
     def _forget_setting(self, key: str) -> None:
         try:
@@ -541,8 +723,12 @@ class MainWindow(QMainWindow):
         self._forget_setting(SETTING_LOADING)
         if self.store.get_setting(SETTING_CRASHED) == self._loaded_key:
             self._forget_setting(SETTING_CRASHED)
-        self.header.set_loaded(result)
+        self.header.set_loaded(result, self._shown_name(result.plan.reason))
         self.header.effort.set_effort(self.session.effort)
+        self._update_baseline(result)
+        self._use_model_settings()
+        if self.model_panel.isVisible():
+            self._fill_model_panel()
         self.modelLoaded.emit(result)
 
     def _on_load_failed(self, message: str) -> None:
@@ -581,8 +767,38 @@ class MainWindow(QMainWindow):
         self.sidebar.refresh()
         self.header.effort.set_effort(self.session.effort)
         self._update_system_button()
+        self._use_model_settings()
+        if self.model_panel.isVisible():
+            self._fill_model_panel()
+        self._offer_chat_model(conversation)
         title = conversation.title if conversation else "New chat"
         self.setWindowTitle(f"{title} — Hearth")
+
+    def _offer_chat_model(self, conversation: StoredConversation | None) -> None:
+        """A chat opened that was written with another model: offer to switch to that one."""
+        if self._offer_shown:
+            self.banner.hide()
+            self._offer_shown = False
+        wanted = conversation.model if conversation is not None else None
+        current = self._requested_key or self._loaded_key
+        if not wanted or wanted in (current, self.engine.engine_name):
+            return
+        entry = self.header.entry(wanted) or next(
+            (e for e in self.header.entries() if wanted in (e.name, e.path.stem if e.path else None)), None
+        )
+        if entry is not None and entry.key == current:
+            return
+        if entry is not None:
+            self.banner.show_message(
+                f"This chat was written with {entry.name}.", (f"Switch to {entry.name}", lambda: self.load_model(entry))
+            )
+        else:
+            name = Path(wanted).stem if ("/" in wanted or "\\" in wanted) else wanted
+            self.banner.show_message(
+                f"This chat was written with {name}, which is not on this computer now.",
+                ("Open the Library", self.show_library),
+            )
+        self._offer_shown = True
 
     def _on_deleted(self, conversation_id: int) -> None:
         if self.session.conversation is not None and self.session.conversation.id == conversation_id:

@@ -84,9 +84,10 @@ class EngineController(QObject):
     def is_loaded(self) -> bool:
         return self._service is not None and self._service.loaded
 
-    def load(self, path: Path | None) -> None:
-        """Load a model (None: the starter). A running reply is stopped first."""
-        self.service.load(path)
+    def load(self, path: Path | None, *, ctx_cap: int | None = None, gpu_layers: int | None = None) -> None:
+        """Load a model (None: the starter). A running reply is stopped first. `ctx_cap` and
+        `gpu_layers` come from the model settings (None: the window's cap, the planner's layers)."""
+        self.service.load(path, ctx_cap if ctx_cap is not None else self._ctx_cap, gpu_layers)
 
     def unload(self) -> None:
         self.service.unload()
