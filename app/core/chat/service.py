@@ -37,6 +37,7 @@ from app.core.formats.base import (
     ToolCallEvent,
 )
 from app.core.store import ChatStore, ReplyWriter, StoreError
+from app.core.store import Conversation as StoredConversation
 
 if TYPE_CHECKING:
     from app.core.engine.protocol import Backend
@@ -109,6 +110,19 @@ ServiceEvent = LoadStarted | PlanReady | Loaded | LoadFailed | Unloaded | Engine
 Listener = Callable[[ServiceEvent], None]
 
 _STATE_FOR_STOP = {"cancelled": "stopped", "error": "error", "crashed": "interrupted"}
+
+
+def session_name(conversation: StoredConversation) -> str:
+    """The engine's name for a stored conversation's KV state. The creation time makes it unique
+    even if SQLite hands a deleted conversation's id to a new one."""
+    return f"c{conversation.id}-{int(conversation.created_at * 1_000_000)}"
+
+
+def forget_conversation(conversation: StoredConversation) -> None:
+    """A deleted conversation's saved KV states go too."""
+    from app.core.engine import kvcache
+
+    kvcache.forget_session(session_name(conversation))
 
 
 def sentence(exc: BaseException) -> str:
@@ -263,6 +277,7 @@ class ChatService:
             effort=conversation.effort,
             max_tokens=max_tokens,
             sampling=sampling,
+            session=session_name(conversation),
         )
         message_id = self.store.begin_reply(conversation_id, model_name)
         return self.start_reply(request, conversation_id, message_id), message_id
@@ -291,6 +306,13 @@ class ChatService:
         finally:
             if not finished:
                 self.cancel(job_id)
+
+    def leave_conversation(self) -> None:
+        """The user left the conversation the engine holds: save its KV state now (after any reply
+        still finishing), so that it survives a crash or a restart."""
+        save = getattr(self.backend, "save_session", None)
+        if callable(save):
+            save()
 
     def cancel(self, job_id: int) -> None:
         with self._lock:

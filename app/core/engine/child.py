@@ -19,6 +19,7 @@ import os
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import IO, Any
 
 
@@ -124,10 +125,13 @@ class EngineChild:
             elif op == "unload":
                 self._unload()
                 self._channel.send({"t": "unloaded"})
+            elif op == "save" and self._engine is not None:
+                self._engine.save_session()
 
     # -- loading ------------------------------------------------------------------------------
 
     def _load(self, message: dict[str, Any]) -> None:
+        from app.core.engine import kvcache
         from app.core.engine.llama import Engine
         from app.core.engine.types import EngineError
         from app.core.engine.wire import WireError, decode_plan, encode_plan
@@ -140,7 +144,13 @@ class EngineChild:
             # The engine process trusts nothing either: it validates the file it was sent.
             info = inspect_gguf(str(message["path"]), checks=os.environ.get("HEARTH_UNCHECKED_MODELS") != "1")
             plan = decode_plan(message["plan"])
-            engine = Engine(native_log=True)
+            kv_dir = message.get("kv_dir")
+            kv_cap = message.get("kv_cap")
+            engine = Engine(
+                native_log=True,
+                kv_dir=Path(kv_dir) if isinstance(kv_dir, str) and kv_dir else None,
+                kv_cap=kv_cap if isinstance(kv_cap, int) and kv_cap > 0 else kvcache.DEFAULT_CAP_BYTES,
+            )
             result = engine.load(info, hardware=probe(info.path.parent, check_offload=False), plan=plan)
         except (GGUFError, EngineError, WireError, KeyError, OSError) as exc:
             self._channel.send({"t": "load_failed", "message": str(exc) or type(exc).__name__})
@@ -213,6 +223,10 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     os.environ.setdefault("GGML_NO_BACKTRACE", "1")  # ggml would attach gdb to print a backtrace
+    import logging
+
+    # This process's own log records reach the app's log through stderr, tagged (see host.py).
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="[py:%(levelname)s] %(name)s: %(message)s")
     code = 0
     try:
         code = EngineChild(sys.stdin.buffer, out).run()

@@ -51,6 +51,10 @@ class Backend(Protocol):
     def interrupt_load(self) -> None:
         """Abandon a load in progress (any thread); the blocked `load()` raises EngineError."""
 
+    def save_session(self) -> None:
+        """Keep the state of the conversation the engine holds (a local engine saves its KV
+        state to disk; a remote one has nothing to do)."""
+
     def unload(self) -> None:
         """Free the model and all its memory."""
 

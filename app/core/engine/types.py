@@ -104,6 +104,10 @@ class GenerateRequest:
     max_tokens: int | None = None
     sampling: Sampling | None = None  # None: the model's defaults
     ignore_eos: bool = False  # generate max_tokens whatever the model says (benchmarks), like llama-server's
+    # Whose conversation this is (e.g. "c12-1764623412000000"): the engine keeps and saves the KV
+    # state per session, so that switching back, or reopening after a restart, evaluates only what
+    # is new. None: not kept (a one-off question).
+    session: str | None = None
 
 
 @dataclass
