@@ -58,9 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--ctx", type=int, help="cap the context size")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
-    from app import cli_models
+    from app import cli_models, cli_serve
 
     cli_models.add_parsers(sub)
+    cli_serve.add_parser(sub)
     return p
 
 
@@ -107,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app import cli_models
 
             return cli_models.run(args)
+        if args.command == "serve":
+            from app import cli_serve
+
+            return cli_serve.run(args)
         return _gui(args)
     except KeyboardInterrupt:
         print("hearth: stopped.", file=sys.stderr)
@@ -234,7 +239,7 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     from dataclasses import replace
 
     from app.core.chat.service import ChatService, Loaded, LoadFailed, ServiceEvent
-    from app.core.engine.types import GenerateRequest, default_sampling
+    from app.core.engine.types import GenerateRequest, Sampling, default_sampling
     from app.core.formats.base import (
         AnswerDelta,
         Conversation,
@@ -265,7 +270,7 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
         for notice in loaded.notices:
             print(f"hearth: {notice}", file=sys.stderr)
         messages = ([Message("system", args.system)] if args.system else []) + [Message("user", args.question)]
-        sampling = default_sampling(loaded.info)
+        sampling = default_sampling(loaded.info) if loaded.info is not None else Sampling()
         if args.seed is not None:
             sampling = replace(sampling, seed=args.seed)
         if args.temperature is not None:

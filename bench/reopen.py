@@ -45,8 +45,12 @@ def conversation(tokens: int, topic: str) -> tuple[Message, ...]:
     i = 0
     while sum(len(m.content) for m in messages) < tokens * 4:
         i += 1
-        text = "".join(FILLER.format(i=i * 3 + j, h=(i + j) % 24, m=(7 * i) % 60, d="north east south west".split()[j],
-                                     n=i % 9 + j) for j in range(4))  # fmt: skip
+        text = "".join(
+            FILLER.format(
+                i=i * 3 + j, h=(i + j) % 24, m=(7 * i) % 60, d="north east south west".split()[j], n=i % 9 + j
+            )
+            for j in range(4)
+        )
         messages += [Message("user", f"Add entry {i}: {text}"), Message("assistant", f"Entry {i} noted.")]
     return (*messages, Message("user", "What was the first entry about?"))
 
@@ -133,10 +137,13 @@ def main() -> int:
             r = one_round(Path(args.model), args.ctx, args.tokens, not args.no_cold, Path(tmp))
             rounds.append(r)
             cold = f", cold {r['cold']:.2f} s" if "cold" in r else ""
-            print(f"round {i + 1}: {r['prompt_tokens']:.0f} prompt tokens; time to first token: warm "
-                  f"{r['warm']:.3f} s ({r['warm_evaluated']:.0f} evaluated), reopened {r['reopen']:.3f} s "
-                  f"({r['reopen_restored']:.0f} restored), switched back {r['switch']:.3f} s{cold} "
-                  f"[{time.perf_counter() - started:.0f} s]", flush=True)  # fmt: skip
+            print(
+                f"round {i + 1}: {r['prompt_tokens']:.0f} prompt tokens; time to first token: warm "
+                f"{r['warm']:.3f} s ({r['warm_evaluated']:.0f} evaluated), reopened {r['reopen']:.3f} s "
+                f"({r['reopen_restored']:.0f} restored), switched back {r['switch']:.3f} s{cold} "
+                f"[{time.perf_counter() - started:.0f} s]",
+                flush=True,
+            )
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     if "cold" in med:
         print(f"cold_ratio {med['cold'] / med['warm']:.1f} (without a saved state)")

@@ -142,7 +142,7 @@ def main() -> int:
     index, loaded = wait_for([window.modelLoaded, window.modelFailed], 1800)
     if index == 1:
         raise SystemExit(f"load failed: {loaded[0]}")
-    print(f"model {loaded[0].info.name}; {loaded[0].plan.reason}")
+    print(f"model {loaded[0].name}; {loaded[0].reason}")
     conv_id = seed_conversation(store, args.numbers)
     window.session.open(conv_id)
     window.session.sampling = SAMPLING

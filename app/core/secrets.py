@@ -78,3 +78,36 @@ def redact(text: str, token: str | None = None) -> str:
     if token:
         text = text.replace(token, REDACTED)
     return _TOKEN_SHAPE.sub(REDACTED, text)
+
+
+# ---- other secrets: the API server's key, remote engines' keys -----------------------------------
+
+
+def get_secret(name: str) -> str | None:
+    """A secret kept under `name` in the keyring, or None (none, or no usable keyring)."""
+    try:
+        value = _keyring().get_password(SERVICE, name)
+    except Exception as exc:
+        log.debug("cannot read %s from the keyring: %s", name, type(exc).__name__)
+        return None
+    return value or None
+
+
+def set_secret(name: str, value: str) -> None:
+    """Keep a secret in the keyring; raises SecretsError when it cannot be stored."""
+    if not value.strip():
+        raise SecretsError("The key is empty.")
+    try:
+        _keyring().set_password(SERVICE, name, value.strip())
+    except Exception as exc:
+        raise SecretsError(
+            f"The key could not be saved in the system keyring ({type(exc).__name__}); "
+            "on Linux, a Secret Service provider such as GNOME Keyring or KWallet must be running."
+        ) from None
+
+
+def delete_secret(name: str) -> None:
+    try:
+        _keyring().delete_password(SERVICE, name)
+    except Exception as exc:
+        log.debug("no %s deleted: %s", name, type(exc).__name__)

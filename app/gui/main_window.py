@@ -304,7 +304,7 @@ class MainWindow(QMainWindow):
         from app.gui.about import AboutDialog
 
         result = self.engine.result
-        AboutDialog(result.plan.reason if result is not None else None, self).exec()
+        AboutDialog(result.reason if result is not None else None, self).exec()
 
     def edit_token(self) -> None:
         from app.gui.library.token_dialog import TokenDialog
@@ -328,7 +328,7 @@ class MainWindow(QMainWindow):
         if not path:
             return False
         keys = {k for k in (self._loaded_key, self._requested_key) if k}
-        if STARTER_KEY in keys and self.engine.result is not None:
+        if STARTER_KEY in keys and self.engine.result is not None and self.engine.result.info is not None:
             keys.add(str(self.engine.result.info.path))
         try:
             target = Path(path).resolve()
@@ -507,7 +507,7 @@ class MainWindow(QMainWindow):
 
     def _on_loaded(self, result: LoadResult) -> None:
         self._loaded_key = self._requested_key
-        self.session.model_name = result.info.name
+        self.session.model_name = result.name
         self._forget_setting(SETTING_LOADING)
         if self.store.get_setting(SETTING_CRASHED) == self._loaded_key:
             self._forget_setting(SETTING_CRASHED)
@@ -522,7 +522,7 @@ class MainWindow(QMainWindow):
             # The file was refused before the old model was unloaded: it keeps answering.
             self.header.set_loaded(previous)
             self.header.select(self._loaded_key)
-            self.banner.show_message(f"The model could not be loaded. {message} Still using {previous.info.name}.")
+            self.banner.show_message(f"The model could not be loaded. {message} Still using {previous.name}.")
         else:
             self.session.model_name = None
             self.header.set_failed(message)

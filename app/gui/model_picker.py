@@ -274,8 +274,8 @@ class HeaderBar(QWidget):
         self._set_dot("loaded")
         self.progress.setVisible(False)
         notices = " ".join(result.notices)
-        self.plan_label.setText(f"{result.plan.reason} Loaded in {result.load_s:.1f} s. {notices}".strip())
-        self.effort.setVisible(result.info.is_gpt_oss)
+        self.plan_label.setText(f"{result.reason} Loaded in {result.load_s:.1f} s. {notices}".strip())
+        self.effort.setVisible(result.takes_effort)
 
     def set_failed(self, message: str) -> None:
         self._set_dot("failed")

@@ -23,8 +23,9 @@ SEEDED = Sampling(temperature=0.8, seed=5)
 SYSTEM = Message("system", "You are helpful. " + "Keep answers short and exact. " * 150)  # > 512 tokens
 
 
-def run(backend: LocalBackend, messages: tuple[Message, ...], session: str | None = "c1-1",
-        max_tokens: int = 24) -> tuple[str, Done]:  # fmt: skip
+def run(
+    backend: LocalBackend, messages: tuple[Message, ...], session: str | None = "c1-1", max_tokens: int = 24
+) -> tuple[str, Done]:
     request = GenerateRequest(Conversation(messages), max_tokens=max_tokens, sampling=SEEDED, session=session)
     text: list[str] = []
     for event in backend.generate(request):

@@ -156,6 +156,7 @@ class EngineChild:
             self._channel.send({"t": "load_failed", "message": str(exc) or type(exc).__name__})
             return
         self._engine = engine
+        assert result.plan is not None
         self._channel.send(
             {
                 "t": "loaded",

@@ -349,7 +349,7 @@ class LocalBackend:
         with self._lock:
             current = proc is self._proc
             idle = current and not self._busy and self._loading is None
-            name = self._result.info.name if current and self._result is not None else ""
+            name = self._result.name if current and self._result is not None else ""
             if current:
                 self._result = None
         if idle and not proc.expected_exit and self._on_crash is not None:
@@ -507,7 +507,7 @@ class LocalBackend:
             while True:
                 message = proc.next()
                 if message is None:
-                    yield self._ended_by_exit(proc, result.info.name)
+                    yield self._ended_by_exit(proc, result.name)
                     return
                 if message.get("job") != job:
                     continue  # a late frame of an earlier job

@@ -59,8 +59,9 @@ def model_fingerprint(path: Path) -> str:
 
 def state_key(fingerprint: str, parameters: dict[str, Any], build: str) -> str:
     """The folder name for states that may be restored into this model, plan and build."""
-    blob = json.dumps({"model": fingerprint, "parameters": parameters, "build": build, "format": FORMAT_VERSION},
-                      sort_keys=True)  # fmt: skip
+    blob = json.dumps(
+        {"model": fingerprint, "parameters": parameters, "build": build, "format": FORMAT_VERSION}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -79,10 +80,15 @@ class SavedState:
 def write_state(path: Path, key: str, tokens: list[int], data: bytes | memoryview) -> int:
     """Write a state atomically; returns its size on disk. Raises OSError (disk full, read-only):
     the caller goes on without it, and no partial file is left."""
-    header = json.dumps({
-        "version": FORMAT_VERSION, "key": key, "tokens": tokens, "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }).encode()  # fmt: skip
+    header = json.dumps(
+        {
+            "version": FORMAT_VERSION,
+            "key": key,
+            "tokens": tokens,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    ).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:

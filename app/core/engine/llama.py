@@ -361,7 +361,7 @@ class Engine:
             llm.set_seed(int.from_bytes(_random_bytes(4), "little"))
         parser = fmt.new_parser()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(() if request.ignore_eos else fmt.stop_strings)
+        stops = StopMatcher(() if request.ignore_eos else (*fmt.stop_strings, *request.stop))
         max_new = request.max_tokens or n_ctx
         generated = 0
         first_at = last_at = 0.0
