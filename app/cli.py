@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--temperature", type=float)
     ask.add_argument("--ctx", type=int, help="cap the context size")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    ask.add_argument("--remote", metavar="URL", help="ask an OpenAI-compatible server (--model: its model's name)")
+    ask.add_argument("--api-key", help="the remote server's API key (default: $HEARTH_API_KEY)")
 
     from app import cli_models, cli_serve
 
@@ -256,12 +258,24 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     import queue
     from pathlib import Path
 
+    backend = None
+    if args.remote:
+        import os
+
+        from app.core.engine.remote import RemoteBackend
+
+        if not args.model:
+            raise CliError("With --remote, --model names the server's model (the server lists them at /v1/models).")
+        backend = RemoteBackend(args.remote, args.api_key or os.environ.get("HEARTH_API_KEY"))
     loads: queue.Queue[ServiceEvent] = queue.Queue()
     service = ChatService(
-        None, listener=lambda e: loads.put(e) if isinstance(e, (Loaded, LoadFailed)) else None, ctx_cap=args.ctx
+        None,
+        backend,
+        listener=lambda e: loads.put(e) if isinstance(e, (Loaded, LoadFailed)) else None,
+        ctx_cap=args.ctx,
     )
     try:
-        service.load(Path(_model_path(args.model)))
+        service.load(args.model if args.remote else Path(_model_path(args.model)))
         outcome = loads.get()
         if isinstance(outcome, LoadFailed):
             raise CliError(outcome.message)

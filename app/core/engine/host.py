@@ -374,7 +374,7 @@ class LocalBackend:
 
     def load(
         self,
-        model: Path,
+        model: Path | str,
         *,
         ctx_cap: int | None = None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
@@ -384,6 +384,7 @@ class LocalBackend:
         with the next build (in the end the CPU), which the result's notices say."""
         from app.core import hardware, llama_builds
 
+        model = Path(model)
         try:
             return self._load(model, ctx_cap, on_plan)
         except EngineCrashedError as crash:

@@ -31,12 +31,13 @@ class Backend(Protocol):
 
     def load(
         self,
-        model: Path,
+        model: Path | str,
         *,
         ctx_cap: int | None = None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
     ) -> LoadResult:
-        """Load a model (blocking; called from the chat service's thread). Raises EngineError with
+        """Load a model — a GGUF file (local) or a model's name (remote) — (blocking; called from the
+        chat service's thread). Raises EngineError with
         a sentence; EngineCrashedError when the engine died while loading. `on_plan` receives the
         model and its load plan before the slow part starts."""
 
