@@ -29,6 +29,7 @@ from app.core.engine.types import Sampling
 from app.core.gguf_file import GGUFError, ModelInfo, inspect_gguf
 
 CATALOG_PATH = Path(__file__).resolve().parents[1] / "resources" / "catalog.json"  # package data
+CATALOG_ENV = "HEARTH_CATALOG"  # another catalog file instead (tests, an organisation's own list)
 MANIFEST_NAME = paths.MANIFEST_NAME
 MANIFEST_VERSION = 1
 IMPORTED_DIR = "imported"
@@ -173,7 +174,7 @@ class Catalog:
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
     """Read and check the curated catalog; raises CatalogError on a malformed file."""
-    source = Path(path) if path is not None else CATALOG_PATH
+    source = Path(path) if path is not None else Path(os.environ.get(CATALOG_ENV) or CATALOG_PATH)
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
