@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--selftest", action="store_true", help="open the window, send one message, exit")
     p.add_argument("--model", help="with --selftest: the GGUF file to use (default: the starter model)")
     p.add_argument("--screenshot", help="with --selftest: save a picture of the window (PNG) after the reply")
+    p.add_argument(
+        "--move-damaged-database",
+        action="store_true",
+        help="if the chat database is damaged, keep it under another name and start with an empty one",
+    )
     sub = p.add_subparsers(dest="command")
 
     probe = sub.add_parser("probe", help="show the hardware, and the load plan for a model")
@@ -124,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv:
         args = _parser().parse_args(argv)
     else:  # the window, as from a double-click: nothing to parse
-        args = SimpleNamespace(command=None, debug=False, selftest=False, model=None, screenshot=None)
+        args = SimpleNamespace(
+            command=None, debug=False, selftest=False, model=None, screenshot=None, move_damaged_database=False
+        )
         import gc
 
         gc.disable()  # until the first frame (app.gui.app re-enables it): see there
@@ -155,16 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report(args: Any, exc: BaseException) -> int:
     import logging
 
-    log = logging.getLogger("hearth.cli")
-    sentence = _sentence(exc)
-    if _expected(exc):
-        log.info("hearth %s: %s", args.command or "(window)", sentence)
-        if args.debug:
-            import traceback
+    from app.core import logs
 
-            traceback.print_exc()
-    else:  # a bug: its traceback goes to the log (and to stderr with --debug, through the log)
-        log.exception("hearth %s failed", args.command or "(window)")
+    sentence = _sentence(exc)
+    logs.failure(logging.getLogger("hearth.cli"), exc, f"hearth {args.command or '(window)'}")
+    if args.debug and _expected(exc):  # the others' traceback reaches stderr through the log
+        import traceback
+
+        traceback.print_exc()
     try:
         print(f"hearth: {sentence}", file=sys.stderr)
     except (OSError, ValueError):
@@ -187,17 +192,9 @@ def _reader_went_away() -> int:
 
 def _expected(exc: BaseException) -> bool:
     """Errors that are the user's situation, not Hearth's bug: told as a sentence, no traceback logged."""
-    from app.core.catalog import CatalogError
-    from app.core.conversation_file import ConversationFileError
-    from app.core.downloads import DownloadError
-    from app.core.engine.types import EngineError
-    from app.core.formats.template import TemplateRenderError
-    from app.core.gguf_file import GGUFError
-    from app.core.secrets import SecretsError
-    from app.core.store import StoreError
+    from app.core import logs
 
-    known = (CliError, GGUFError, EngineError, ConversationFileError, TemplateRenderError, CatalogError)
-    return isinstance(exc, (*known, DownloadError, SecretsError, StoreError, OSError))
+    return logs.expected(exc)
 
 
 def _sentence(exc: BaseException) -> str:
@@ -253,7 +250,12 @@ def _gui(args: argparse.Namespace | SimpleNamespace) -> int:
     from app.gui.app import run
 
     model = _model_path(args.model) if args.model else None
-    return run(selftest=args.selftest, model=model, screenshot=args.screenshot)
+    return run(
+        selftest=args.selftest,
+        model=model,
+        screenshot=args.screenshot,
+        move_damaged_database=args.move_damaged_database,
+    )
 
 
 def _model_path(value: str | None) -> str:

@@ -14,6 +14,7 @@ estimate, so `planner.plan_load` can judge them before a byte is fetched.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -563,6 +564,9 @@ def fit_for(info: ModelInfo | None, hw: Any) -> Fit:
     try:
         plan = planner.plan_load(hw, info)
     except Exception as exc:  # the planner is young; a bad estimate must not break the library view
+        from app.core import logs
+
+        logs.failure(logging.getLogger("hearth.catalog"), exc, f"no fit verdict for {info.name}")
         return Fit("unknown", f"Hearth could not estimate this model's memory needs ({exc}).", fits=False)
     if not plan.fits:
         verdict = "too_large"

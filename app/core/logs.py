@@ -89,6 +89,15 @@ class RotatingFile(logging.FileHandler):
         except Exception:
             self.handleError(record)
 
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's API)
+        """A full or vanished disk: the record is lost, never printed to stderr in its place."""
+        if self.stream is not None:
+            try:
+                self.stream.close()
+            except OSError:
+                pass
+            self.stream = None
+
     def _rotate(self) -> None:
         if self.stream is not None:
             self.stream.close()
@@ -157,6 +166,28 @@ def _install_hooks() -> None:
 
     sys.excepthook = excepthook
     threading.excepthook = thread_hook
+
+
+# Exceptions whose message is already a sentence for the user (the situation, not a bug of Hearth's),
+# by class name so that checking one imports nothing.
+SENTENCE_ERRORS = frozenset({
+    "CliError", "GGUFError", "EngineError", "ConversationFileError", "TemplateRenderError", "CatalogError",
+    "DownloadError", "SecretsError", "StoreError", "OSError", "KeyboardInterrupt",
+})  # fmt: skip
+
+
+def expected(exc: BaseException) -> bool:
+    """Whether `exc` is one of the errors told as a sentence (else it is a bug to be logged in full)."""
+    return any(c.__name__ in SENTENCE_ERRORS for c in type(exc).__mro__)
+
+
+def failure(logger: logging.Logger, exc: BaseException, what: str) -> None:
+    """Log a failure that a broad handler turns into a sentence: a line for the expected ones, the
+    whole traceback for anything else (a bug must not end as a one-line message and nothing more)."""
+    if expected(exc):
+        logger.info("%s: %s", what, exc)
+    else:
+        logger.error("%s", what, exc_info=(type(exc), exc, exc.__traceback__))
 
 
 def debug_enabled() -> bool:
