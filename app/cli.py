@@ -219,8 +219,13 @@ def os_sentence(exc: OSError) -> str:
 
     where = str(exc.filename) if exc.filename else ""
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        disk = f"The disk holding {where}" if where else "The disk"
-        return f"{disk} is full; free up some space and try again."
+        if not where:  # a write that failed after the file was opened: Hearth writes to its data folder
+            from app.core import paths
+
+            where = f"Hearth's data folder {paths.data_dir(create=False)}"
+        return f"The disk holding {where} is full; free up some space and try again."
+    if exc.errno == errno.EROFS and where:
+        return f"Hearth cannot write to {where}: it is on a read-only file system."
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"Hearth is not allowed to use {where} ({exc.strerror})." if where else f"{exc.strerror or exc}."
     if exc.errno == errno.ENOENT and where:
