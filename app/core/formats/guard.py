@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 ZWSP = "\u200b"
 
-# Markers of common chat formats, guarded when the format in use writes them (see format_markers).
+# Markers of common chat formats, guarded when the format in use writes them (see _markers).
 COMMON_MARKERS: tuple[str, ...] = (
     "<|start|>",
     "<|end|>",
@@ -143,26 +143,32 @@ def guard_for(markers: tuple[str, ...]) -> MarkerGuard:
 
 def markers_for(info: ModelInfo, fmt: Any = None) -> tuple[str, ...]:
     """What must never reach the tokenizer whole from user text, for this model and format."""
-    ordinary = set(info.user_defined_tokens) - LLAMA_CPP_CONTROL_TEXTS
-    found = [t for t in info.control_tokens if t not in ordinary]
-    found += [t for t in info.user_defined_tokens if t in LLAMA_CPP_CONTROL_TEXTS]
-    found += format_markers(fmt)
-    found += [t for t in (info.bos_token, info.eos_token) if t]
-    return tuple(sorted(set(found)))
+    source = getattr(fmt, "source", "") if fmt is not None else ""
+    kind = getattr(fmt, "name", "") if fmt is not None else ""
+    return _markers(
+        info.control_tokens,
+        info.user_defined_tokens,
+        "harmony" if kind == "harmony" else "",
+        source if isinstance(source, str) else "",
+        (info.bos_token, info.eos_token),
+    )
 
 
-def format_markers(fmt: Any) -> list[str]:
-    """The markers a chat format itself writes: harmony's, or the known ones in a template's source."""
-    if fmt is None:
-        return []
-    if getattr(fmt, "name", "") == "harmony":
+@lru_cache(maxsize=8)  # a prompt is rendered several times per reply (trimming to fit the context)
+def _markers(
+    control: tuple[str, ...], user_defined: tuple[str, ...], harmony: str, source: str, ends: tuple[str, str]
+) -> tuple[str, ...]:
+    ordinary = set(user_defined) - LLAMA_CPP_CONTROL_TEXTS
+    found = [t for t in control if t not in ordinary]
+    found += [t for t in user_defined if t in LLAMA_CPP_CONTROL_TEXTS]
+    if harmony:
         from app.core.formats.harmony import harmony_control_markers
 
-        return list(harmony_control_markers())
-    source = getattr(fmt, "source", "")
-    if not isinstance(source, str) or not source:
-        return []
-    return [m for m in (*COMMON_MARKERS, *LLAMA_CPP_CONTROL_TEXTS) if m in source]
+        found += harmony_control_markers()
+    elif source:
+        found += [m for m in (*COMMON_MARKERS, *LLAMA_CPP_CONTROL_TEXTS) if m in source]
+    found += [t for t in ends if t]
+    return tuple(sorted(set(found)))
 
 
 def guard_for_model(info: ModelInfo, fmt: Any = None) -> MarkerGuard:
