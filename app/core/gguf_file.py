@@ -1111,7 +1111,8 @@ def inspect_gguf(path: str | Path, *, checks: bool = True) -> ModelInfo:
         path=parts[0].path,  # llama.cpp must be given the first part of a split model
         file_size=sum(p.size for p in parts),
         architecture=arch,
-        name=name if isinstance(name, str) and name.strip() else _display_stem(path),
+        # Shown in the window's header and lists: a damaged file's "name" may be megabytes of anything.
+        name=_shown(name.strip(), 200) if isinstance(name, str) and name.strip() else _display_stem(path),
         n_layers=n_layers,
         n_ctx_train=n_ctx_train,
         n_embd=n_embd,
