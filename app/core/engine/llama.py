@@ -41,7 +41,7 @@ from app.core.formats.base import (
     Message,
     RenderOptions,
 )
-from app.core.formats.guard import guard_for
+from app.core.formats.guard import guard_for_model
 from app.core.formats.stops import StopMatcher
 from app.core.gguf_file import ModelInfo, inspect_gguf
 from app.core.hardware import HardwareProfile
@@ -61,7 +61,7 @@ class PreparedPrompt:
 
 def render_prompt(info: ModelInfo, fmt: ChatFormat, conv: Conversation, effort: str, date: str | None) -> str:
     """The exact prompt text for a conversation, with user text neutralised (see guard.py)."""
-    guarded = guard_for(info.control_tokens).conversation(conv)
+    guarded = guard_for_model(info, fmt).conversation(conv)
     options = RenderOptions(effort=effort, date=date or _dt.date.today().isoformat())  # type: ignore[arg-type]
     return fmt.render(guarded, options)
 
