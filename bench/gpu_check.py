@@ -59,8 +59,9 @@ def hearth_rate(choice: object, model: Path, tokens: int) -> dict[str, object]:
 
     env = llama_builds.child_env(choice)  # type: ignore[arg-type]
     env["PYTHONPATH"] = os.pathsep.join([p for p in (env.get("PYTHONPATH"), str(ROOT)) if p])
-    out = subprocess.run([sys.executable, "-c", CHILD, str(model), str(tokens)], env=env, capture_output=True,
-                         text=True, timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model), str(tokens)], env=env, capture_output=True, text=True, timeout=600
+    )
     if out.returncode != 0:
         raise SystemExit(f"gpu_check: the engine child failed ({out.returncode}): {(out.stderr or out.stdout)[-2000:]}")
     data: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -69,8 +70,29 @@ def hearth_rate(choice: object, model: Path, tokens: int) -> dict[str, object]:
 
 def bench_rate(llama_bench: Path, model: Path, tokens: int, lib_dir: Path) -> float:
     env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join([str(lib_dir), os.environ.get("LD_LIBRARY_PATH", "")]))
-    out = subprocess.run([str(llama_bench), "-m", str(model), "-ngl", "99", "-fa", "1", "-p", "0", "-n", str(tokens),
-                          "-r", "3", "-o", "json"], env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [
+            str(llama_bench),
+            "-m",
+            str(model),
+            "-ngl",
+            "99",
+            "-fa",
+            "1",
+            "-p",
+            "0",
+            "-n",
+            str(tokens),
+            "-r",
+            "3",
+            "-o",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if out.returncode != 0:
         raise SystemExit(f"gpu_check: llama-bench failed: {out.stderr[-2000:]}")
     rows = json.loads(out.stdout)
@@ -106,8 +128,10 @@ def main() -> int:
         print(f"gpu_check: {choice.summary}: Hearth {rate:.1f} tok/s generation, all {offloaded[1]} layers on the GPU")
         return 0
     ref = bench_rate(args.llama_bench, args.model, args.tokens, choice.build.lib_path or args.builds)
-    print(f"gpu_check: {choice.summary}: Hearth {rate:.1f} tok/s vs llama-bench {ref:.1f} tok/s "
-          f"({rate / ref:.0%}), all {offloaded[1]} layers on the GPU")  # fmt: skip
+    print(
+        f"gpu_check: {choice.summary}: Hearth {rate:.1f} tok/s vs llama-bench {ref:.1f} tok/s "
+        f"({rate / ref:.0%}), all {offloaded[1]} layers on the GPU"
+    )
     return 0
 
 

@@ -63,7 +63,7 @@ def child_app(model: str, ctx: int) -> int:
     pid = window.engine.service.backend_pid
     assert pid is not None
     engine_rss = int(psutil.Process(pid).memory_info().rss)
-    print(json.dumps({"rss": rss() + engine_rss, "window": rss(), "engine": engine_rss, "plan": args[0].plan.reason}))
+    print(json.dumps({"rss": rss() + engine_rss, "window": rss(), "engine": engine_rss, "plan": args[0].reason}))
     window.close()
     return 0
 

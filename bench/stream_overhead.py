@@ -29,17 +29,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HEARTH_HOME", tempfile.mkdtemp(prefix="hearth-bench-"))
 
 from app.core.chat.prompt import prompt_conversation  # noqa: E402
-from app.core.engine import GenerateRequest, Sampling  # noqa: E402
-from app.core.engine.wire import decode_request, encode_request  # noqa: E402
+from app.core.engine import GenerateRequest  # noqa: E402
 from app.core.store import ChatStore  # noqa: E402
 from app.gui.app import application  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.model_picker import ModelEntry  # noqa: E402
 from app.gui.selftest import wait_for  # noqa: E402
 from app.gui.theme import ThemeManager  # noqa: E402
-from bench import engine_overhead  # noqa: E402
-
-SAMPLING = Sampling(temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, seed=1)
+from bench.bare import SAMPLING, BareProcess  # noqa: E402
 
 
 def seed_conversation(store: ChatStore, numbers: int) -> int:
@@ -71,64 +68,13 @@ def app_rate(window: MainWindow, first_round: bool, prompt: str) -> tuple[float,
     return (n - 1) / (done - times[0]), n
 
 
-class BareProcess:
-    """bare llama-cpp-python in its own process, driven over a pipe (one JSON line each way)."""
-
-    def __init__(self, model: str, ctx: int) -> None:
-        import subprocess
-
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--bare-child", "--model", model, "--ctx", str(ctx)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def rate(self, request: GenerateRequest, n: int) -> tuple[float, int]:
-        import json
-
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"request": encode_request(request), "n": n}) + "\n")
-        self.proc.stdin.flush()
-        answer = json.loads(self.proc.stdout.readline())
-        return float(answer["rate"]), int(answer["n"])
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(60)
-
-
-def bare_child(model: str, ctx: int) -> int:
-    import json
-
-    from app.core.engine.llama import Engine
-    from app.core.gguf_file import inspect_gguf
-    from app.core.hardware import probe
-    from app.core.planner import plan_load
-
-    engine = Engine()
-    info = inspect_gguf(model)
-    engine.load(info, plan=plan_load(probe(info.path.parent, check_offload=False), info, ctx_cap=ctx))
-    for line in sys.stdin:
-        job = json.loads(line)
-        tokens = engine.prepare(decode_request(job["request"])).tokens
-        rate, n = engine_overhead.bare_rate(engine, tokens, int(job["n"]), SAMPLING)
-        print(json.dumps({"rate": rate, "n": n}), flush=True)
-    engine.unload()
-    return 0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--numbers", type=int, default=100, help="length of the list the model copies")
     ap.add_argument("--ctx", type=int, default=4096)
-    ap.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.bare_child:
-        return bare_child(args.model, args.ctx)
 
     app = application()
     ThemeManager(app, forced="light")
@@ -142,13 +88,13 @@ def main() -> int:
     index, loaded = wait_for([window.modelLoaded, window.modelFailed], 1800)
     if index == 1:
         raise SystemExit(f"load failed: {loaded[0]}")
-    print(f"model {loaded[0].info.name}; {loaded[0].plan.reason}")
+    print(f"model {loaded[0].name}; {loaded[0].reason}")
     conv_id = seed_conversation(store, args.numbers)
     window.session.open(conv_id)
     window.session.sampling = SAMPLING
     prompt = f"Count from 1 to {args.numbers} again."
 
-    bare_process = BareProcess(args.model, args.ctx)
+    bare_process = BareProcess(args.model, args.ctx, SAMPLING)
     ours, bare = [], []
     for i in range(args.rounds):
         rate, n = app_rate(window, i == 0, prompt)

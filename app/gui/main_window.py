@@ -345,7 +345,7 @@ class MainWindow(QMainWindow):
         from app.gui.about import AboutDialog
 
         result = self.engine.result
-        AboutDialog(result.plan.reason if result is not None else None, self).exec()
+        AboutDialog(result.reason if result is not None else None, self).exec()
 
     def edit_token(self) -> None:
         from app.gui.library.token_dialog import TokenDialog
@@ -369,7 +369,7 @@ class MainWindow(QMainWindow):
         if not path:
             return False
         keys = {k for k in (self._loaded_key, self._requested_key) if k}
-        if STARTER_KEY in keys and self.engine.result is not None:
+        if STARTER_KEY in keys and self.engine.result is not None and self.engine.result.info is not None:
             keys.add(str(self.engine.result.info.path))
         try:
             target = Path(path).resolve()
@@ -514,19 +514,27 @@ class MainWindow(QMainWindow):
             pass  # only the next new chat's starting level is lost
 
     def _update_baseline(self, result: LoadResult) -> None:
-        """What the panel's defaults mean for this model: its sampling, the planner's own plan."""
-        from app.core.engine.types import default_sampling
+        """What the panel's defaults mean for this model: its sampling, the planner's own plan
+        (worked out on a background thread: the catalog read and the hardware probe)."""
+        info, cap = result.info, self.engine.ctx_cap
+        if info is None:  # a remote model: no plan here, its server decides
+            self._model_sampling = None
+            self.model_panel.set_baseline(Baseline(reason=result.reason))
+            return
 
-        self._model_sampling = default_sampling(result.info)
-        sampling, info, cap = self._model_sampling, result.info, self.engine.ctx_cap
-
-        def plan() -> LoadPlan:
+        def plan() -> tuple[Sampling, LoadPlan]:
+            from app.core.engine.types import default_sampling
             from app.core.hardware import probe
             from app.core.planner import plan_load
 
-            return plan_load(probe(info.path.parent), info, ctx_cap=cap)
+            return default_sampling(info), plan_load(probe(info.path.parent), info, ctx_cap=cap)
 
-        def show(planned: LoadPlan) -> None:
+        def show(found: tuple[Sampling, LoadPlan]) -> None:
+            sampling, planned = found
+            if self.engine.result is not result:
+                return  # another model was loaded meanwhile
+            self._model_sampling = sampling
+            self._use_model_settings()
             self.model_panel.set_baseline(
                 Baseline(
                     temperature=sampling.temperature,
@@ -556,18 +564,21 @@ class MainWindow(QMainWindow):
         return True
 
     def _engine_memory(self) -> int:
-        """What the engine process holds in RAM now (and the plan's GPU memory), in bytes."""
-        pid = self.engine.service.backend_pid if self.engine.is_loaded else None
+        """What the engine process holds in RAM now plus the plan's GPU memory, in bytes (the
+        plan's estimate when the process cannot be asked; 0 for a remote model)."""
         result = self.engine.result
-        vram = result.plan.est_vram_bytes if result is not None else 0
-        if pid is None:
-            return vram + (result.plan.est_ram_bytes if result is not None else 0)
-        try:
-            import psutil
+        plan = result.plan if result is not None else None
+        if plan is None:
+            return 0
+        pid = self.engine.service.backend_pid if self.engine.is_loaded else None
+        if pid is not None:
+            try:
+                import psutil
 
-            return int(psutil.Process(pid).memory_info().rss) + vram
-        except Exception:  # noqa: BLE001 (the process may be gone already: fall back to the plan)
-            return vram + (result.plan.est_ram_bytes if result is not None else 0)
+                return int(psutil.Process(pid).memory_info().rss) + plan.est_vram_bytes
+            except Exception:  # noqa: BLE001 (the process may be gone already: fall back to the plan)
+                pass
+        return plan.est_vram_bytes + plan.est_ram_bytes
 
     def _on_unloaded(self) -> None:
         from app.core.units import format_bytes
@@ -717,13 +728,13 @@ class MainWindow(QMainWindow):
 
     def _on_loaded(self, result: LoadResult) -> None:
         self._loaded_key = self._requested_key
-        self.session.model_name = result.info.name
+        self.session.model_name = result.name
         self.session.model_key = self._loaded_key or None
         self.composer.set_model_state("ready")
         self._forget_setting(SETTING_LOADING)
         if self.store.get_setting(SETTING_CRASHED) == self._loaded_key:
             self._forget_setting(SETTING_CRASHED)
-        self.header.set_loaded(result, self._shown_name(result.plan.reason))
+        self.header.set_loaded(result, self._shown_name(result.reason))
         self.header.effort.set_effort(self.session.effort)
         self._update_baseline(result)
         self._use_model_settings()
@@ -742,10 +753,10 @@ class MainWindow(QMainWindow):
             self.header.set_loaded(previous)
             self.header.select(self._loaded_key)
             self.composer.set_model_state("ready")
-            self.session.model_name = previous.info.name
+            self.session.model_name = previous.name
             self.session.model_key = self._loaded_key or None
             kept = self.header.entry(self._loaded_key) if self._loaded_key else None
-            still = kept.name if kept is not None else previous.info.name
+            still = kept.name if kept is not None else previous.name
             self.banner.show_message(f"{what} could not be loaded. {message} Still using {still}.")
         else:
             self.session.model_name = None

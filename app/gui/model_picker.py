@@ -265,9 +265,9 @@ class HeaderBar(QWidget):
         self.progress.setVisible(False)
         self.unload_button.setVisible(True)
         notices = " ".join(result.notices)
-        sentence = reason if reason is not None else result.plan.reason
+        sentence = reason if reason is not None else result.reason
         self.plan_label.setText(f"{sentence} Loaded in {result.load_s:.1f} s. {notices}".strip())
-        self.effort.setVisible(result.info.is_gpt_oss)
+        self.effort.setVisible(result.takes_effort)
 
     def set_unloaded(self, note: str) -> None:
         self._set_dot("none")

@@ -100,7 +100,7 @@ def run_selftest(app: QApplication, model: str | None, screenshot: str | None = 
             if screenshot and not window.grab().save(screenshot):
                 raise SelftestError(f"the screenshot could not be saved to {screenshot}")
             print(
-                f"hearth: selftest passed: {result.info.name} loaded in {result.load_s:.1f} s "
+                f"hearth: selftest passed: {result.name} loaded in {result.load_s:.1f} s "
                 f"({result.engine}, in engine process {window.engine.service.backend_pid}); "
                 f"{tokens} tokens at {rate:.1f} tok/s; {time.perf_counter() - started:.1f} s in all."
             )

@@ -418,9 +418,15 @@ class Sidebar(QWidget):
         self.undo_bar.setVisible(False)
         for conversation_id in pending:
             try:
+                conversation = self._store.get_conversation(conversation_id)
                 self._store.delete_conversation(conversation_id)
             except StoreError as exc:
                 self.errorOccurred.emit(str(exc))
+                continue
+            if conversation is not None:
+                from app.core.chat.service import forget_conversation
+
+                forget_conversation(conversation)  # its saved KV states (a few files)
 
     def _context_menu(self, pos: object) -> None:
         item = self.list.itemAt(pos)  # type: ignore[call-overload]

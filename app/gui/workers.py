@@ -106,6 +106,11 @@ class EngineController(QObject):
         """(job id, message id) of a reply to the conversation's last user message."""
         return self.service.start_turn(conversation_id, model_name=model_name, max_tokens=max_tokens, sampling=sampling)
 
+    def leave_conversation(self) -> None:
+        """The window left the open conversation: the engine saves its KV state."""
+        if self._service is not None:
+            self._service.leave_conversation()
+
     def cancel(self, job_id: int) -> None:
         self.service.cancel(job_id)
 

@@ -151,6 +151,10 @@ def test_stats_text() -> None:
     assert stats_text({"generated_tokens": 1412, "tokens_per_s": 38.54, "time_to_first_token_s": 0.4}) == (
         "1,412 tokens · 38.5 tok/s · 0.4 s to first token"
     )
+    warm = {"generated_tokens": 5, "time_to_first_token_s": 0.1, "prompt_tokens": 1300, "prompt_tokens_evaluated": 12}
+    assert stats_text(warm).endswith("· 1,288 of 1,300 prompt tokens cached")
+    reopened = {**warm, "prompt_tokens_restored": 1288}
+    assert stats_text(reopened).endswith("· 1,288 of 1,300 prompt tokens from the saved chat state")
 
 
 def test_composer_keys(qtbot: QtBot, themed_app: QApplication) -> None:

@@ -24,7 +24,9 @@ import pytest
 from app import __version__
 from app.core import store as store_module
 
-pytestmark = pytest.mark.slow
+# Building the bundle and its packages (the module's first fixture) takes 5-8 minutes on a quiet
+# 2-core machine and longer on a busy one: more than pytest's default limit of 10 minutes per test.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_VERSION = "0.0.9"

@@ -37,6 +37,7 @@ from app.core.formats.base import (
     ToolCallEvent,
 )
 from app.core.store import ChatStore, ReplyWriter, StoreError
+from app.core.store import Conversation as StoredConversation
 
 if TYPE_CHECKING:
     from app.core.engine.protocol import Backend
@@ -66,7 +67,7 @@ class Loaded:
 @dataclass(frozen=True)
 class LoadFailed:
     message: str
-    path: Path | None = None
+    path: Path | str | None = None
     crashed: bool = False  # the engine process died while loading (not a refusal with a reason)
 
 
@@ -108,11 +109,28 @@ class ReplyOutcome:
 ServiceEvent = LoadStarted | PlanReady | Loaded | LoadFailed | Unloaded | EngineStopped | ReplyEvents | ReplyOutcome
 Listener = Callable[[ServiceEvent], None]
 
-_STATE_FOR_STOP = {"cancelled": "stopped", "error": "error", "crashed": "interrupted"}
+# "dropped": a remote engine's connection broke mid-reply (the text that came is kept, marked).
+_STATE_FOR_STOP = {"cancelled": "stopped", "error": "error", "crashed": "interrupted", "dropped": "interrupted"}
+
+
+def session_name(conversation: StoredConversation) -> str:
+    """The engine's name for a stored conversation's KV state. The creation time makes it unique
+    even if SQLite hands a deleted conversation's id to a new one."""
+    return f"c{conversation.id}-{int(conversation.created_at * 1_000_000)}"
+
+
+def forget_conversation(conversation: StoredConversation) -> None:
+    """A deleted conversation's saved KV states go too."""
+    from app.core.engine import kvcache
+
+    kvcache.forget_session(session_name(conversation))
 
 
 def sentence(exc: BaseException) -> str:
-    """One sentence for an error that ends a load or a reply."""
+    """One sentence for an error that ends a load or a reply (logged, with its traceback if it is a bug)."""
+    from app.core import logs
+
+    logs.failure(log, exc, "a load or a reply failed")
     if isinstance(exc, FileNotFoundError):
         return f"The model file {exc.filename or ''} is missing; it may have been moved or deleted."
     if isinstance(exc, OSError):
@@ -125,7 +143,7 @@ def sentence(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class _LoadJob:
-    path: Path | None  # None: the starter model (assembled on the service thread)
+    path: Path | str | None  # a file (local), a model's name (remote), None: the starter model
     ctx_cap: int | None
     gpu_layers: int | None = None  # None: the planner's choice
 
@@ -210,7 +228,7 @@ class ChatService:
 
     # -- requests (any thread) ------------------------------------------------------------------
 
-    def load(self, path: Path | None, ctx_cap: int | None = None, gpu_layers: int | None = None) -> None:
+    def load(self, path: Path | str | None, ctx_cap: int | None = None, gpu_layers: int | None = None) -> None:
         """Load a model (None: the starter). A running reply is stopped and a load in progress is
         abandoned first: the newest choice wins."""
         self.cancel_all()
@@ -264,6 +282,7 @@ class ChatService:
             effort=conversation.effort,
             max_tokens=max_tokens,
             sampling=sampling,
+            session=session_name(conversation),
         )
         message_id = self.store.begin_reply(conversation_id, model_name)
         return self.start_reply(request, conversation_id, message_id), message_id
@@ -292,6 +311,13 @@ class ChatService:
         finally:
             if not finished:
                 self.cancel(job_id)
+
+    def leave_conversation(self) -> None:
+        """The user left the conversation the engine holds: save its KV state now (after any reply
+        still finishing), so that it survives a crash or a restart."""
+        save = getattr(self.backend, "save_session", None)
+        if callable(save):
+            save()
 
     def cancel(self, job_id: int) -> None:
         with self._lock:
@@ -354,7 +380,7 @@ class ChatService:
                         2, 'The starter model is not installed (pip install "hearth-chat[starter]")'
                     )
             else:
-                self._emit(LoadStarted(path.stem))
+                self._emit(LoadStarted(path.stem if isinstance(path, Path) else path))
             extra = {"gpu_layers": job.gpu_layers} if job.gpu_layers is not None else {}
             result = self.backend.load(
                 path, ctx_cap=job.ctx_cap, on_plan=lambda info, plan: self._emit(PlanReady(info.name, plan)), **extra

@@ -19,6 +19,7 @@ import os
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import IO, Any
 
 
@@ -38,6 +39,21 @@ class _Channel:
 
 _LEVELS = {0: "N", 1: "D", 2: "I", 3: "W", 4: "E"}  # ggml.h ggml_log_level; 5 continues the last line
 _log_callback: Any = None  # kept alive for as long as llama.cpp holds the pointer
+_errors: list[str] = []  # llama.cpp's last error lines, to say why a load failed
+
+
+def load_failed_sentence(exc: BaseException) -> str:
+    """Why a load failed, in one sentence: llama-cpp-python's own exception only says "Failed to load
+    model from file: PATH"; llama.cpp's error line says what is wrong."""
+    from app.core.engine.host import llama_message
+
+    text = str(exc) or type(exc).__name__
+    detail = llama_message(_errors)
+    _errors.clear()
+    if detail and "Failed to load model from file" in text:
+        text = text.split(": Failed to load model from file")[0] + f": {detail}"
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def install_llama_log() -> None:
@@ -58,6 +74,9 @@ def install_llama_log() -> None:
         data = state["pending"] + (text or b"")  # type: ignore[operator]
         *lines, state["pending"] = data.split(b"\n")
         tag = f"[llama:{state['level']}] ".encode()
+        if lines and state["level"] == "E":
+            _errors.extend(line.decode("utf-8", errors="replace") for line in lines)
+            del _errors[:-8]
         if lines:
             try:
                 os.write(2, b"".join(tag + line + b"\n" for line in lines))
@@ -124,10 +143,13 @@ class EngineChild:
             elif op == "unload":
                 self._unload()
                 self._channel.send({"t": "unloaded"})
+            elif op == "save" and self._engine is not None:
+                self._engine.save_session()
 
     # -- loading ------------------------------------------------------------------------------
 
     def _load(self, message: dict[str, Any]) -> None:
+        from app.core.engine import kvcache
         from app.core.engine.llama import Engine
         from app.core.engine.types import EngineError
         from app.core.engine.wire import WireError, decode_plan, encode_plan
@@ -140,12 +162,19 @@ class EngineChild:
             # The engine process trusts nothing either: it validates the file it was sent.
             info = inspect_gguf(str(message["path"]), checks=os.environ.get("HEARTH_UNCHECKED_MODELS") != "1")
             plan = decode_plan(message["plan"])
-            engine = Engine(native_log=True)
+            kv_dir = message.get("kv_dir")
+            kv_cap = message.get("kv_cap")
+            engine = Engine(
+                native_log=True,
+                kv_dir=Path(kv_dir) if isinstance(kv_dir, str) and kv_dir else None,
+                kv_cap=kv_cap if isinstance(kv_cap, int) and kv_cap > 0 else kvcache.DEFAULT_CAP_BYTES,
+            )
             result = engine.load(info, hardware=probe(info.path.parent, check_offload=False), plan=plan)
         except (GGUFError, EngineError, WireError, KeyError, OSError) as exc:
-            self._channel.send({"t": "load_failed", "message": str(exc) or type(exc).__name__})
+            self._channel.send({"t": "load_failed", "message": load_failed_sentence(exc)})
             return
         self._engine = engine
+        assert result.plan is not None
         self._channel.send(
             {
                 "t": "loaded",
@@ -213,6 +242,10 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     os.environ.setdefault("GGML_NO_BACKTRACE", "1")  # ggml would attach gdb to print a backtrace
+    import logging
+
+    # This process's own log records reach the app's log through stderr, tagged (see host.py).
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="[py:%(levelname)s] %(name)s: %(message)s")
     code = 0
     try:
         code = EngineChild(sys.stdin.buffer, out).run()

@@ -14,6 +14,7 @@ ended by killing the process; `needs_reload` then tells the caller to load the m
 from __future__ import annotations
 
 import collections
+import io
 import logging
 import os
 import queue
@@ -46,13 +47,16 @@ log = logging.getLogger("hearth.engine")
 llama_log = logging.getLogger("hearth.llama")
 engine_log = logging.getLogger("hearth.engine.process")
 _TAGGED = re.compile(r"^\[llama:([NIWED])\] ?(.*)$")
+_PY_TAGGED = re.compile(r"^\[py:([A-Z]+)\] (hearth[\w.]*): (.*)$")
 # llama.cpp's INFO is chatter (every tensor, every buffer): kept at DEBUG.
 _LLAMA_LEVELS = {"E": logging.ERROR, "W": logging.WARNING, "N": logging.INFO, "I": logging.DEBUG, "D": logging.DEBUG}
 
 CANCEL_GRACE_S = 0.3
 START_TIMEOUT_S = 120.0  # a frozen app on a slow disk takes a while to import; a hung start does not
 STOP_TIMEOUT_S = 5.0
+SAVE_AND_STOP_TIMEOUT_S = 30.0  # a long conversation's KV state may be hundreds of MB to write
 _TAIL_LINES = 64
+_MAX_LOG_LINE = 16 << 10  # bytes of one line of the engine's stderr that reach the log
 _EXITED = object()
 
 _processes: weakref.WeakSet[EngineProcess] = weakref.WeakSet()
@@ -241,15 +245,23 @@ class EngineProcess:
         self._on_exit(self)
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
+        # Buffered: readline() on the raw pipe reads one byte per system call, and llama-cpp-python
+        # prints a file's whole metadata on one line (a damaged file's 20 MB "name" took 40 s).
+        buffered = io.BufferedReader(stream, 1 << 16) if isinstance(stream, io.RawIOBase) else stream
         try:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", errors="replace").rstrip()
+            for raw in iter(buffered.readline, b""):
+                line = raw[:_MAX_LOG_LINE].decode("utf-8", errors="replace").rstrip()
                 if not line:
                     continue
                 m = _TAGGED.match(line)
+                py = _PY_TAGGED.match(line) if m is None else None
                 if m:  # llama.cpp's log, with its level (child.install_llama_log)
                     line = m.group(2)
                     llama_log.log(_LLAMA_LEVELS.get(m.group(1), logging.DEBUG), "%s", line)
+                elif py:  # a log record of the engine process's own Python code
+                    level = logging.getLevelName(py.group(1))
+                    logging.getLogger(py.group(2)).log(level if isinstance(level, int) else logging.INFO,
+                                                       "[engine %s] %s", self.pid, py.group(3))  # fmt: skip
                 else:  # Python in the engine process, or native code writing to stderr itself
                     engine_log.info("%s", line)
                 self.tail.append(line)
@@ -273,16 +285,22 @@ class LocalBackend:
         on_crash: Callable[[str], None] | None = None,
         cancel_grace_s: float = CANCEL_GRACE_S,
         check_models: bool = True,
+        kv_dir: Path | None = None,
+        kv_cap: int | None = None,
     ) -> None:
         """`env`: extra environment for each new engine process (the llama.cpp build to use);
         `on_crash`: told (from a reader thread) when an idle engine process dies;
         `check_models=False` is for tests only: it lets a file the validator would refuse reach
-        llama.cpp, to prove that what then aborts is the engine process alone."""
+        llama.cpp, to prove that what then aborts is the engine process alone. `kv_dir`, `kv_cap`:
+        where the engine saves conversations' KV states, and how many bytes of them at most
+        (default: the cache folder's kv/, kvcache.DEFAULT_CAP_BYTES)."""
         self._command = command or engine_command()
         self._env = env
         self._on_crash = on_crash
         self._grace = cancel_grace_s
         self._check_models = check_models
+        self.kv_dir = kv_dir
+        self.kv_cap = kv_cap
         self._lock = threading.Lock()
         self._proc: EngineProcess | None = None
         self._result: LoadResult | None = None
@@ -336,7 +354,7 @@ class LocalBackend:
         with self._lock:
             current = proc is self._proc
             idle = current and not self._busy and self._loading is None
-            name = self._result.info.name if current and self._result is not None else ""
+            name = self._result.name if current and self._result is not None else ""
             if current:
                 self._result = None
         if idle and not proc.expected_exit and self._on_crash is not None:
@@ -347,13 +365,21 @@ class LocalBackend:
         with self._lock:
             proc, self._proc, self._result = self._proc, None, None
         if proc is not None:
-            proc.stop()
+            # The conversation it holds is saved first (the process handles commands in order).
+            proc.send({"op": "save"})
+            proc.stop(SAVE_AND_STOP_TIMEOUT_S)
+
+    def save_session(self) -> None:
+        """Have the engine save the KV state of the conversation it holds (when the app leaves it)."""
+        proc = self._proc
+        if proc is not None and proc.alive:
+            proc.send({"op": "save"})
 
     # -- loading ----------------------------------------------------------------------------------
 
     def load(
         self,
-        model: Path,
+        model: Path | str,
         *,
         ctx_cap: int | None = None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
@@ -365,6 +391,7 @@ class LocalBackend:
         with the next build (in the end the CPU), which the result's notices say."""
         from app.core import hardware, llama_builds
 
+        model = Path(model)
         try:
             return self._load(model, ctx_cap, on_plan, gpu_layers)
         except EngineCrashedError as crash:
@@ -417,7 +444,11 @@ class LocalBackend:
             if self._load_interrupted:
                 proc.kill()
         try:
-            proc.send({"op": "load", "path": str(info.path), "plan": encode_plan(plan)})
+            from app.core.engine import kvcache
+
+            kv_dir = self.kv_dir if self.kv_dir is not None else kvcache.cache_root()
+            proc.send({"op": "load", "path": str(info.path), "plan": encode_plan(plan), "kv_dir": str(kv_dir),
+                       "kv_cap": self.kv_cap or kvcache.DEFAULT_CAP_BYTES})  # fmt: skip
             while True:
                 message = proc.next()
                 if message is None:
@@ -489,7 +520,7 @@ class LocalBackend:
             while True:
                 message = proc.next()
                 if message is None:
-                    yield self._ended_by_exit(proc, result.info.name)
+                    yield self._ended_by_exit(proc, result.name)
                     return
                 if message.get("job") != job:
                     continue  # a late frame of an earlier job

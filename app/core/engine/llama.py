@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import ctypes
 import datetime as _dt
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core import planner as _planner
+from app.core.engine import kvcache
 from app.core.engine.types import (
     ContextOverflowError,
     EngineBusyError,
@@ -39,11 +41,13 @@ from app.core.formats.base import (
     Message,
     RenderOptions,
 )
-from app.core.formats.guard import guard_for
+from app.core.formats.guard import guard_for_model
 from app.core.formats.stops import StopMatcher
 from app.core.gguf_file import ModelInfo, inspect_gguf
 from app.core.hardware import HardwareProfile
 from app.core.planner import LoadPlan
+
+log = logging.getLogger("hearth.engine")
 
 __all__ = ["ContextOverflowError", "Engine", "EngineBusyError", "EngineError", "PreparedPrompt", "render_prompt"]
 
@@ -57,7 +61,7 @@ class PreparedPrompt:
 
 def render_prompt(info: ModelInfo, fmt: ChatFormat, conv: Conversation, effort: str, date: str | None) -> str:
     """The exact prompt text for a conversation, with user text neutralised (see guard.py)."""
-    guarded = guard_for(info.control_tokens).conversation(conv)
+    guarded = guard_for_model(info, fmt).conversation(conv)
     options = RenderOptions(effort=effort, date=date or _dt.date.today().isoformat())  # type: ignore[arg-type]
     return fmt.render(guarded, options)
 
@@ -68,10 +72,18 @@ def _turn_starts(messages: tuple[Message, ...]) -> list[int]:
 
 
 class Engine:
-    def __init__(self, *, native_log: bool = False) -> None:
+    def __init__(
+        self, *, native_log: bool = False, kv_dir: Path | None = None, kv_cap: int = kvcache.DEFAULT_CAP_BYTES
+    ) -> None:
         """`native_log`: let llama.cpp write its log to stderr (the engine process, whose stderr the
-        app reads); otherwise llama-cpp-python silences it."""
+        app reads); otherwise llama-cpp-python silences it. `kv_dir`: where KV states are saved per
+        session (see kvcache; None: not saved), at most `kv_cap` bytes of them."""
         self._native_log = native_log
+        self._kv_dir, self._kv_cap = kv_dir, kv_cap
+        self._kv_key = ""
+        self._session: str | None = None  # whose tokens the KV cache holds
+        self._session_dirty = False  # changed since it was saved or restored
+        self._restored = 0  # tokens the current session got from disk, for the next reply's stats
         self._llm: Any = None
         self._info: ModelInfo | None = None
         self._plan: LoadPlan | None = None
@@ -135,14 +147,99 @@ class Engine:
         self._sampling = default_sampling(info)
         self._eog = _end_of_generation_tokens(self._llm, self._format)
         self._install_abort_callback()
+        self._session, self._session_dirty = None, False
+        self._kv_key = self._state_key(info, plan) if self._kv_dir is not None else ""
         return LoadResult(info, plan, time.perf_counter() - started, notices, engine_label(plan))
 
     def unload(self) -> None:
         if self._llm is not None:
             with self._busy:
+                self._save_session()
                 self._llm.close()
                 self._llm = None
                 self._info = self._plan = self._format = None
+
+    # ---- KV state per session ---------------------------------------------------------------
+
+    @staticmethod
+    def _state_key(info: ModelInfo, plan: LoadPlan) -> str:
+        import os
+
+        import llama_cpp
+
+        shape = {k: getattr(plan, k) for k in ("n_ctx", "n_batch", "n_ubatch", "n_gpu_layers", "flash_attn",
+                                               "type_k", "type_v", "swa_full")}  # fmt: skip
+        system = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+        build = f"{llama_cpp.__version__}|{os.environ.get('LLAMA_CPP_LIB_PATH', '')}|{system}"
+        try:
+            fingerprint = kvcache.model_fingerprint(info.path)
+        except OSError:
+            return ""
+        return kvcache.state_key(fingerprint, shape, build)
+
+    def save_session(self) -> None:
+        """Save the current session's KV state now (when the app switches to another chat)."""
+        with self._busy:
+            self._save_session()
+
+    def _save_session(self) -> None:
+        import llama_cpp
+
+        llm, session = self._llm, self._session
+        if llm is None or session is None or not self._kv_key or not self._session_dirty or self._kv_dir is None:
+            return
+        n = int(llm.n_tokens)
+        if n < kvcache.MIN_TOKENS:
+            return
+        started = time.perf_counter()
+        size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buffer, size, 0)
+        if not 0 < written <= size:
+            return
+        path = kvcache.session_path(self._kv_key, session, self._kv_dir)
+        try:
+            on_disk = kvcache.write_state(path, self._kv_key, [int(t) for t in llm.input_ids[:n]],
+                                          memoryview(buffer)[:written])  # fmt: skip
+            kvcache.enforce_cap(self._kv_cap, self._kv_dir, keep=path)
+        except OSError as exc:  # a full or read-only disk: the chat goes on without it
+            log.warning("could not save the KV state of %s: %s", session, exc)
+            return
+        self._session_dirty = False
+        log.info("saved %s tokens of %s's KV state (%.1f MB) in %.2f s", n, session, on_disk / 1e6,
+                 time.perf_counter() - started)  # fmt: skip
+
+    def _switch_session(self, session: str | None) -> None:
+        """Before a reply for `session`: keep the KV of the session it held, bring back this one's."""
+        self._restored = 0
+        if session == self._session:
+            return
+        self._save_session()
+        self._session, self._session_dirty = session, False
+        if session is None or not self._kv_key or self._kv_dir is None:
+            return
+        import llama_cpp
+
+        llm = self._llm
+        saved = kvcache.read_state(kvcache.session_path(self._kv_key, session, self._kv_dir), self._kv_key,
+                                   llm.n_ctx())  # fmt: skip
+        if saved is None:
+            return
+        started = time.perf_counter()
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        data = (ctypes.c_uint8 * len(saved.data)).from_buffer_copy(saved.data)
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, data, len(saved.data), 0) == 0:
+            llm._ctx.kv_cache_clear()
+            kvcache.session_path(self._kv_key, session, self._kv_dir).unlink(missing_ok=True)
+            log.warning("llama.cpp refused the saved KV state of %s; evaluating it again", session)
+            return
+        n = len(saved.tokens)
+        llm.input_ids[:n] = saved.tokens
+        llm.n_tokens = n
+        llm._requires_eval = True  # the logits are not in the state: re-evaluate the last token
+        self._restored = n
+        log.info("restored %s tokens of %s's KV state in %.2f s", n, session, time.perf_counter() - started)
 
     def _install_abort_callback(self) -> None:
         import llama_cpp
@@ -229,8 +326,10 @@ class Engine:
         try:
             llm, info, fmt = self._require(), self._info, self._format
             assert info is not None and fmt is not None
+            asked = time.perf_counter()  # time to first token counts the state's restore too
+            self._switch_session(request.session)
             prepared = self.prepare(request)
-            yield from self._run(llm, info, fmt, request, prepared, cancel)
+            yield from self._run(llm, info, fmt, request, prepared, cancel, asked)
         finally:
             self._job_cancel = None
             self._busy.release()
@@ -243,6 +342,7 @@ class Engine:
         request: GenerateRequest,
         prepared: PreparedPrompt,
         cancel: threading.Event,
+        started: float,
     ) -> Iterator[Event]:
         sampling = request.sampling or self._sampling
         tokens = prepared.tokens
@@ -253,18 +353,19 @@ class Engine:
             cached = 0
         # llama-cpp-python re-evaluates the last prompt token when the whole prompt is cached.
         evaluated = len(tokens) - min(cached, len(tokens) - 1)
+        restored = min(self._restored, cached)
+        self._session_dirty = True
         if sampling.seed is not None:
             llm.set_seed(sampling.seed)
         else:
             llm.set_seed(int.from_bytes(_random_bytes(4), "little"))
         parser = fmt.new_parser()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(() if request.ignore_eos else fmt.stop_strings)
+        stops = StopMatcher(() if request.ignore_eos else (*fmt.stop_strings, *request.stop))
         max_new = request.max_tokens or n_ctx
         generated = 0
         first_at = last_at = 0.0
         stop_reason, error = "stop", None
-        started = time.perf_counter()
         gen = llm.generate(
             tokens,
             temp=sampling.temperature,
@@ -322,6 +423,7 @@ class Engine:
             generation_s=gen_s,
             tokens_per_s=(generated - 1) / gen_s if generated > 1 and gen_s > 0 else 0.0,
             dropped_turns=prepared.dropped_turns,
+            prompt_tokens_restored=restored,
         )
         yield Done(stats, stop_reason, error)
 

@@ -31,13 +31,14 @@ class Backend(Protocol):
 
     def load(
         self,
-        model: Path,
+        model: Path | str,
         *,
         ctx_cap: int | None = None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
         gpu_layers: int | None = None,
     ) -> LoadResult:
-        """Load a model (blocking; called from the chat service's thread). Raises EngineError with
+        """Load a model — a GGUF file (local) or a model's name (remote) — (blocking; called from the
+        chat service's thread). Raises EngineError with
         a sentence; EngineCrashedError when the engine died while loading. `on_plan` receives the
         model and its load plan before the slow part starts. `gpu_layers`: the user's choice in
         place of the planner's (None: the planner decides)."""
@@ -52,6 +53,10 @@ class Backend(Protocol):
 
     def interrupt_load(self) -> None:
         """Abandon a load in progress (any thread); the blocked `load()` raises EngineError."""
+
+    def save_session(self) -> None:
+        """Keep the state of the conversation the engine holds (a local engine saves its KV
+        state to disk; a remote one has nothing to do)."""
 
     def unload(self) -> None:
         """Free the model and all its memory."""

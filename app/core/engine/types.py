@@ -104,26 +104,42 @@ class GenerateRequest:
     max_tokens: int | None = None
     sampling: Sampling | None = None  # None: the model's defaults
     ignore_eos: bool = False  # generate max_tokens whatever the model says (benchmarks), like llama-server's
+    stop: tuple[str, ...] = ()  # the caller's own stop strings (the API's `stop`), besides the format's
+    # Whose conversation this is (e.g. "c12-1764623412000000"): the engine keeps and saves the KV
+    # state per session, so that switching back, or reopening after a restart, evaluates only what
+    # is new. None: not kept (a one-off question).
+    session: str | None = None
 
 
 @dataclass
 class LoadResult:
-    """A model that is loaded and ready. `info` and `plan` exist only for a local GGUF; what the
-    window shows comes from `name`, `reason` and `engine`."""
+    """A model that is loaded and ready, as the window shows it: `name`, `reason` (the planner's
+    sentence, or where a remote model runs), `engine` ("CPU · 2 threads", "Remote · gpu-box:8080").
+    `info` and `plan` exist only for a local GGUF; `remote` names the server of a remote one."""
 
-    info: ModelInfo
-    plan: LoadPlan
+    info: ModelInfo | None
+    plan: LoadPlan | None
     load_s: float
     notices: list[str] = field(default_factory=list)  # e.g. what a memory retry changed
-    engine: str = ""  # e.g. "CPU · 2 threads"; "Vulkan · llvmpipe · 19/19 layers"
+    engine: str = ""
+    remote: str = ""  # "host:port" of a remote engine, "" for a local one
+    remote_name: str = ""  # a remote model's name as its server gives it
+    remote_reasoning: bool = False  # a remote model that takes reasoning_effort (gpt-oss)
 
     @property
     def name(self) -> str:
-        return self.info.name
+        return self.info.name if self.info is not None else self.remote_name
 
     @property
     def reason(self) -> str:
-        return self.plan.reason
+        if self.plan is not None:
+            return self.plan.reason
+        return f"Runs on {self.remote}." if self.remote else ""
+
+    @property
+    def takes_effort(self) -> bool:
+        """Whether the reasoning-effort switch applies (gpt-oss, locally or remotely)."""
+        return self.info.is_gpt_oss if self.info is not None else self.remote_reasoning
 
 
 def engine_label(plan: LoadPlan) -> str:

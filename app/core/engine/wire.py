@@ -157,6 +157,8 @@ def encode_request(request: GenerateRequest) -> dict[str, Any]:
         "max_tokens": request.max_tokens,
         "sampling": request.sampling.to_dict() if request.sampling is not None else None,
         "ignore_eos": request.ignore_eos,
+        "session": request.session,
+        "stop": list(request.stop),
     }
 
 
@@ -181,6 +183,8 @@ def decode_request(data: dict[str, Any]) -> GenerateRequest:
             max_tokens=data.get("max_tokens"),
             sampling=Sampling.from_dict(sampling) if isinstance(sampling, dict) else None,
             ignore_eos=bool(data.get("ignore_eos")),
+            session=str(data["session"]) if data.get("session") else None,
+            stop=tuple(str(x) for x in data.get("stop") or ()),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"not a generate request ({exc})") from None

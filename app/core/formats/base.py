@@ -90,6 +90,7 @@ class GenerationStats:
     generation_s: float = 0.0  # first token to last token
     tokens_per_s: float = 0.0  # generation speed, excluding the prompt
     dropped_turns: int = 0  # oldest turns left out of the prompt because of the context size
+    prompt_tokens_restored: int = 0  # of the prompt, how many came from a KV state saved on disk
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

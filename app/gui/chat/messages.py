@@ -31,6 +31,11 @@ def stats_text(stats: dict[str, Any] | None) -> str:
         parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
     if stats.get("time_to_first_token_s") is not None:
         parts.append(f"{stats['time_to_first_token_s']:.1f} s to first token")
+    prompt, evaluated = stats.get("prompt_tokens") or 0, stats.get("prompt_tokens_evaluated") or 0
+    if prompt and evaluated < prompt:
+        restored = stats.get("prompt_tokens_restored") or 0
+        where = "from the saved chat state" if restored else "cached"
+        parts.append(f"{prompt - evaluated:,} of {prompt:,} prompt tokens {where}")
     return " · ".join(parts)
 
 

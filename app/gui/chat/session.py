@@ -105,6 +105,8 @@ class ChatSession(QObject):
         and kept, marked as stopped."""
         if self.conversation is not None and self.conversation.id == conversation_id and not self.streaming:
             return
+        if self.conversation is not None:
+            self.engine.leave_conversation()
         self._detach()
         self.composer.cancel_edit()
         if conversation_id is None:

