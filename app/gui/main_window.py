@@ -472,7 +472,7 @@ class MainWindow(QMainWindow):
             self.session.system_prompt,
             defaults,
             str(defaults.get("system_prompt") or ""),
-            loaded=self._load_options,
+            loaded=self._load_options if self.engine.result is not None and self._loaded_key else None,
         )
 
     def _apply_model_settings(self, scope: str, options: dict[str, Any], prompt: str) -> None:
@@ -480,13 +480,14 @@ class MainWindow(QMainWindow):
         from app.gui.model_settings import effective, load_options
 
         if scope == DEFAULTS:
+            before = str(self._defaults().get("system_prompt") or "")
             try:
                 self.store.set_setting(SETTING_DEFAULTS, {**options, "system_prompt": prompt})
             except StoreError as exc:
                 self.banner.show_message(str(exc))
                 return
-            if self.session.conversation is None and not self.session.draft_system_prompt:
-                self.session.draft_system_prompt = prompt
+            if self.session.conversation is None and self.session.draft_system_prompt == before:
+                self.session.draft_system_prompt = prompt  # a new chat not yet written to
         else:
             self.session.set_options(options)
             self.session.set_system_prompt(prompt)
@@ -494,7 +495,7 @@ class MainWindow(QMainWindow):
         self._use_model_settings()
         wanted = load_options(effective(self.session.options, self._defaults()))
         entry = self._requested_entry
-        if scope == CHAT and wanted != self._load_options and entry is not None and self.engine.result is not None:
+        if wanted != self._load_options and entry is not None and self.engine.result is not None and self._loaded_key:
             self.load_model(entry)
 
     def _use_model_settings(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QDoubleSpinBox,
@@ -30,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.theme import bold, named
+from app.gui.theme import bold, named, repolish
 
 if TYPE_CHECKING:
     from app.core.engine.types import Sampling
@@ -40,6 +41,7 @@ SETTING_DEFAULTS = "model.defaults"  # store setting: the defaults for new chats
 OPTION_KEYS = ("temperature", "top_p", "max_tokens", "n_ctx", "gpu_layers")
 LOAD_KEYS = ("n_ctx", "gpu_layers")  # settings of the load, not of a reply: they reload the model
 PANEL_WIDTH = 340
+MIN_CTX = 512
 CHAT, DEFAULTS = "chat", "defaults"
 
 
@@ -239,6 +241,10 @@ class ModelSettingsPanel(QFrame):
         load_form.addRow("Context", self.n_ctx)
         load_form.addRow("GPU layers", self.gpu_layers)
         layout.addLayout(load_form)
+        self.plan_note = named(QLabel(), "Muted")  # the planner's sentence: why its defaults
+        self.plan_note.setWordWrap(True)
+        self.plan_note.setAccessibleName("The planner's choice")
+        layout.addWidget(self.plan_note)
         self.rows = {
             "temperature": self.temperature,
             "top_p": self.top_p,
@@ -269,7 +275,7 @@ class ModelSettingsPanel(QFrame):
         self.scope = CHAT
         self._values: dict[str, tuple[dict[str, Any], str]] = {CHAT: ({}, ""), DEFAULTS: ({}, "")}
         self._inherited: dict[str, Any] = {}  # the defaults' values, what a chat falls back to
-        self._loaded: tuple[int | None, int | None] = (None, None)
+        self._loaded: tuple[int | None, int | None] | None = None  # None: no model loaded
         self.baseline = Baseline()
         self.scope_buttons[CHAT].setChecked(True)
         self._show()
@@ -300,10 +306,11 @@ class ModelSettingsPanel(QFrame):
         defaults: dict[str, Any],
         default_prompt: str,
         *,
-        loaded: tuple[int | None, int | None] = (None, None),
+        loaded: tuple[int | None, int | None] | None = None,
     ) -> None:
         """What is saved now: this chat's settings and the defaults (and, for a loaded model, the
-        context size and GPU layers it was loaded with, so Apply knows when to reload)."""
+        context size and GPU layers it was loaded with, so Apply knows when to reload; None: no
+        model is loaded)."""
         self._values = {CHAT: (only_options(chat), chat_prompt), DEFAULTS: (only_options(defaults), default_prompt)}
         self._inherited = only_options(defaults)
         self._loaded = loaded
@@ -349,7 +356,9 @@ class ModelSettingsPanel(QFrame):
             fallback("max_tokens", "No limit"), "Until the model ends its reply or the context is full."
         )
         planner = f"Planner: {b.n_ctx:,}" if b.n_ctx else "Planner's choice"
-        self.n_ctx.set_default(fallback("n_ctx", planner), b.reason)
+        self.n_ctx.set_default(fallback("n_ctx", planner))
+        self.plan_note.setText(f"The planner's choice for this computer: {b.reason}" if b.reason else "")
+        self.plan_note.setVisible(bool(b.reason))
         self.n_ctx.box.setMaximum(b.ctx_limit or 131_072)
         self.gpu_layers.box.setMaximum(b.layers_total or 999)
         if b.gpu or not b.n_ctx:
@@ -371,21 +380,35 @@ class ModelSettingsPanel(QFrame):
         return self.values() != options or self.system_prompt.toPlainText().strip() != prompt.strip()
 
     def needs_reload(self) -> bool:
-        """Whether applying changes the context size or GPU layers the model is loaded with."""
-        if self.scope != CHAT or self._loaded == (None, None) and not self.baseline.n_ctx:
+        """Whether applying changes the context size or GPU layers the loaded model runs this chat
+        with (a chat's own values win over the defaults, so the defaults may not matter)."""
+        if self._loaded is None:
             return False
-        chosen = effective(self.values(), self._inherited)
-        n_ctx, layers = load_options(chosen)
-        loaded_ctx, loaded_layers = self._loaded
-        return (n_ctx or None) != (loaded_ctx or None) or layers != loaded_layers
+        if self.scope == CHAT:
+            chosen = effective(self.values(), self._inherited)
+        else:
+            chosen = effective(self._values[CHAT][0], self.values())
+        return load_options(chosen) != self._loaded
+
+    def problem(self) -> str:
+        """A sentence for a value that cannot work, or ""."""
+        n_ctx = self.n_ctx.value()
+        if n_ctx is not None and int(n_ctx) < MIN_CTX:
+            return f"A context of {int(n_ctx):,} tokens cannot hold a conversation: choose {MIN_CTX:,} or more."
+        return ""
 
     def _changed(self) -> None:
         pending = self._pending()
         reload = pending and self.needs_reload()
-        self.apply_button.setEnabled(pending)
+        problem = self.problem()
+        self.apply_button.setEnabled(pending and not problem)
         self.revert_button.setEnabled(pending)
         self.apply_button.setText("Apply and reload" if reload else "Apply")
-        if reload:
+        self.note.setObjectName("ErrorLabel" if problem else "NoticeLabel")
+        repolish(self.note)
+        if problem:
+            self.note.setText(problem)
+        elif reload:
             self.note.setText("The context size or GPU layers changed: Apply reloads the model (a few seconds).")
         elif self.scope == DEFAULTS:
             self.note.setText("New chats start with these; a chat's own settings win over them.")
@@ -397,7 +420,7 @@ class ModelSettingsPanel(QFrame):
         self._show()
 
     def apply(self) -> None:
-        if not self._pending():
+        if not self._pending() or self.problem():
             return
         options = self.values()
         prompt = self.system_prompt.toPlainText().strip()
@@ -409,3 +432,9 @@ class ModelSettingsPanel(QFrame):
 
     def focus_system_prompt(self) -> None:
         self.system_prompt.setFocus()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        if event.key() == Qt.Key.Key_Escape:
+            self.closeRequested.emit()
+            return
+        super().keyPressEvent(event)

@@ -1,0 +1,202 @@
+"""The model settings side panel (per chat and the defaults for new chats), Unload with the memory
+it frees, and opening a chat that was written with another model: through the real window, a real
+SQLite store and the real starter model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.core.engine.host import live_processes
+from app.core.store import ChatStore
+from app.gui.main_window import MainWindow
+from app.gui.model_picker import STARTER_KEY
+from app.gui.model_settings import CHAT, DEFAULTS, SETTING_DEFAULTS
+from tests.gui.conftest import SIGNAL_TIMEOUT_MS, WindowFactory
+from tests.gui.test_chat_flow import send_and_wait
+
+
+def load_starter(qtbot: QtBot, window: MainWindow) -> None:
+    entry = window.header.entry(STARTER_KEY)
+    assert entry is not None
+    with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS):
+        window.load_model(entry)
+
+
+def open_panel(qtbot: QtBot, window: MainWindow) -> None:
+    qtbot.mouseClick(window.header.settings_button, Qt.MouseButton.LeftButton)
+    assert window.model_panel.isVisible() and window.header.settings_button.isChecked()
+
+
+def test_the_panel_shows_the_models_and_the_planners_defaults(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
+) -> None:
+    window = make_window(store)
+    load_starter(qtbot, window)
+    open_panel(qtbot, window)
+    panel = window.model_panel
+    plan = window.engine.result.plan  # type: ignore[union-attr]
+    assert plan is not None
+    # The baseline is worked out on a background thread: the planner's context and its sentence.
+    qtbot.waitUntil(lambda: panel.baseline.n_ctx > 0, timeout=SIGNAL_TIMEOUT_MS)
+    assert panel.n_ctx.box.specialValueText() == f"Planner: {panel.baseline.n_ctx:,}"
+    assert panel.baseline.n_ctx == plan.n_ctx
+    assert panel.plan_note.isVisibleTo(panel) and plan.reason.split(" ")[0] in panel.plan_note.text()
+    assert panel.temperature.box.specialValueText().startswith("Model default: ")
+    assert panel.temperature.value() is None and not panel.apply_button.isEnabled()
+    if plan.device == "cpu":  # this machine: no GPU llama.cpp can use
+        assert not panel.gpu_layers.isEnabled()
+        assert "every layer runs on the CPU" in panel.gpu_layers.note.text()
+    qtbot.keyClick(panel.temperature.box, Qt.Key.Key_Escape)  # Esc closes the panel
+    assert not panel.isVisible() and not window.header.settings_button.isChecked()
+
+
+def test_a_chats_own_settings_reach_the_reply_and_the_store(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
+) -> None:
+    window = make_window(store)
+    load_starter(qtbot, window)
+    send_and_wait(qtbot, window, "Hello")  # the chat exists now
+    conversation = window.session.conversation
+    assert conversation is not None
+    open_panel(qtbot, window)
+    panel = window.model_panel
+    assert panel.scope == CHAT
+    panel.temperature.box.setValue(0.0)
+    panel.max_tokens.box.setValue(3)
+    panel.system_prompt.setPlainText("Answer in one word.")
+    assert panel.apply_button.isEnabled() and panel.apply_button.text() == "Apply"
+    qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    stored = store.get_conversation(conversation.id)
+    assert stored.options == {"temperature": 0.0, "max_tokens": 3}
+    assert stored.system_prompt == "Answer in one word."
+    assert window.header.system_button.text() == "System prompt ✓"
+    assert window.session.options_sampling is not None and window.session.options_sampling.temperature == 0.0
+    outcome = send_and_wait(qtbot, window, "Tell me a long story about the sea.")
+    assert outcome.stats["generated_tokens"] <= 3 and outcome.stop_reason == "length"
+    # A second window on the same database (a restart) shows the chat's settings again.
+    window.close()
+    again = make_window(store)
+    again.session.open(conversation.id)
+    open_panel(qtbot, again)
+    assert again.model_panel.temperature.value() == 0.0 and again.model_panel.max_tokens.value() == 3
+    assert again.model_panel.system_prompt.toPlainText() == "Answer in one word."
+
+
+def test_defaults_start_new_chats_and_a_chats_own_value_wins(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    window = make_window(store)
+    open_panel(qtbot, window)
+    panel = window.model_panel
+    qtbot.mouseClick(panel.scope_buttons[DEFAULTS], Qt.MouseButton.LeftButton)
+    assert panel.scope == DEFAULTS and "Default system prompt" in panel.prompt_label.text()
+    panel.top_p.box.setValue(0.5)
+    panel.max_tokens.box.setValue(512)
+    panel.system_prompt.setPlainText("You are terse.")
+    panel.apply()
+    assert store.get_setting(SETTING_DEFAULTS) == {"top_p": 0.5, "max_tokens": 512, "system_prompt": "You are terse."}
+    window.new_chat()
+    assert window.session.system_prompt == "You are terse."
+    assert window.session.options_max_tokens == 512
+    # This chat's own reply length wins; its top-p still comes from the defaults.
+    panel.set_scope(CHAT)
+    assert panel.max_tokens.box.specialValueText() == "Default: 512 (new chats' setting)"
+    panel.max_tokens.box.setValue(1024)
+    panel.apply()
+    assert window.session.options_max_tokens == 1024
+    assert window.session.options_sampling is not None and window.session.options_sampling.top_p == 0.5
+    # Reset brings back the fallback.
+    qtbot.mouseClick(panel.max_tokens.reset, Qt.MouseButton.LeftButton)
+    assert panel.max_tokens.value() is None
+    panel.apply()
+    assert window.session.options_max_tokens == 512
+
+
+def test_a_context_too_small_is_refused_with_a_sentence(make_window: WindowFactory, store: ChatStore) -> None:
+    window = make_window(store)
+    window.open_model_settings()
+    panel = window.model_panel
+    panel.n_ctx.box.setValue(100)
+    assert not panel.apply_button.isEnabled()
+    assert panel.note.text() == "A context of 100 tokens cannot hold a conversation: choose 512 or more."
+    panel.apply()  # refused
+    assert window.session.options == {}
+
+
+def test_changing_the_context_size_reloads_the_model_with_it(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
+) -> None:
+    window = make_window(store)
+    load_starter(qtbot, window)
+    assert window.engine.result is not None and window.engine.result.plan is not None
+    assert window.engine.result.plan.n_ctx != 1024
+    window.open_model_settings()
+    panel = window.model_panel
+    panel.n_ctx.box.setValue(1024)
+    assert panel.apply_button.text() == "Apply and reload" and "reloads the model" in panel.note.text()
+    with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS) as loaded:
+        qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    assert loaded.args[0].plan.n_ctx == 1024
+    assert window.session.options == {"n_ctx": 1024}  # a draft chat keeps it until it is saved
+    outcome = send_and_wait(qtbot, window, "Hi")
+    assert outcome.state in ("complete", "stopped") or outcome.stop_reason == "length"
+    assert window.session.conversation is not None and window.session.conversation.options == {"n_ctx": 1024}
+
+
+def test_unload_frees_the_model_and_says_how_much(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
+) -> None:
+    window = make_window(store)
+    load_starter(qtbot, window)
+    assert window.header.unload_button.isVisible() and live_processes()
+    with qtbot.waitSignal(window.engine.unloaded, timeout=SIGNAL_TIMEOUT_MS):
+        qtbot.mouseClick(window.header.unload_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not live_processes(), timeout=SIGNAL_TIMEOUT_MS)  # the engine process ended
+    assert not window.engine.is_loaded and not window.header.unload_button.isVisible()
+    text = window.banner.label.text()
+    assert text.startswith("Gemma 3 270M (starter) is unloaded: about ") and text.endswith(" of memory freed.")
+    assert " MB " in text or " GB " in text
+    assert window.banner.action.text() == "Load it again"
+    window.composer.set_text("Hello?")
+    assert not window.composer.can_send() and "No model is loaded" in window.composer.hint.text()
+    with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS):
+        qtbot.mouseClick(window.banner.action, Qt.MouseButton.LeftButton)
+    assert window.composer.can_send()
+
+
+def test_opening_a_chat_offers_its_model(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
+) -> None:
+    written = store.create_conversation("Written with the starter", model=STARTER_KEY)
+    store.add_message(written.id, "user", "Hi")
+    elsewhere = store.create_conversation("Written elsewhere", model="/gone/Mistral-7B-Q4.gguf")
+    store.add_message(elsewhere.id, "user", "Hi")
+    window = make_window(store)
+    window.session.open(elsewhere.id)
+    assert window.banner.label.text() == "This chat was written with Mistral-7B-Q4, which is not on this computer now."
+    assert window.banner.action.text() == "Open the Library"
+    window.session.open(written.id)
+    assert window.banner.label.text() == "This chat was written with Gemma 3 270M (starter)."
+    assert window.banner.action.text() == "Switch to Gemma 3 270M (starter)"
+    with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS):
+        qtbot.mouseClick(window.banner.action, Qt.MouseButton.LeftButton)
+    window.session.open(elsewhere.id)
+    window.session.open(written.id)  # its model is loaded now: nothing to offer
+    assert not window.banner.isVisible()
+
+
+def test_the_reasoning_level_survives_a_restart(make_window: WindowFactory, store: ChatStore) -> None:
+    conversation = store.create_conversation("Thinking hard")
+    window = make_window(store)
+    window.session.open(conversation.id)
+    window.header.effortChanged.emit("high")
+    assert store.get_conversation(conversation.id).effort == "high"
+    window.close()
+    again = make_window(store)
+    again.session.open(conversation.id)
+    assert again.session.effort == "high" and again.header.effort.effort() == "high"
+    again.new_chat()
+    assert again.session.effort == "high"  # new chats start from the last choice
