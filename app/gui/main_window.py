@@ -378,17 +378,18 @@ class MainWindow(QMainWindow):
             return False
 
     def _update_recommendation(self) -> None:
-        """The first catalog model (the catalog is in order of preference) that fits this machine."""
+        """The first catalog model (the catalog is in order of preference) that fits this machine,
+        by the Library's own verdict (the same rows it shows). A recommendation stays while that
+        verdict still says it fits: a refresh with a little more free memory does not change it."""
         from app.gui.library.widgets import size_text
 
-        best = next(
-            (
-                r
-                for r in self.library.rows
-                if r.get("source") == "catalog" and not r.get("installed") and r.get("fit", {}).get("fits")
-            ),
-            None,
-        )
+        candidates = [
+            r
+            for r in self.library.rows
+            if r.get("source") == "catalog" and not r.get("installed") and r.get("fit", {}).get("fits")
+        ]
+        shown = self.view.empty.recommended
+        best = next((r for r in candidates if r.get("id") == shown), None) or next(iter(candidates), None)
         if best is None:
             self.view.empty.set_recommendation("", "", "")
             return
