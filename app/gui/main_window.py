@@ -607,12 +607,37 @@ class MainWindow(QMainWindow):
         if not name:
             self.header.select(self.store.get_setting(SETTING_MODEL, "") or "")
             return
+        self.open_model_path(name)
+
+    def open_model_path(self, name: str) -> None:
+        """Use a GGUF file from anywhere: it loads now, and it is recorded among the installed
+        models (the manifest, on a background thread: the file's header is read) so the Library's
+        "On this computer" and `hearth models` list it, and the Library can forget it. Until that
+        is done, and if the file cannot be recorded, the window remembers it by itself."""
         opened = [p for p in self.store.get_setting(SETTING_EXTRA_MODELS, []) if p != name] + [name]
         self.store.set_setting(SETTING_EXTRA_MODELS, opened[-10:])
         self._refresh_models(name)
         entry = self.header.entry(name)
         if entry is not None:
             self.load_model(entry)
+
+        def record() -> object:
+            from app.core import catalog
+
+            return catalog.import_model(name)
+
+        def recorded(_model: object) -> None:
+            if self._closed:
+                return
+            try:  # the manifest lists it now: the Library's Delete makes it disappear everywhere
+                kept = [p for p in self.store.get_setting(SETTING_EXTRA_MODELS, []) if p != name]
+                self.store.set_setting(SETTING_EXTRA_MODELS, kept)
+            except StoreError:
+                pass
+            self.library.refresh()
+            self.library.modelsChanged.emit()
+
+        self.library.tasks.submit(record, recorded, lambda _exc: None, name="record-opened")
 
     def _shown_name(self, text: str) -> str:
         """`text` with the engine's name for the model (a file's internal "Gemma 3 270m") replaced

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -200,3 +201,52 @@ def test_the_reasoning_level_survives_a_restart(make_window: WindowFactory, stor
     assert again.session.effort == "high" and again.header.effort.effort() == "high"
     again.new_chat()
     assert again.session.effort == "high"  # new chats start from the last choice
+
+
+def test_an_opened_gguf_is_listed_in_the_library_and_by_hearth_models(
+    qtbot: QtBot,
+    make_window: WindowFactory,
+    store: ChatStore,
+    tiny_gptoss_path: Path,
+    tmp_path: Path,
+    hearth_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "Open a GGUF file…" with the real file; only the OS file dialog is answered by a stand-in
+    (a native dialog cannot be driven offscreen)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.core import catalog
+
+    own = tmp_path / "elsewhere" / "My-Tiny-Model.gguf"
+    own.parent.mkdir()
+    shutil.copyfile(tiny_gptoss_path, own)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *_a, **_k: (str(own), "")))
+    window = make_window(store)
+    with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS):
+        window.open_model_file()
+
+    def listed() -> list[dict[str, object]]:
+        return [r for r in window.library.rows if r.get("path") and Path(str(r["path"])).resolve() == own.resolve()]
+
+    qtbot.waitUntil(lambda: bool(listed()), timeout=SIGNAL_TIMEOUT_MS)
+    assert listed()[0]["installed"]
+    assert [m for m in catalog.installed_models() if m.path == own.resolve()]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "HEARTH_HOME": str(hearth_home), "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-m", "app", "models"], capture_output=True, env=env, cwd=root, timeout=600)
+    row = next(line for line in out.stdout.decode().splitlines() if line.startswith(str(listed()[0]["id"])))
+    assert out.returncode == 0 and "yes" in row.split()
+    assert [e for e in window.header.entries() if e.path is not None and e.path.resolve() == own.resolve()]
+    # Forgotten in the Library (once another model is loaded): gone from the picker too, the file kept.
+    load_starter(qtbot, window)
+    with qtbot.waitSignal(window.library.modelsChanged, timeout=SIGNAL_TIMEOUT_MS):
+        assert window.library.delete(str(listed()[0]["id"]))
+    qtbot.waitUntil(lambda: not listed(), timeout=SIGNAL_TIMEOUT_MS)
+    assert not [e for e in window.header.entries() if e.path is not None and e.path.resolve() == own.resolve()]
+    assert own.is_file()
