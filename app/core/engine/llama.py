@@ -93,6 +93,7 @@ class Engine:
         self._job_cancel: threading.Event | None = None
         self._sampling = Sampling()
         self._eog: set[int] = set()
+        self._pieces: dict[int, bytes] = {}  # what each generated token shows (control tokens: nothing)
         # Kept alive for as long as llama.cpp holds a pointer to it.
         self._abort_cb: Any = None
 
@@ -146,6 +147,7 @@ class Engine:
         self._info, self._plan, self._format = info, plan, format_for(info)
         self._sampling = default_sampling(info)
         self._eog = _end_of_generation_tokens(self._llm, self._format)
+        self._pieces = {}
         self._install_abort_callback()
         self._session, self._session_dirty = None, False
         self._kv_key = self._state_key(info, plan) if self._kv_dir is not None else ""
@@ -388,7 +390,7 @@ class Engine:
                     break
                 generated += 1
                 last_at = now
-                text = stops.feed(decoder.decode(llm.detokenize([token], special=True)))
+                text = stops.feed(decoder.decode(self._shown_piece(llm, fmt, token)))
                 if text:
                     for event in parser.feed(text):
                         yield event
@@ -427,6 +429,20 @@ class Engine:
         )
         yield Done(stats, stop_reason, error)
 
+    def _shown_piece(self, llm: Any, fmt: Any, token: int) -> bytes:
+        """The bytes a generated token adds to the reply. A control token (its text exists only
+        with special=True: gpt-oss's `<|reserved_272|>`, Gemma's `<unused5>`) adds nothing unless
+        the format reads it (harmony's markers, a stop string, a think tag): such tokens are never
+        shown as text. Cached per token for the loaded model."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = llm.detokenize([token], special=True)
+            if piece and piece != llm.detokenize([token], special=False):
+                if piece.decode("utf-8", errors="replace") not in _format_markers(fmt):
+                    piece = b""
+            self._pieces[token] = piece
+        return piece
+
     def _require(self) -> Any:
         if self._llm is None:
             raise EngineError("No model is loaded.")
@@ -449,6 +465,16 @@ def _prefix_still_in_cache(llm: Any, info: ModelInfo, plan: LoadPlan | None, pre
     changed the output on Gemma 3 (same seed, different reply) even where llama.cpp reported the
     window's positions present; so only a full-size cache (the planner's choice) is rolled back."""
     return not info.sliding_window or (plan is not None and plan.swa_full) or prefix >= llm.n_tokens
+
+
+def _format_markers(fmt: Any) -> frozenset[str]:
+    """The control texts a format's parser or stop matcher reads from the generated text."""
+    kept = {*getattr(fmt, "stop_strings", ()), "<think>", "</think>"}
+    if getattr(fmt, "name", "") == "harmony":
+        from app.core.formats.harmony import harmony_control_markers
+
+        kept.update(harmony_control_markers())
+    return frozenset(kept)
 
 
 def _piece(llm: Any, token: int) -> str:
