@@ -217,6 +217,8 @@ class MainWindow(QMainWindow):
         h.effortChanged.connect(self._set_effort)
         h.systemPromptRequested.connect(self.edit_system_prompt)
         h.settingsRequested.connect(self.toggle_model_settings)
+        self.sidebar.exportRequested.connect(self.export_chat)
+        self.sidebar.importRequested.connect(self.import_chat)
         h.unloadRequested.connect(self.unload_model)
         self.model_panel.applied.connect(self._apply_model_settings)
         self.model_panel.closeRequested.connect(self.close_model_settings)
@@ -551,6 +553,64 @@ class MainWindow(QMainWindow):
             )
 
         self.library.tasks.submit(plan, show, lambda _exc: None, name="plan")
+
+    # -- export and import ----------------------------------------------------------------------
+
+    def export_chat(self, conversation_id: int, kind: str) -> None:
+        """Ask where, then write the chat there on a background thread; the banner says how it went."""
+        conversation = self.store.get_conversation(conversation_id)
+        if conversation is None:
+            return
+        safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in conversation.title).strip() or "chat"
+        suffix, filters = (".md", "Markdown (*.md)") if kind == "markdown" else (".json", "JSON (*.json)")
+        name, _filter = QFileDialog.getSaveFileName(
+            self, "Export the chat", str(Path.home() / (safe + suffix)), filters
+        )
+        if name:
+            self.export_chat_to(conversation_id, name)
+
+    def export_chat_to(self, conversation_id: int, name: str) -> None:
+        from app.core import chat_export
+
+        def done(path: Path) -> None:
+            self.banner.show_message(f"Exported the chat to {path}.")
+
+        def failed(exc: BaseException) -> None:
+            self.banner.show_message(
+                str(exc) if isinstance(exc, ValueError) else f"The chat could not be exported: {exc}"
+            )
+
+        self.library.tasks.submit(
+            lambda: chat_export.export_chat(self.store, conversation_id, name), done, failed, name="export"
+        )
+
+    def import_chat(self) -> None:
+        name, _filter = QFileDialog.getOpenFileName(
+            self, "Import a chat", str(Path.home()), "Chats in the OpenAI messages shape (*.json);;All files (*)"
+        )
+        if name:
+            self.import_chat_from(name)
+
+    def import_chat_from(self, name: str) -> None:
+        """Read the file on a background thread; the new chat opens when it is in the store."""
+        from app.core import chat_export
+
+        def done(result: tuple[StoredConversation, int]) -> None:
+            conversation, skipped = result
+            if self._closed:
+                return
+            self.show_chat()
+            self.sidebar.refresh()
+            self.session.open(conversation.id)
+            left = f" {skipped} tool message{'s' if skipped != 1 else ''} left out." if skipped else ""
+            self.banner.show_message(f"Imported “{conversation.title}”.{left}")
+
+        def failed(exc: BaseException) -> None:
+            self.banner.show_message(
+                str(exc) if isinstance(exc, ValueError) else f"The chat could not be imported: {exc}"
+            )
+
+        self.library.tasks.submit(lambda: chat_export.import_chat(self.store, name), done, failed, name="import-chat")
 
     # -- unload ---------------------------------------------------------------------------------
 

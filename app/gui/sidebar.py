@@ -135,6 +135,8 @@ class Sidebar(QWidget):
     libraryRequested = Signal()
     downloadsRequested = Signal()
     settingsRequested = Signal()
+    exportRequested = Signal(int, str)  # conversation id, "markdown" | "json"
+    importRequested = Signal()
     searchFinished = Signal()  # the list shows the current query's results
 
     def __init__(self, store: ChatStore, parent: QWidget | None = None) -> None:
@@ -223,7 +225,11 @@ class Sidebar(QWidget):
         self.settings_button.setAccessibleName("Settings")
         self.settings_button.setToolTip("Appearance, models folder, Hugging Face token (Ctrl+,)")
         self.settings_button.clicked.connect(self.settingsRequested)
-        for button in (self.library_button, self.downloads_button, self.settings_button):
+        self.import_button = named(QPushButton("Import a chat…"), "NavButton")
+        self.import_button.setAccessibleName("Import a chat")
+        self.import_button.setToolTip("A chat exported as JSON (the OpenAI messages shape), from Hearth or elsewhere")
+        self.import_button.clicked.connect(self.importRequested)
+        for button in (self.library_button, self.downloads_button, self.settings_button, self.import_button):
             button.setCursor(Qt.CursorShape.PointingHandCursor)
             layout.addWidget(button)
 
@@ -437,7 +443,15 @@ class Sidebar(QWidget):
         rename.triggered.connect(lambda: self.begin_rename(item))
         delete = QAction("Delete", menu)
         delete.triggered.connect(lambda: self.delete(int(item.data(ID_ROLE))))
+        conversation_id = int(item.data(ID_ROLE))
+        as_markdown = QAction("Export as Markdown…", menu)
+        as_markdown.triggered.connect(lambda: self.exportRequested.emit(conversation_id, "markdown"))
+        as_json = QAction("Export as JSON…", menu)
+        as_json.triggered.connect(lambda: self.exportRequested.emit(conversation_id, "json"))
         menu.addAction(rename)
+        menu.addAction(as_markdown)
+        menu.addAction(as_json)
+        menu.addSeparator()
         menu.addAction(delete)
         menu.exec(self.list.viewport().mapToGlobal(pos))  # type: ignore[call-overload]
 

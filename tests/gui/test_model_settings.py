@@ -250,3 +250,31 @@ def test_an_opened_gguf_is_listed_in_the_library_and_by_hearth_models(
     qtbot.waitUntil(lambda: not listed(), timeout=SIGNAL_TIMEOUT_MS)
     assert not [e for e in window.header.entries() if e.path is not None and e.path.resolve() == own.resolve()]
     assert own.is_file()
+
+
+def test_export_and_import_a_chat_through_the_window(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, tmp_path: Path
+) -> None:
+    """The save and open dialogs are the OS's; the window's export_chat_to / import_chat_from are
+    what they lead to."""
+    chat = store.create_conversation("Recipe")
+    store.add_message(chat.id, "user", "How long do I boil an egg?")
+    store.add_message(chat.id, "assistant", "About 7 minutes for a soft yolk.")
+    window = make_window(store)
+    target = tmp_path / "recipe.json"
+    window.export_chat_to(chat.id, str(target))
+    qtbot.waitUntil(lambda: window.banner.label.text().startswith("Exported the chat to"), timeout=SIGNAL_TIMEOUT_MS)
+    assert target.is_file()
+    window.export_chat_to(chat.id, str(tmp_path / "recipe.md"))
+    qtbot.waitUntil(lambda: (tmp_path / "recipe.md").is_file(), timeout=SIGNAL_TIMEOUT_MS)
+    window.import_chat_from(str(target))
+    qtbot.waitUntil(lambda: window.banner.label.text() == "Imported “Recipe”.", timeout=SIGNAL_TIMEOUT_MS)
+    opened = window.session.conversation
+    assert opened is not None and opened.id != chat.id and opened.title == "Recipe"
+    reply = window.view.last_assistant()
+    assert reply is not None and "7 minutes" in reply.answer.text()
+    window.import_chat_from(str(tmp_path / "recipe.md"))
+    qtbot.waitUntil(
+        lambda: "is Markdown, which is for reading" in window.banner.label.text(), timeout=SIGNAL_TIMEOUT_MS
+    )
+    assert len(store.list_conversations()) == 2
