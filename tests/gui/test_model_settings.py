@@ -278,3 +278,38 @@ def test_export_and_import_a_chat_through_the_window(
         lambda: "is Markdown, which is for reading" in window.banner.label.text(), timeout=SIGNAL_TIMEOUT_MS
     )
     assert len(store.list_conversations()) == 2
+
+
+def test_the_system_prompt_opens_beside_the_chat_not_over_it(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    """The system prompt is edited in the side panel: next to the conversation (the reply's actions
+    stay uncovered), with its own border, and its buttons are text, not dated icons."""
+    from PySide6.QtCore import QPoint, QRect
+
+    from app.gui import theme
+
+    chat = store.create_conversation("Prompted")
+    store.add_message(chat.id, "user", "Hi")
+    store.add_message(chat.id, "assistant", "Hello!")
+    window = make_window(store)
+    window.session.open(chat.id)
+    qtbot.mouseClick(window.header.system_button, Qt.MouseButton.LeftButton)
+    panel = window.model_panel
+    assert panel.isVisible() and panel.scope == CHAT
+    qtbot.waitUntil(lambda: panel.system_prompt.hasFocus(), timeout=5_000)
+
+    def rect(widget: object) -> QRect:
+        w = widget  # a QWidget
+        return QRect(w.mapTo(window, QPoint(0, 0)), w.size())  # type: ignore[attr-defined]
+
+    assert not rect(panel).intersects(rect(window.view)) and not rect(panel).intersects(rect(window.composer))
+    reply = window.view.last_assistant()
+    assert reply is not None
+    assert not rect(panel).intersects(rect(reply))
+    sheet = theme.style_sheet(theme.current())
+    assert "#SidePanel { background:" in sheet and "border-left: 1px solid" in sheet.split("#SidePanel {", 1)[1]
+    assert panel.apply_button.text() == "Apply" and panel.apply_button.icon().isNull()
+    qtbot.keyClicks(panel.system_prompt, "Be kind.")
+    qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    assert store.get_conversation(chat.id).system_prompt == "Be kind."  # type: ignore[union-attr]
