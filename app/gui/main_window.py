@@ -880,11 +880,13 @@ class MainWindow(QMainWindow):
         wanted = conversation.model if conversation is not None else None
         current = self._requested_key or self._loaded_key
         if not wanted or wanted in (current, self.engine.engine_name):
+            self._offer_chat_load(conversation)
             return
         entry = self.header.entry(wanted) or next(
             (e for e in self.header.entries() if wanted in (e.name, e.path.stem if e.path else None)), None
         )
         if entry is not None and entry.key == current:
+            self._offer_chat_load(conversation)
             return
         if entry is not None:
             self.banner.show_message(
@@ -896,6 +898,31 @@ class MainWindow(QMainWindow):
                 f"This chat was written with {name}, which is not on this computer now.",
                 ("Open the Library", self.show_library),
             )
+        self._offer_shown = True
+
+    def _offer_chat_load(self, conversation: StoredConversation | None) -> None:
+        """A chat opened whose own context size or GPU layers differ from how the loaded model runs:
+        offer to reload it so (not automatically: a reload takes seconds)."""
+        from app.gui.model_settings import effective, load_options
+
+        entry = self._requested_entry
+        if conversation is None or not conversation.options or entry is None or self.engine.result is None:
+            return
+        if not self._loaded_key or self.engine.loading:
+            return
+        wanted = load_options(effective(dict(conversation.options), self._defaults()))
+        if wanted == self._load_options:
+            return
+        n_ctx, layers = wanted
+        parts = [
+            f"a context of {n_ctx:,} tokens" if n_ctx else "",
+            f"{layers} GPU layers" if layers is not None else "",
+        ]
+        what = " and ".join(p for p in parts if p) or "the planner's context and GPU layers"
+        self.banner.show_message(
+            f"This chat's model settings ask for {what}; {entry.name} is loaded otherwise.",
+            ("Reload with them", lambda: self.load_model(entry)),
+        )
         self._offer_shown = True
 
     def _on_deleted(self, conversation_id: int) -> None:

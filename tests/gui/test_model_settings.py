@@ -313,3 +313,26 @@ def test_the_system_prompt_opens_beside_the_chat_not_over_it(
     qtbot.keyClicks(panel.system_prompt, "Be kind.")
     qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
     assert store.get_conversation(chat.id).system_prompt == "Be kind."  # type: ignore[union-attr]
+
+
+def test_opening_a_chat_with_its_own_context_offers_to_reload(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
+) -> None:
+    small = store.create_conversation("Small context", model=STARTER_KEY, options={"n_ctx": 1024})
+    store.add_message(small.id, "user", "Hi")
+    plain = store.create_conversation("Planner's context", model=STARTER_KEY)
+    store.add_message(plain.id, "user", "Hi")
+    window = make_window(store)
+    load_starter(qtbot, window)
+    window.session.open(plain.id)
+    assert not window.banner.isVisible()
+    window.session.open(small.id)
+    assert window.banner.label.text() == (
+        "This chat's model settings ask for a context of 1,024 tokens; Gemma 3 270M (starter) is loaded otherwise."
+    )
+    with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS) as loaded:
+        qtbot.mouseClick(window.banner.action, Qt.MouseButton.LeftButton)
+    assert loaded.args[0].plan.n_ctx == 1024
+    window.session.open(plain.id)
+    window.session.open(small.id)  # loaded as it asks now: nothing to offer
+    assert not window.banner.isVisible()
