@@ -485,7 +485,7 @@ class MainWindow(QMainWindow):
             self.session.system_prompt,
             defaults,
             str(defaults.get("system_prompt") or ""),
-            loaded=self._load_options if self.engine.result is not None and self._loaded_key else None,
+            loaded=self._load_options if self._local_model_loaded() else None,
         )
 
     def _apply_model_settings(self, scope: str, options: dict[str, Any], prompt: str) -> None:
@@ -508,8 +508,15 @@ class MainWindow(QMainWindow):
         self._use_model_settings()
         wanted = load_options(effective(self.session.options, self._defaults()))
         entry = self._requested_entry
-        if wanted != self._load_options and entry is not None and self.engine.result is not None and self._loaded_key:
+        if wanted != self._load_options and entry is not None and self._local_model_loaded():
             self.load_model(entry)
+
+    def _local_model_loaded(self) -> bool:
+        """A local model is loaded (a remote one's context and layers are its server's)."""
+        entry, result = self._requested_entry, self.engine.result
+        return (
+            bool(self._loaded_key) and result is not None and result.plan is not None and not (entry and entry.remote)
+        )
 
     def _use_model_settings(self) -> None:
         """Hand the session what this chat's settings (else the defaults) ask for."""
@@ -946,9 +953,9 @@ class MainWindow(QMainWindow):
         from app.gui.model_settings import effective, load_options
 
         entry = self._requested_entry
-        if conversation is None or not conversation.options or entry is None or self.engine.result is None:
+        if conversation is None or not conversation.options or entry is None or not self._local_model_loaded():
             return
-        if not self._loaded_key or self.engine.loading:
+        if self.engine.loading:
             return
         wanted = load_options(effective(dict(conversation.options), self._defaults()))
         if wanted == self._load_options:
