@@ -357,12 +357,16 @@ class MainWindow(QMainWindow):
         from app.gui.about import AboutDialog
 
         result = self.engine.result
-        AboutDialog(result.reason if result is not None else None, self).exec()
+        dialog = AboutDialog(result.reason if result is not None else None, self)
+        dialog.exec()
+        dialog.deleteLater()
 
     def edit_token(self) -> None:
         from app.gui.library.token_dialog import TokenDialog
 
-        TokenDialog(self.library, self).exec()
+        dialog = TokenDialog(self.library, self)
+        dialog.exec()
+        dialog.deleteLater()  # freed, and its connections to the library with it
 
     def use_model(self, path: str) -> None:
         """Open an installed model in the chat ("" is the starter model)."""
