@@ -82,8 +82,13 @@ class ErrorBanner(QFrame):
         layout.addWidget(close)
         self.hide()
 
-    def show_message(self, text: str, action: tuple[str, Callable[[], None]] | None = None) -> None:
-        """Show `text`, with one button (label, callback) where one helps, e.g. Retry."""
+    def show_message(
+        self, text: str, action: tuple[str, Callable[[], None]] | None = None, *, error: bool = True
+    ) -> None:
+        """Show `text`, with one button (label, callback) where one helps, e.g. Retry. `error`
+        False: news, not a problem (an export done, an offer), not in the error colour."""
+        self.label.setObjectName("ErrorLabel" if error else "NoticeLabel")
+        repolish(self.label)
         self.label.setText(text)
         self._callback = action[1] if action else None
         self.action.setText(action[0] if action else "")
@@ -594,7 +599,7 @@ class MainWindow(QMainWindow):
         from app.core import chat_export
 
         def done(path: Path) -> None:
-            self.banner.show_message(f"Exported the chat to {path}.")
+            self.banner.show_message(f"Exported the chat to {path}.", error=False)
 
         def failed(exc: BaseException) -> None:
             self.banner.show_message(
@@ -624,7 +629,7 @@ class MainWindow(QMainWindow):
             self.sidebar.refresh()
             self.session.open(conversation.id)
             left = f" {skipped} tool message{'s' if skipped != 1 else ''} left out." if skipped else ""
-            self.banner.show_message(f"Imported “{conversation.title}”.{left}")
+            self.banner.show_message(f"Imported “{conversation.title}”.{left}", error=False)
 
         def failed(exc: BaseException) -> None:
             self.banner.show_message(
@@ -677,7 +682,9 @@ class MainWindow(QMainWindow):
         self.composer.set_model_state("none")
         note = f"{name} is unloaded" + (f": about {format_bytes(freed)} of memory freed." if freed else ".")
         self.header.set_unloaded(note + " Pick it in the list to load it again.")
-        self.banner.show_message(note, ("Load it again", lambda: self.load_model(entry)) if entry else None)
+        self.banner.show_message(
+            note, ("Load it again", lambda: self.load_model(entry)) if entry else None, error=False
+        )
 
     def _update_system_button(self) -> None:
         has = bool(self.session.system_prompt.strip())
@@ -941,13 +948,16 @@ class MainWindow(QMainWindow):
             return
         if entry is not None:
             self.banner.show_message(
-                f"This chat was written with {entry.name}.", (f"Switch to {entry.name}", lambda: self.load_model(entry))
+                f"This chat was written with {entry.name}.",
+                (f"Switch to {entry.name}", lambda: self.load_model(entry)),
+                error=False,
             )
         else:
             name = Path(wanted).stem if ("/" in wanted or "\\" in wanted) else wanted
             self.banner.show_message(
                 f"This chat was written with {name}, which is not on this computer now.",
                 ("Open the Library", self.show_library),
+                error=False,
             )
         self._offer_shown = True
 
@@ -973,6 +983,7 @@ class MainWindow(QMainWindow):
         self.banner.show_message(
             f"This chat's model settings ask for {what}; {entry.name} is loaded otherwise.",
             ("Reload with them", lambda: self.load_model(entry)),
+            error=False,
         )
         self._offer_shown = True
 

@@ -358,3 +358,13 @@ def test_gpu_layers_default_to_the_planners_value_with_its_reason(qtbot: QtBot) 
     with qtbot.waitSignal(panel.applied) as applied:
         panel.apply()
     assert applied.args == ["chat", {"gpu_layers": 0}, ""]
+
+
+def test_news_in_the_banner_is_not_in_the_error_colour(make_window: WindowFactory, store: ChatStore) -> None:
+    elsewhere = store.create_conversation("Written elsewhere", model="/gone/Mistral-7B-Q4.gguf")
+    store.add_message(elsewhere.id, "user", "Hi")
+    window = make_window(store)
+    window.session.open(elsewhere.id)
+    assert window.banner.label.objectName() == "NoticeLabel"  # an offer, not a failure
+    window.banner.show_message("The chat could not be saved.")
+    assert window.banner.label.objectName() == "ErrorLabel"
