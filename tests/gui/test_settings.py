@@ -1,5 +1,5 @@
 """Settings (Ctrl+,): appearance applied at once and remembered, the models folder, the token
-(an in-memory keyring, never the user's)."""
+(an in-memory keyring, never the user's: tests/gui/conftest.py installs one for every GUI test)."""
 
 from __future__ import annotations
 
