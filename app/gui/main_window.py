@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core import paths
+from app.core import paths, remotes
 from app.core.store import ChatStore, StoreError
 from app.core.store import Conversation as StoredConversation
 from app.gui import theme
@@ -31,7 +31,14 @@ from app.gui.chat.composer import Composer
 from app.gui.chat.session import ChatSession
 from app.gui.chat.view import ChatView
 from app.gui.library.controller import LibraryController
-from app.gui.model_picker import STARTER_KEY, HeaderBar, ModelEntry, SystemPromptDialog, installed_models
+from app.gui.model_picker import (
+    STARTER_KEY,
+    HeaderBar,
+    ModelEntry,
+    SystemPromptDialog,
+    installed_models,
+    remote_entries,
+)
 from app.gui.sidebar import Sidebar
 from app.gui.theme import named, repolish
 from app.gui.workers import EngineController
@@ -39,6 +46,7 @@ from app.gui.workers import EngineController
 if TYPE_CHECKING:
     from app.core.engine import LoadResult
     from app.core.planner import LoadPlan
+    from app.core.remotes import RemoteModel
     from app.gui.library.downloads_page import DownloadsPage
     from app.gui.library.view import LibraryPage
 
@@ -161,6 +169,10 @@ class MainWindow(QMainWindow):
         composer_row.addStretch(0)
         pane_layout.addLayout(composer_row)
         self.session = ChatSession(store, self.engine, self.view, self.composer, self)
+        from app.gui.api_server import ApiServerController
+
+        self.api = ApiServerController(store, self.engine, self)
+        self._remote_models: dict[str, list[RemoteModel]] = {}  # per server, as last listed
 
         self._connect()
         self._shortcuts()
@@ -209,6 +221,8 @@ class MainWindow(QMainWindow):
         self.library.rowsChanged.connect(self._update_recommendation)
         self.library.jobChanged.connect(lambda _job: self._update_downloads_note())
         self.library.modelsChanged.connect(self._on_models_changed)
+        self.api.stateChanged.connect(self.sidebar.network.set_api)
+        self.api.failed.connect(self.banner.show_message)
 
     def _shortcuts(self) -> None:
         def bind(keys: QKeySequence | str, slot: object) -> QShortcut:
@@ -298,7 +312,10 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> None:
         from app.gui.settings import SettingsDialog
 
-        SettingsDialog(self.store, self.library, self, about=self.open_about).exec()
+        dialog = SettingsDialog(self.store, self.library, self, about=self.open_about, api=self.api)
+        dialog.engines.modelsListed.connect(self._on_remote_models)
+        dialog.exec()
+        dialog.deleteLater()
 
     def open_about(self) -> None:
         from app.gui.about import AboutDialog
@@ -429,7 +446,10 @@ class MainWindow(QMainWindow):
             self.store.set_setting(SETTING_LOADING, entry.key)
         except StoreError as exc:
             self.banner.show_message(str(exc))
-        self.engine.load(entry.path)
+        if entry.remote:
+            self.engine.load_remote(entry.remote, entry.name)
+        else:
+            self.engine.load(entry.path)
 
     def _forget_setting(self, key: str) -> None:
         try:
@@ -468,6 +488,11 @@ class MainWindow(QMainWindow):
         if preferred is not None and Path(preferred).exists():
             extra.append(Path(preferred))
         entries = installed_models(extra)
+        remembered = remotes.parse_key(str(self.store.get_setting(SETTING_MODEL) or ""))
+        listed = [m for models in self._remote_models.values() for m in models]
+        if remembered is not None and remembered.server in remotes.servers(self.store) and remembered not in listed:
+            listed.insert(0, remembered)  # until its server answers
+        entries += remote_entries(listed)
         key = str(preferred) if preferred is not None else self.store.get_setting(SETTING_MODEL)
         if key and not any(e.key == key for e in entries):
             key = None
@@ -512,8 +537,29 @@ class MainWindow(QMainWindow):
         if self.store.get_setting(SETTING_CRASHED) == self._loaded_key:
             self._forget_setting(SETTING_CRASHED)
         self.header.set_loaded(result)
+        self.sidebar.network.set_remote(result.remote or None)
         self.header.effort.set_effort(self.session.effort)
         self.modelLoaded.emit(result)
+
+    def _start_network_features(self) -> None:
+        if self._closed:
+            return
+        self.api.restore()
+        from app.gui.remote_engines import ModelsLookup
+
+        servers = remotes.servers(self.store)
+        if servers:
+            self._models_lookup = ModelsLookup(self)
+            self._models_lookup.ready.connect(lambda server, models, _error: self._on_remote_models(server, models))
+            for server in servers:
+                self._models_lookup.start(server)
+
+    def _on_remote_models(self, server: str, models: list[RemoteModel]) -> None:
+        if models:
+            self._remote_models[server] = models
+        else:
+            self._remote_models.pop(server, None)
+        self._refresh_models()
 
     def _on_load_failed(self, message: str) -> None:
         self._forget_setting(SETTING_LOADING)
@@ -585,6 +631,7 @@ class MainWindow(QMainWindow):
         self.sidebar.commit_deletes()
         self._save_layout()
         self.library.close()
+        self.api.shutdown()
         self.engine.shutdown()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
@@ -599,6 +646,8 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(AUTOLOAD_DELAY_MS, lambda: self.load_model(entry))
         if not self._resumed_downloads:
             self._resumed_downloads = True
+            # The network features the user turned on: the local API, the remote servers' models.
+            QTimer.singleShot(AUTOLOAD_DELAY_MS, self._start_network_features)
             # A download left unfinished by the last session continues (after the first frame).
             QTimer.singleShot(AUTOLOAD_DELAY_MS, self.library.resume_unfinished)
 

@@ -29,6 +29,7 @@ from app.gui.theme import named
 
 if TYPE_CHECKING:
     from app.core.engine import LoadResult
+    from app.core.remotes import RemoteModel
 
 STARTER_KEY = "starter"
 OPEN_FILE_KEY = "open-file"
@@ -41,10 +42,19 @@ class ModelEntry:
     name: str
     path: Path | None  # None: the starter model, assembled on the engine thread
     size_bytes: int
+    remote: str = ""  # a remote engine's API root; `name` is the model's id there
 
     @property
     def label(self) -> str:
+        if self.remote:
+            from app.core.remotes import host_of
+
+            return f"{self.name}  ·  remote on {host_of(self.remote)}"
         return f"{self.name}  ·  {human_size(self.size_bytes)}" if self.size_bytes else self.name
+
+
+def remote_entries(models: list[RemoteModel]) -> list[ModelEntry]:
+    return [ModelEntry(m.key, m.name, None, 0, m.server) for m in models]
 
 
 def human_size(n: int) -> str:

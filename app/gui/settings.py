@@ -1,5 +1,6 @@
 """Settings (Ctrl+,): appearance, where models are kept, the Hugging Face token, the llama.cpp build
-(engine). Each change applies at once; the engine choice from the next model load on."""
+(engine), remote engines and the local API. Each change applies at once; the engine choice from
+the next model load on."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from app.gui.theme import SETTING_THEME, named
 
 if TYPE_CHECKING:
     from app.core.llama_builds import BuildChoice
+    from app.gui.api_server import ApiServerController
 
 THEMES = (("Follow the system", "system"), ("Light", "light"), ("Dark", "dark"))
 ENGINES: tuple[tuple[str, str | None], ...] = (
@@ -48,6 +50,7 @@ class SettingsDialog(QDialog):
         library: LibraryController,
         parent: QWidget | None = None,
         about: Callable[[], None] | None = None,
+        api: ApiServerController | None = None,
     ) -> None:
         super().__init__(parent)
         self.store = store
@@ -112,6 +115,13 @@ class SettingsDialog(QDialog):
         self.engine_state.setAccessibleName("Engine in use")
         engine_row.addWidget(self.engine_state)
         form.addRow("Engine", engine_row)
+        from app.gui.remote_engines import ApiPanel, EnginesPanel
+
+        self.engines = EnginesPanel(store)
+        form.addRow("Remote engines", self.engines)
+        self.api_panel = ApiPanel(api) if api is not None else None
+        if self.api_panel is not None:
+            form.addRow("Local API", self.api_panel)
         layout.addLayout(form)
 
         self.notice = named(QLabel(), "NoticeLabel")
@@ -120,8 +130,9 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.notice)
         privacy = named(
             QLabel(
-                "Hearth makes no network request unless you download a model or search Hugging "
-                "Face. Chats stay in a database on this computer."
+                "Hearth makes no network request unless you download a model, search Hugging Face or "
+                "add a remote engine; the sidebar names every host it contacted. Chats stay in a "
+                "database on this computer."
             ),
             "Muted",
         )

@@ -1,4 +1,5 @@
-"""The sidebar: New chat, search, conversations grouped by last activity, the Offline indicator.
+"""The sidebar: New chat, search, conversations grouped by last activity, the network indicator
+(Offline until something reaches another machine).
 
 Rename edits the title in place (F2 or the context menu). Delete hides the conversation at once
 and offers Undo for a few seconds; only then is it removed from the store.
@@ -159,17 +160,10 @@ class Sidebar(QWidget):
             button.setCursor(Qt.CursorShape.PointingHandCursor)
             layout.addWidget(button)
 
-        footer = named(QWidget(), "SidebarFooter")
-        footer_layout = QHBoxLayout(footer)
-        footer_layout.setContentsMargins(4, 4, 4, 0)
-        dot = named(QFrame(), "OfflineDot")
-        dot.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        dot.setFixedSize(8, 8)
-        offline = QLabel("Offline · nothing leaves this computer")
-        offline.setAccessibleName("Offline: nothing leaves this computer")
-        footer_layout.addWidget(dot)
-        footer_layout.addWidget(offline, 1)
-        layout.addWidget(footer)
+        from app.gui.network_indicator import NetworkIndicator
+
+        self.network = NetworkIndicator()
+        layout.addWidget(self.network)
         self.refresh()
 
     def set_downloads_progress(self, text: str, fraction: float | None = None) -> None:

@@ -216,6 +216,7 @@ QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
 #CapChip {{ color: {t.muted}; background: {t.hover}; border-radius: 9px; padding: 1px 8px; }}
 #RecommendedTag {{ color: {t.accent}; font-weight: 600; padding-left: 6px; }}
 #OfflineDot {{ background: {t.ok}; border-radius: 4px; }}
+#OnlineDot {{ background: {t.warn}; border-radius: 4px; }}
 #UndoBar {{ background: {t.surface}; border: 1px solid {t.faint}; border-radius: 8px; }}
 
 #Header {{ background: {t.window}; border-bottom: 1px solid {t.faint}; }}

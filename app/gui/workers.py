@@ -85,6 +85,20 @@ class EngineController(QObject):
         """Load a model (None: the starter). A running reply is stopped first."""
         self.service.load(path)
 
+    def load_remote(self, server: str, name: str) -> None:
+        """Load a remote engine's model: its backend is made off the GUI thread (the API key comes
+        from the keyring, which may be slow to answer), then the service loads it like any model."""
+        import threading
+
+        service = self.service
+
+        def run() -> None:
+            from app.core import remotes
+
+            service.load(name, backend=remotes.backend(server))
+
+        threading.Thread(target=run, name="hearth-remote-load", daemon=True).start()
+
     def unload(self) -> None:
         self.service.unload()
 
