@@ -92,11 +92,9 @@ def snapshot(db: Path) -> Snapshot:
     return Snapshot(integrity, titles, messages)
 
 
-def wait_journal(
-    path: Path, proc: subprocess.Popen[bytes], output: Path, what: str, match: Any
-) -> dict[str, Any] | None:
-    """The first journal entry for which `match(entry)` holds; None if the window ended first
-    (a reply that finished before showing anything, say)."""
+def wait_journal(path: Path, proc: subprocess.Popen[bytes], output: Path, what: str, match: Any) -> dict[str, Any]:
+    """The first journal entry for which `match(entry)` holds; the test fails if the window ends
+    or does not get there."""
     deadline = time.monotonic() + PHASE_TIMEOUT_S
     while time.monotonic() < deadline:
         for entry in read_journal(path):
