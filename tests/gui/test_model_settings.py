@@ -65,13 +65,13 @@ def test_a_chats_own_settings_reach_the_reply_and_the_store(
     open_panel(qtbot, window)
     panel = window.model_panel
     assert panel.scope == CHAT
-    panel.temperature.box.setValue(0.0)
+    panel.temperature.box.setValue(0.0)  # type: ignore[arg-type]
     panel.max_tokens.box.setValue(3)
     panel.system_prompt.setPlainText("Answer in one word.")
     assert panel.apply_button.isEnabled() and panel.apply_button.text() == "Apply"
     qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
     stored = store.get_conversation(conversation.id)
-    assert stored.options == {"temperature": 0.0, "max_tokens": 3}
+    assert stored is not None and stored.options == {"temperature": 0.0, "max_tokens": 3}
     assert stored.system_prompt == "Answer in one word."
     assert window.header.system_button.text() == "System prompt ✓"
     assert window.session.options_sampling is not None and window.session.options_sampling.temperature == 0.0
@@ -94,7 +94,7 @@ def test_defaults_start_new_chats_and_a_chats_own_value_wins(
     panel = window.model_panel
     qtbot.mouseClick(panel.scope_buttons[DEFAULTS], Qt.MouseButton.LeftButton)
     assert panel.scope == DEFAULTS and "Default system prompt" in panel.prompt_label.text()
-    panel.top_p.box.setValue(0.5)
+    panel.top_p.box.setValue(0.5)  # type: ignore[arg-type]
     panel.max_tokens.box.setValue(512)
     panel.system_prompt.setPlainText("You are terse.")
     panel.apply()
@@ -194,7 +194,7 @@ def test_the_reasoning_level_survives_a_restart(make_window: WindowFactory, stor
     window = make_window(store)
     window.session.open(conversation.id)
     window.header.effortChanged.emit("high")
-    assert store.get_conversation(conversation.id).effort == "high"
+    assert store.get_conversation(conversation.id).effort == "high"  # type: ignore[union-attr]
     window.close()
     again = make_window(store)
     again.session.open(conversation.id)

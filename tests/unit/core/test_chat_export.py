@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,9 @@ def starter_path() -> Path:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ChatStore:
+def store(tmp_path: Path) -> Iterator[ChatStore]:
     s = ChatStore(tmp_path / "chat.sqlite3")
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
