@@ -199,20 +199,21 @@ def _probe(args: argparse.Namespace, out: TextIO) -> int:
         json.dump(result, out, indent=2)
         out.write("\n")
         return 0
-    gb = 1024**3
+    from app.core.units import format_bytes as gb
+
     out.write(
         f"CPU: {hw.cpu_name}, {hw.physical_cores} cores ({hw.logical_cores} threads)"
         f"{', ' + ' '.join(hw.cpu_features) if hw.cpu_features else ''}\n"
     )
-    out.write(f"RAM: {hw.ram_total / gb:.1f} GB, {hw.ram_available / gb:.1f} GB available\n")
+    out.write(f"RAM: {gb(hw.ram_total)}, {gb(hw.ram_available)} available\n")
     for g in hw.gpus:
-        out.write(f"GPU: {g.name} ({g.backend}), {g.vram_total / gb:.1f} GB, {g.vram_free / gb:.1f} GB free\n")
+        out.write(f"GPU: {g.name} ({g.backend}), {gb(g.vram_total)}, {gb(g.vram_free)} free\n")
     if not hw.gpus:
         out.write("GPU: none usable\n")
     out.write(f"llama.cpp GPU offload: {'yes' if hw.gpu_offload_supported else 'no'}\n")
     if hw.llama_build:
         out.write(f"llama.cpp build: {hw.llama_build} ({hw.llama_build_reason})\n")
-    out.write(f"Free disk for models: {hw.disk_free / gb:.1f} GB\n")
+    out.write(f"Free disk for models: {gb(hw.disk_free)}\n")
     if "plan" in result:
         out.write(f"Plan for {result['model']['name']}: {result['plan']['reason']}\n")
     return 0

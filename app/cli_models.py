@@ -14,7 +14,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from app.core.downloads import format_bytes, format_duration
+from app.core.downloads import format_duration
+from app.core.units import format_bytes
 
 EXIT_OK = 0
 EXIT_ERROR = 1

@@ -586,7 +586,8 @@ def fit_for_size(size_bytes: int | None, hw: Any) -> Fit:
     if not size_bytes:
         return Fit("unknown", "The hub did not say how large this file is.", fits=False)
     need = int(size_bytes * (1 + SIZE_ONLY_OVERHEAD)) + SIZE_ONLY_FIXED
-    gb = lambda n: f"{max(n, 0) / 1024**3:.1f} GB"  # noqa: E731
+    from app.core.units import format_bytes as gb
+
     gpu = hw.best_gpu if getattr(hw, "gpu_offload_supported", False) else None
     note = " (estimated from the file size)"
     if gpu is not None and need <= planner.vram_budget(gpu):

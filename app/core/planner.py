@@ -281,7 +281,9 @@ def estimate_memory(
 
 
 def _gb(n: int | float) -> str:
-    return f"{n / GIB:.1f} GB"
+    from app.core.units import format_bytes
+
+    return format_bytes(n)
 
 
 def _gpu_label(gpu: GpuInfo) -> str:
@@ -564,3 +566,14 @@ def step_down(plan: LoadPlan, hw: HardwareProfile, model: ModelInfo, *, min_ctx:
         reason = f"Retried with a smaller context after running out of memory; {_ctx_words(n_ctx)}."
         return _make_plan(c, hw, model, layer_gpu, reason)
     return None
+
+
+def with_gpu_layers(plan: LoadPlan, n_gpu_layers: int) -> LoadPlan:
+    """`plan` with the user's number of GPU layers (the model settings) in place of the planner's;
+    the sentence says so. Capped at the model's layers; 0 means the CPU only. The engine's
+    out-of-memory step-down still applies when the choice does not fit."""
+    from dataclasses import replace
+
+    n = max(0, min(n_gpu_layers, plan.n_layers_total or n_gpu_layers))
+    chosen = "no layers on the GPU" if n == 0 else f"{n} of {plan.n_layers_total} layers on the GPU"
+    return replace(plan, n_gpu_layers=n, reason=f"{plan.reason} Set in the model settings: {chosen}.")

@@ -8,6 +8,14 @@ busy timeout instead of failing.
 The schema is versioned with PRAGMA user_version; `MIGRATIONS[n]` turns version n into n + 1 and
 is applied in its own transaction. Never edit a released migration: add a new one.
 
+Messages form a tree (version 3): each has a `parent_id`, the message it follows. Regenerating a
+reply or editing a message adds a sibling — an *alternative* — instead of deleting anything, and the
+conversation's `leaf_id` names the last message of the branch that is shown. `messages()` returns
+that branch from the first message to the leaf: what the window shows and what the prompt is built
+from. Switching to another alternative (`choose`) moves the leaf down that alternative's branch,
+following at each step the child chosen most recently (`chosen_at`), so a branch comes back as it
+was left. Later kinds of rows (tool calls, their results) join the same chain with a parent.
+
 A reply being generated is saved while it streams (`ReplyWriter` flushes about once a second), so
 a crash or kill -9 loses at most the last second; at start-up `recover_interrupted()` marks such
 left-over replies 'interrupted'.
@@ -23,7 +31,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +79,42 @@ _V2 = (
     "CREATE INDEX messages_streaming ON messages(state) WHERE state = 'streaming'",
 )
 
-# Tool calls (issue 11): each call an assistant reply made, in its own table keyed by the reply's
+# Version 3: messages form a tree (alternatives from regenerate and edit), and a conversation keeps
+# its own model settings (`options`, a JSON object: temperature, top_p, ...). No REFERENCES on the new
+# columns: a cascade along a chain of parents recurses once per message and SQLite stops at 1,000
+# levels; the store keeps them consistent itself. Existing messages become one chain, in id order.
+_V3 = (
+    "ALTER TABLE messages ADD COLUMN parent_id INTEGER",
+    "ALTER TABLE messages ADD COLUMN chosen_at REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE conversations ADD COLUMN leaf_id INTEGER",
+    "ALTER TABLE conversations ADD COLUMN options TEXT NOT NULL DEFAULT '{}'",
+    "UPDATE messages SET chosen_at = created_at, parent_id = (SELECT max(p.id) FROM messages AS p"
+    " WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id)",
+    "UPDATE conversations SET leaf_id ="
+    " (SELECT max(m.id) FROM messages AS m WHERE m.conversation_id = conversations.id)",
+    "CREATE INDEX messages_by_parent ON messages(parent_id)",
+)
+
+# Version 4: a full-text index of message text for the sidebar's search (a LIKE scan of 20,000
+# messages took 0.26 s per keystroke). Trigrams over the case-folded text keep the substring
+# semantics of search_conversations; the triggers keep it in step with every write.
+_V4 = (
+    "CREATE VIRTUAL TABLE message_text USING fts5(text, tokenize = 'trigram case_sensitive 1')",
+    "INSERT INTO message_text (rowid, text) SELECT id, hearth_fold(content) FROM messages",
+    "CREATE TRIGGER message_text_insert AFTER INSERT ON messages BEGIN"
+    " INSERT INTO message_text (rowid, text) VALUES (new.id, hearth_fold(new.content)); END",
+    "CREATE TRIGGER message_text_update AFTER UPDATE OF content ON messages BEGIN"
+    " UPDATE message_text SET text = hearth_fold(new.content) WHERE rowid = new.id; END",
+    "CREATE TRIGGER message_text_delete AFTER DELETE ON messages BEGIN"
+    " DELETE FROM message_text WHERE rowid = old.id; END",
+)
+
+TRIGRAM = 3  # queries shorter than this (after folding) cannot use the index: they scan
+
+# Version 5, tool calls (issue 11): each call an assistant reply made, in its own table keyed by the reply's
 # message, with its result and how it went; and the tools each conversation offers. The round's
 # reasoning and preamble ride on its first call, so a reply re-renders exactly as it was generated.
-# (Renumber when merging after other migrations: it only adds tables.)
-_V_TOOLS = (
+_V5 = (
     """CREATE TABLE tool_calls (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
@@ -106,7 +145,7 @@ _V_TOOLS = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V_TOOLS)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -127,6 +166,9 @@ class Conversation:
     effort: str
     created_at: float  # Unix seconds
     updated_at: float  # last activity: a message added, a reply finished
+    # This chat's own model settings (what the window's model settings panel saves for it):
+    # keys temperature, top_p, max_tokens, n_ctx, gpu_layers; absent means the default.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,6 +183,22 @@ class Message:
     state: str
     error: str | None
     created_at: float
+    parent_id: int | None = None  # the message this one follows; None for a first message
+
+
+@dataclass(frozen=True)
+class Thread:
+    """The branch of a conversation that is shown, and where it has alternatives."""
+
+    messages: list[Message]
+    # For each message of the branch that has siblings: all of them (itself included), oldest
+    # first — what "‹ 2/3 ›" counts and switches between.
+    alternatives: dict[int, tuple[int, ...]]
+
+    def position(self, message_id: int) -> tuple[int, int]:
+        """(1-based index among its alternatives, how many there are); (1, 1) without any."""
+        siblings = self.alternatives.get(message_id)
+        return (siblings.index(message_id) + 1, len(siblings)) if siblings else (1, 1)
 
 
 TOOL_STATUSES = ("waiting", "running", "done", "failed", "denied", "cancelled")
@@ -180,8 +238,8 @@ class _Unset(enum.Enum):
 
 UNSET = _Unset.UNSET
 
-_CONVERSATION_COLUMNS = "id, title, system_prompt, model, effort, created_at, updated_at"
-_MESSAGE_COLUMNS = "id, conversation_id, role, content, reasoning, stats, model, state, error, created_at"
+_CONVERSATION_COLUMNS = "id, title, system_prompt, model, effort, created_at, updated_at, options"
+_MESSAGE_COLUMNS = "id, conversation_id, role, content, reasoning, stats, model, state, error, created_at, parent_id"
 _TOOL_CALL_FIELDS = tuple(ToolCall.__dataclass_fields__)
 
 
@@ -199,6 +257,14 @@ def _like_pattern(query: str) -> str:
     return f"%{escaped}%"
 
 
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(
         id=row["id"],
@@ -208,6 +274,7 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         effort=row["effort"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        options=_json_object(row["options"]),
     )
 
 
@@ -230,6 +297,7 @@ def _message(row: sqlite3.Row) -> Message:
         state=row["state"],
         error=row["error"],
         created_at=row["created_at"],
+        parent_id=row["parent_id"],
     )
 
 
@@ -395,14 +463,15 @@ class ChatStore:
         system_prompt: str = "",
         model: str | None = None,
         effort: str = "medium",
+        options: dict[str, Any] | None = None,
     ) -> Conversation:
         _check_choice("effort", effort, EFFORTS)
         with self._write() as conn:
             now = self._now()
             cursor = conn.execute(
-                "INSERT INTO conversations (title, system_prompt, model, effort, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (title, system_prompt, model, effort, now, now),
+                "INSERT INTO conversations (title, system_prompt, model, effort, created_at, updated_at, options)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (title, system_prompt, model, effort, now, now, json.dumps(options or {}, ensure_ascii=False)),
             )
             assert cursor.lastrowid is not None
             return self._get_conversation(conn, cursor.lastrowid)
@@ -444,9 +513,12 @@ class ChatStore:
         system_prompt: str | _Unset = UNSET,
         model: str | None | _Unset = UNSET,
         effort: str | _Unset = UNSET,
+        options: dict[str, Any] | _Unset = UNSET,
     ) -> Conversation:
         """Change the given fields only (model=None clears the model); not counted as activity."""
         changes: dict[str, object] = {}
+        if not isinstance(options, _Unset):
+            changes["options"] = json.dumps(options, ensure_ascii=False)
         if not isinstance(system_prompt, _Unset):
             changes["system_prompt"] = system_prompt
         if not isinstance(model, _Unset):
@@ -473,20 +545,30 @@ class ChatStore:
         """Conversations whose title or any message text contains `query`, ignoring case.
 
         Matching is on Unicode case-folded, NFC-normalised text, so "ÉTÉ" finds "été" whether
-        the accents were typed precomposed or combining; % and _ are literal. A substring
-        search cannot use a B-tree index: it scans, which is fast enough for a personal history.
+        the accents were typed precomposed or combining; % and _ are literal. Message text is
+        looked up in the trigram index (milliseconds for tens of thousands of messages); a query
+        of one or two characters cannot use it and scans instead. Titles are few and scanned.
         """
         if not query.strip():
             return self.list_conversations()
-        pattern = _like_pattern(query)
+        folded = _fold(query) or ""
+        params = {"p": _like_pattern(query), "q": '"' + folded.replace('"', '""') + '"'}
+        if len(folded) >= TRIGRAM:
+            in_messages = (
+                "c.id IN (SELECT m.conversation_id FROM message_text AS t JOIN messages AS m ON m.id = t.rowid"
+                " WHERE message_text MATCH :q)"
+            )
+        else:
+            in_messages = (
+                "EXISTS (SELECT 1 FROM messages AS m WHERE m.conversation_id = c.id"
+                " AND hearth_fold(m.content) LIKE :p ESCAPE '\\')"
+            )
         with self._read() as conn:
             rows = conn.execute(
                 f"SELECT {_CONVERSATION_COLUMNS} FROM conversations AS c"
-                " WHERE hearth_fold(c.title) LIKE :p ESCAPE '\\'"
-                " OR EXISTS (SELECT 1 FROM messages AS m WHERE m.conversation_id = c.id"
-                "            AND hearth_fold(m.content) LIKE :p ESCAPE '\\')"
+                f" WHERE hearth_fold(c.title) LIKE :p ESCAPE '\\' OR {in_messages}"
                 " ORDER BY c.updated_at DESC, c.id DESC",
-                {"p": pattern},
+                params,
             ).fetchall()
         return [_conversation(row) for row in rows]
 
@@ -503,22 +585,58 @@ class ChatStore:
         model: str | None = None,
         state: str = "complete",
         error: str | None = None,
+        parent_id: int | None | _Unset = UNSET,
     ) -> Message:
-        """Append a finished message (the user's, before generation starts)."""
+        """Append a finished message (the user's, before generation starts) to the branch shown,
+        or, with `parent_id`, after that message (None: as a first message) — an edit's new
+        alternative. The new message ends the branch shown."""
         _check_choice("role", role, ROLES)
         _check_choice("state", state, STATES)
         stats_json = _dump_stats(stats)
         with self._write() as conn:
             now = self._now()
             self._touch(conn, conversation_id, now)
+            parent = self._parent_for(conn, conversation_id, parent_id)
             cursor = conn.execute(
-                "INSERT INTO messages"
-                " (conversation_id, role, content, reasoning, stats, model, state, error, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, role, content, reasoning, stats_json, model, state, error, now),
+                "INSERT INTO messages (conversation_id, role, content, reasoning, stats, model, state, error,"
+                " created_at, parent_id, chosen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, role, content, reasoning, stats_json, model, state, error, now, parent, now),
             )
             assert cursor.lastrowid is not None
+            self._set_leaf(conn, conversation_id, cursor.lastrowid)
             return self._get_message(conn, cursor.lastrowid)
+
+    def _parent_for(self, conn: sqlite3.Connection, conversation_id: int, parent_id: int | None | _Unset) -> int | None:
+        if isinstance(parent_id, _Unset):
+            branch = self._branch_ids(conn, conversation_id)
+            return branch[-1] if branch else None
+        if parent_id is not None:
+            self._require_in(conn, conversation_id, parent_id)
+        return parent_id
+
+    def _require_in(self, conn: sqlite3.Connection, conversation_id: int, message_id: int) -> None:
+        found = conn.execute(
+            "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?", (message_id, conversation_id)
+        ).fetchone()
+        if found is None:
+            raise NotFoundError(f"Message {message_id} is not in conversation {conversation_id}.")
+
+    def _set_leaf(self, conn: sqlite3.Connection, conversation_id: int, leaf_id: int | None) -> None:
+        conn.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?", (leaf_id, conversation_id))
+
+    def _branch_ids(self, conn: sqlite3.Connection, conversation_id: int) -> list[int]:
+        """The ids of the branch shown, first message first."""
+        return _branch(self._tree(conn, conversation_id), self._leaf(conn, conversation_id))
+
+    def _leaf(self, conn: sqlite3.Connection, conversation_id: int) -> int | None:
+        row = conn.execute("SELECT leaf_id FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        return row[0] if row is not None else None
+
+    def _tree(self, conn: sqlite3.Connection, conversation_id: int) -> dict[int, tuple[int | None, float]]:
+        rows = conn.execute(
+            "SELECT id, parent_id, chosen_at FROM messages WHERE conversation_id = ?", (conversation_id,)
+        ).fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     def _get_message(self, conn: sqlite3.Connection, message_id: int) -> Message:
         row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
@@ -534,25 +652,71 @@ class ChatStore:
                 return None
 
     def messages(self, conversation_id: int) -> list[Message]:
-        """The conversation's messages in the order they were added."""
+        """The branch shown, in order: what the window shows and what the model is sent."""
+        return self.thread(conversation_id).messages
+
+    def all_messages(self, conversation_id: int) -> list[Message]:
+        """Every message of the conversation, every alternative included, in the order added."""
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
-                (conversation_id,),
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
             ).fetchall()
         return [_message(row) for row in rows]
 
+    def thread(self, conversation_id: int) -> Thread:
+        """The branch shown and, for its messages that have them, their alternatives."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS}, chosen_at FROM messages WHERE conversation_id = ? ORDER BY id",
+                (conversation_id,),
+            ).fetchall()
+            leaf = self._leaf(conn, conversation_id)
+        tree = {row["id"]: (row["parent_id"], row["chosen_at"]) for row in rows}
+        by_id = {row["id"]: row for row in rows}
+        ids = _branch(tree, leaf)
+        siblings: dict[int | None, list[int]] = {}
+        for message_id, (parent, _chosen) in tree.items():  # in id order: oldest alternative first
+            siblings.setdefault(parent if parent in tree else None, []).append(message_id)
+        alternatives = {}
+        for message_id in ids:
+            parent = tree[message_id][0]
+            group = siblings[parent if parent in tree else None]
+            if len(group) > 1:
+                alternatives[message_id] = tuple(group)
+        return Thread([_message(by_id[i]) for i in ids], alternatives)
+
+    def choose(self, message_id: int) -> Thread:
+        """Show the alternative `message_id` (and, below it, the branch chosen there last time)."""
+        with self._write() as conn:
+            message = self._get_message(conn, message_id)
+            now = self._now()
+            conn.execute("UPDATE messages SET chosen_at = ? WHERE id = ?", (now, message_id))
+            tree = self._tree(conn, message.conversation_id)
+            self._set_leaf(conn, message.conversation_id, _descend(tree, message_id))
+        return self.thread(message.conversation_id)
+
+    def rewind_to(self, conversation_id: int, message_id: int | None) -> None:
+        """End the branch shown at `message_id` (None: before the first message), keeping what
+        followed as an alternative: the next message added or reply begun starts a new one."""
+        with self._write() as conn:
+            if message_id is not None:
+                self._require_in(conn, conversation_id, message_id)
+            self._set_leaf(conn, conversation_id, message_id)
+
     def begin_reply(self, conversation_id: int, model: str | None) -> int:
-        """Create an empty assistant message in state 'streaming'; returns its id."""
+        """Create an empty assistant message in state 'streaming' at the end of the branch shown
+        (so a reply after `rewind_to` becomes an alternative); returns its id."""
         with self._write() as conn:
             now = self._now()
             self._touch(conn, conversation_id, now)
+            parent = self._parent_for(conn, conversation_id, UNSET)
             cursor = conn.execute(
-                "INSERT INTO messages (conversation_id, role, content, model, state, created_at)"
-                " VALUES (?, 'assistant', '', ?, 'streaming', ?)",
-                (conversation_id, model, now),
+                "INSERT INTO messages (conversation_id, role, content, model, state, created_at, parent_id, chosen_at)"
+                " VALUES (?, 'assistant', '', ?, 'streaming', ?, ?, ?)",
+                (conversation_id, model, now, parent, now),
             )
             assert cursor.lastrowid is not None
+            self._set_leaf(conn, conversation_id, cursor.lastrowid)
             return cursor.lastrowid
 
     def update_reply(self, message_id: int, answer: str, reasoning: str) -> None:
@@ -587,23 +751,24 @@ class ChatStore:
             return self._get_message(conn, message_id)
 
     def delete_messages_after(self, conversation_id: int, message_id: int, *, inclusive: bool = False) -> int:
-        """Delete the messages that follow `message_id` (and it too when inclusive).
+        """Delete what follows `message_id` — every message below it, on every branch — and it
+        too when inclusive; the branch shown then ends there. Returns how many were deleted.
 
-        For regenerate (delete after the user's message) and edit-and-resend (inclusive, then add
-        the edited text). Returns how many were deleted.
-        """
+        (Regenerate and edit keep the earlier messages as alternatives instead; this is for
+        throwing a branch away.)"""
         with self._write() as conn:
-            found = conn.execute(
-                "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?",
-                (message_id, conversation_id),
-            ).fetchone()
-            if found is None:
+            message = self._get_message(conn, message_id)
+            if message.conversation_id != conversation_id:
                 raise NotFoundError(f"Message {message_id} is not in conversation {conversation_id}.")
-            operator = ">=" if inclusive else ">"
-            cursor = conn.execute(
-                f"DELETE FROM messages WHERE conversation_id = ? AND id {operator} ?",
-                (conversation_id, message_id),
+            start = (
+                "SELECT id FROM messages WHERE id = ?" if inclusive else "SELECT id FROM messages WHERE parent_id = ?"
             )
+            cursor = conn.execute(  # DELETE first: Python's sqlite3 counts rows only for such statements
+                f"DELETE FROM messages WHERE id IN (WITH RECURSIVE below(id) AS ({start}"
+                " UNION ALL SELECT m.id FROM messages AS m JOIN below ON m.parent_id = below.id) SELECT id FROM below)",
+                (message_id,),
+            )
+            self._set_leaf(conn, conversation_id, message.parent_id if inclusive else message_id)
             self._touch(conn, conversation_id, self._now())
             return cursor.rowcount
 
@@ -724,6 +889,40 @@ class ChatStore:
                 " ON CONFLICT(conversation_id) DO UPDATE SET selectors = excluded.selectors",
                 (conversation_id, json.dumps(list(selectors), ensure_ascii=False)),
             )
+
+
+def _branch(tree: dict[int, tuple[int | None, float]], leaf: int | None) -> list[int]:
+    """The ids from the first message down to `leaf`; without a usable leaf (a database written
+    before version 3 had none, or the leaf was deleted), the branch chosen most recently."""
+    if leaf is None or leaf not in tree:
+        roots = [i for i, (parent, _) in tree.items() if parent is None or parent not in tree]
+        if not roots:
+            return []
+        leaf = _descend(tree, max(roots, key=lambda i: (tree[i][1], i)))
+    ids: list[int] = []
+    seen: set[int] = set()
+    node: int | None = leaf
+    while node is not None and node in tree and node not in seen:  # `seen`: a damaged file's loop ends
+        seen.add(node)
+        ids.append(node)
+        node = tree[node][0]
+    ids.reverse()
+    return ids
+
+
+def _descend(tree: dict[int, tuple[int | None, float]], start: int) -> int:
+    """From `start`, follow the child chosen most recently down to a leaf."""
+    children: dict[int, list[int]] = {}
+    for message_id, (parent, _) in tree.items():
+        if parent is not None:
+            children.setdefault(parent, []).append(message_id)
+    node, seen = start, {start}
+    while children.get(node):
+        node = max(children[node], key=lambda i: (tree[i][1], i))
+        if node in seen:
+            break
+        seen.add(node)
+    return node
 
 
 class ReplyWriter:

@@ -52,6 +52,7 @@ SETTING_EXTRA_MODELS = "model.opened_files"
 SETTING_LOADING = "model.loading"
 SETTING_CRASHED = "model.crashed"  # the model whose load made the engine process die
 AUTOLOAD_DELAY_MS = 50
+PREWARM_DELAY_MS = 700
 
 
 class ErrorBanner(QFrame):
@@ -115,6 +116,7 @@ class MainWindow(QMainWindow):
         self.engine = engine or EngineController(store, self, ctx_cap=ctx_cap)
         self._closed = False
         self._resumed_downloads = False
+        self._prewarmed = False
         self._loading_name = ""
         self._requested_key = self._loaded_key = ""
         self._requested_entry: ModelEntry | None = None
@@ -156,6 +158,7 @@ class MainWindow(QMainWindow):
         composer_row.setContentsMargins(24, 8, 24, 12)
         composer_row.addStretch(0)
         self.composer = Composer()
+        self.composer.set_model_state("none")
         self.composer.setMaximumWidth(theme.COLUMN_WIDTH)
         composer_row.addWidget(self.composer, 1)
         composer_row.addStretch(0)
@@ -164,6 +167,7 @@ class MainWindow(QMainWindow):
 
         self._connect()
         self._shortcuts()
+        theme.keyboard_focus_only(self)
         self._restore_layout()
         self._refresh_models(model)
         self._on_conversation_changed(None)
@@ -186,6 +190,8 @@ class MainWindow(QMainWindow):
         s.conversationChanged.connect(self._on_conversation_changed)
         s.conversationsChanged.connect(sb.refresh)
         s.errorOccurred.connect(self.banner.show_message)
+        s.modelNeeded.connect(self._model_needed)
+        self.composer.libraryRequested.connect(self.show_library)
         self.view.empty.promptChosen.connect(self._use_example)
         self.view.empty.openModelRequested.connect(self.open_model_file)
         h.modelChosen.connect(self.load_model)
@@ -225,6 +231,7 @@ class MainWindow(QMainWindow):
         bind("Ctrl+J", self.show_downloads)
         bind("Ctrl+,", self.open_settings)
         bind(QKeySequence(QKeySequence.StandardKey.HelpContents), self.open_about)
+        bind("Ctrl+Q", self.close)  # the window's close ends Hearth (stops the reply, saves)
         self._stop_shortcut = bind("Esc", self.session.stop)
         self._stop_shortcut.setEnabled(False)
         self.session.streamingChanged.connect(lambda: self._stop_shortcut.setEnabled(self.session.streaming))
@@ -382,13 +389,13 @@ class MainWindow(QMainWindow):
         self.sidebar.set_downloads_progress(note, fraction)
 
     def focus_search(self) -> None:
-        if not self.sidebar.isVisible():
+        if self.sidebar.isHidden():
             self.toggle_sidebar()
         self.sidebar.search.setFocus()
         self.sidebar.search.selectAll()
 
     def toggle_sidebar(self) -> None:
-        self.sidebar.setVisible(not self.sidebar.isVisible())
+        self.sidebar.setVisible(self.sidebar.isHidden())
 
     def _use_example(self, prompt: str) -> None:
         self.composer.set_text(prompt)
@@ -416,6 +423,21 @@ class MainWindow(QMainWindow):
         if entry is not None:
             self.load_model(entry)
 
+    def _shown_name(self, text: str) -> str:
+        """`text` with the engine's name for the model (a file's internal "Gemma 3 270m") replaced
+        by the name the user sees in the picker ("Gemma 3 270M (starter)")."""
+        entry, internal = self._requested_entry, self.engine.engine_name
+        if entry is not None and internal and internal != entry.name:
+            return text.replace(internal, entry.name)
+        return text
+
+    def _model_needed(self) -> None:
+        """A reply was asked for with no model ready: say so once, with the way to get one."""
+        if self.engine.loading:
+            self.banner.show_message("The model is still loading; send again once it is ready.")
+        else:
+            self.banner.show_message("No model is loaded.", ("Open the Library", self.show_library))
+
     def load_model(self, entry: ModelEntry) -> None:
         if self._closed:
             return
@@ -423,7 +445,9 @@ class MainWindow(QMainWindow):
         self._requested_entry = entry
         self.header.select(entry.key)
         self.header.set_loading(entry.name)
+        self.composer.set_model_state("loading", entry.name)
         self.session.model_name = None
+        self.session.model_key = None
         try:
             self.store.set_setting(SETTING_MODEL, entry.key)
             self.store.set_setting(SETTING_LOADING, entry.key)
@@ -447,14 +471,17 @@ class MainWindow(QMainWindow):
         except StoreError:
             pass
         self.session.model_name = None
-        self._crash_notice(message, self._requested_entry)
+        self.composer.set_model_state("none")
+        self._crash_notice(self._shown_name(message), self._requested_entry)
         self.modelFailed.emit(message)
 
     def _on_engine_stopped(self, message: str) -> None:
         """The engine died mid-reply or while idle: the reply (if any) keeps its text, marked."""
         self.session.model_name = None
+        self.session.model_key = None
         self._loaded_key = ""
-        self._crash_notice(message, self._requested_entry)
+        self.composer.set_model_state("none")
+        self._crash_notice(self._shown_name(message), self._requested_entry)
 
     def _crash_notice(self, message: str, entry: ModelEntry | None) -> None:
         self.header.set_failed(message)
@@ -499,15 +526,18 @@ class MainWindow(QMainWindow):
         )
 
     def _on_load_started(self, name: str) -> None:
-        self._loading_name = name
-        self.header.set_loading(name)
+        entry = self._requested_entry
+        self._loading_name = entry.name if entry is not None else name
+        self.header.set_loading(self._loading_name)
 
     def _on_plan(self, plan: LoadPlan) -> None:
-        self.header.set_plan(plan.reason, self._loading_name)
+        self.header.set_plan(self._shown_name(plan.reason), self._loading_name)
 
     def _on_loaded(self, result: LoadResult) -> None:
         self._loaded_key = self._requested_key
         self.session.model_name = result.name
+        self.session.model_key = self._loaded_key or None
+        self.composer.set_model_state("ready")
         self._forget_setting(SETTING_LOADING)
         if self.store.get_setting(SETTING_CRASHED) == self._loaded_key:
             self._forget_setting(SETTING_CRASHED)
@@ -518,22 +548,31 @@ class MainWindow(QMainWindow):
     def _on_load_failed(self, message: str) -> None:
         self._forget_setting(SETTING_LOADING)
         previous = self.engine.result
+        message = self._shown_name(message)
+        entry = self._requested_entry
+        what = entry.name if entry is not None else "The model"
         if previous is not None and self.engine.is_loaded:
             # The file was refused before the old model was unloaded: it keeps answering.
             self.header.set_loaded(previous)
             self.header.select(self._loaded_key)
-            self.banner.show_message(f"The model could not be loaded. {message} Still using {previous.name}.")
+            self.composer.set_model_state("ready")
+            self.session.model_name = previous.name
+            self.session.model_key = self._loaded_key or None
+            kept = self.header.entry(self._loaded_key) if self._loaded_key else None
+            still = kept.name if kept is not None else previous.name
+            self.banner.show_message(f"{what} could not be loaded. {message} Still using {still}.")
         else:
             self.session.model_name = None
+            self.session.model_key = None
+            self.composer.set_model_state("none")
             self.header.set_failed(message)
-            self.banner.show_message(f"The model could not be loaded. {message}")
+            self.banner.show_message(f"{what} could not be loaded. {message}")
         self.modelFailed.emit(message)
 
     def on_theme_changed(self) -> None:
         """The OS switched light/dark: re-render what is shown (message HTML carries colours)."""
         self.header.refresh_dot()
-        if not self.session.streaming and self.session.conversation is not None:
-            self.session.reload()
+        self.view.retheme()  # the open conversation, visible part first, without rebuilding it
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -573,7 +612,8 @@ class MainWindow(QMainWindow):
         try:
             self.store.set_setting(SETTING_GEOMETRY, bytes(self.saveGeometry().toBase64().data()).decode())
             self.store.set_setting(SETTING_SPLITTER, bytes(self.splitter.saveState().toBase64().data()).decode())
-            self.store.set_setting(SETTING_SIDEBAR, self.sidebar.isVisible())
+            # isHidden, not isVisible: at exit the window is already hidden, and so "is" the sidebar.
+            self.store.set_setting(SETTING_SIDEBAR, not self.sidebar.isHidden())
         except StoreError:
             pass  # losing the window size is not worth an error at exit
 
@@ -597,10 +637,21 @@ class MainWindow(QMainWindow):
             entry, self._autoload = self._autoload, None
             # A short delay lets the first frame paint before the engine thread takes the GIL.
             QTimer.singleShot(AUTOLOAD_DELAY_MS, lambda: self.load_model(entry))
+        if not self._prewarmed:
+            self._prewarmed = True
+            QTimer.singleShot(PREWARM_DELAY_MS, self._prewarm)
         if not self._resumed_downloads:
             self._resumed_downloads = True
             # A download left unfinished by the last session continues (after the first frame).
             QTimer.singleShot(AUTOLOAD_DELAY_MS, self.library.resume_unfinished)
+
+    def _prewarm(self) -> None:
+        """Markdown and highlighting imported on a background thread before a chat is opened."""
+        import threading
+
+        from app.gui.chat import markdown
+
+        threading.Thread(target=markdown.prewarm, name="hearth-prewarm", daemon=True).start()
 
     def _set_icon(self) -> None:
         from PySide6.QtWidgets import QApplication

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core import paths
+from app.core.units import format_bytes
 from app.gui import theme
 from app.gui.theme import named
 
@@ -44,14 +45,7 @@ class ModelEntry:
 
     @property
     def label(self) -> str:
-        return f"{self.name}  ·  {human_size(self.size_bytes)}" if self.size_bytes else self.name
-
-
-def human_size(n: int) -> str:
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n / 1024:.0f} KB"
+        return f"{self.name}  ·  {format_bytes(self.size_bytes)}" if self.size_bytes else self.name
 
 
 def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:

@@ -1,7 +1,9 @@
 """The sidebar: New chat, search, conversations grouped by last activity, the Offline indicator.
 
 Rename edits the title in place (F2 or the context menu). Delete hides the conversation at once
-and offers Undo for a few seconds; only then is it removed from the store.
+and offers Undo for a few seconds; only then is it removed from the store. A search runs on a
+background thread (the store answers from its full-text index); Esc clears it. Long titles end
+in an ellipsis within the sidebar's width: the list never scrolls sideways.
 """
 
 from __future__ import annotations
@@ -9,7 +11,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QAction, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -21,6 +34,8 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMenu,
     QPushButton,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -32,6 +47,8 @@ from app.gui.theme import named
 
 if TYPE_CHECKING:
     from PySide6.QtGui import QIcon
+
+    from app.gui.library.tasks import Background
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 UNDO_SECONDS = 8
@@ -48,6 +65,48 @@ def group_label(timestamp: float, today: dt.date) -> str:
     if age <= 7:
         return "Previous 7 days"
     return "Older"
+
+
+class ConversationDelegate(QStyledItemDelegate):
+    """Rows never wider than the list (so a long title is elided, not scrolled to), and a rename
+    editor tall enough to show its text."""
+
+    def __init__(self, view: QListWidget) -> None:
+        super().__init__(view)
+        self._view = view
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802 (Qt API)
+        hint = super().sizeHint(option, index)
+        return QSize(min(hint.width(), max(1, self._view.viewport().width())), hint.height())
+
+    def createEditor(  # noqa: N802 (Qt API)
+        self, parent: QWidget, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QWidget:
+        editor = QLineEdit(parent)
+        editor.setObjectName("RenameEdit")
+        editor.setAccessibleName("New title")
+        editor.setFrame(False)
+        return editor
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex | QPersistentModelIndex) -> None:  # noqa: N802 (Qt API)
+        if isinstance(editor, QLineEdit):
+            editor.setText(str(index.data(Qt.ItemDataRole.EditRole) or ""))
+            editor.selectAll()
+
+    def setModelData(  # noqa: N802 (Qt API)
+        self, editor: QWidget, model: QAbstractItemModel, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        if isinstance(editor, QLineEdit):
+            model.setData(index, editor.text(), Qt.ItemDataRole.EditRole)
+
+    def updateEditorGeometry(  # noqa: N802 (Qt API)
+        self, editor: QWidget, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        rect = QRect(option.rect)
+        height = max(rect.height(), editor.sizeHint().height())
+        rect.setTop(rect.center().y() - height // 2)
+        rect.setHeight(height)
+        editor.setGeometry(rect)
 
 
 class ConversationList(QListWidget):
@@ -76,6 +135,7 @@ class Sidebar(QWidget):
     libraryRequested = Signal()
     downloadsRequested = Signal()
     settingsRequested = Signal()
+    searchFinished = Signal()  # the list shows the current query's results
 
     def __init__(self, store: ChatStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -101,7 +161,10 @@ class Sidebar(QWidget):
         self.search.setAccessibleName("Search chats")
         self.search.setToolTip("Search titles and messages (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
+        self.search.installEventFilter(self)  # Esc clears it
         layout.addWidget(self.search)
+        self._search_ticket = 0
+        self._searches: Background | None = None
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(SEARCH_DELAY_MS)
@@ -119,6 +182,11 @@ class Sidebar(QWidget):
         self.list.renameRequested.connect(self.begin_rename)
         self.list.deleteRequested.connect(lambda item: self.delete(item.data(ID_ROLE)))
         self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setWordWrap(False)
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)  # rows re-fit when the sidebar resizes
+        self.list.setItemDelegate(ConversationDelegate(self.list))
         layout.addWidget(self.list, 1)
 
         self.empty_label = named(QLabel("No chats yet."), "Muted")
@@ -184,19 +252,61 @@ class Sidebar(QWidget):
 
             self.downloads_button.setIcon(QIcon())
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        if (
+            watched is self.search
+            and event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Escape
+            and self.search.text()
+        ):
+            self.search.clear()
+            return True
+        return super().eventFilter(watched, event)
+
     # -- listing ------------------------------------------------------------------------------
 
     def conversations(self) -> list[Conversation]:
+        """What the list shows now (read on the calling thread)."""
         query = self.search.text()
         found = self._store.search_conversations(query) if query.strip() else self._store.list_conversations()
         return [c for c in found if c.id not in self._pending_delete]
 
     def refresh(self) -> None:
-        try:
-            conversations = self.conversations()
-        except StoreError as exc:
-            self.errorOccurred.emit(str(exc))
+        """List the conversations again: all of them at once; a search's matches when the
+        background search answers (an answer to an older query is dropped)."""
+        self._search_ticket += 1
+        query = self.search.text()
+        if not query.strip():
+            try:
+                found = self._store.list_conversations()
+            except StoreError as exc:
+                self.errorOccurred.emit(str(exc))
+                return
+            self._show([c for c in found if c.id not in self._pending_delete])
             return
+        if self._searches is None:
+            from app.gui.library.tasks import Background
+
+            self._searches = Background(self)
+        ticket = self._search_ticket
+        store = self._store
+        self._searches.submit(
+            lambda: store.search_conversations(query),
+            lambda found: self._on_found(ticket, found),
+            lambda exc: self._on_search_failed(ticket, exc),
+            name="search",
+        )
+
+    def _on_found(self, ticket: int, found: list[Conversation]) -> None:
+        if ticket == self._search_ticket:
+            self._show([c for c in found if c.id not in self._pending_delete])
+
+    def _on_search_failed(self, ticket: int, exc: BaseException) -> None:
+        if ticket == self._search_ticket:
+            self.errorOccurred.emit(str(exc) if isinstance(exc, StoreError) else f"The search failed: {exc}")
+
+    def _show(self, conversations: list[Conversation]) -> None:
         self._building = True
         self.list.clear()
         today = dt.date.today()
@@ -225,6 +335,7 @@ class Sidebar(QWidget):
         self.empty_label.setVisible(not conversations)
         self.empty_label.setText("No matches." if self.search.text().strip() else "No chats yet.")
         self._building = False
+        self.searchFinished.emit()
 
     def set_current(self, conversation_id: int | None) -> None:
         self._current = conversation_id

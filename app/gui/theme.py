@@ -131,6 +131,16 @@ def repolish(widget: QWidget) -> None:
         style.polish(widget)
 
 
+def keyboard_focus_only(root: QWidget) -> None:
+    """Buttons under `root` take the focus from Tab, not from a click: the focus ring then shows
+    where the keyboard is, and does not linger on a button the mouse pressed."""
+    from PySide6.QtWidgets import QAbstractButton
+
+    for button in root.findChildren(QAbstractButton):
+        if button.focusPolicy() != Qt.FocusPolicy.NoFocus:
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+
+
 def current() -> Theme:
     return _current
 
@@ -198,6 +208,9 @@ QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
     background: {t.surface}; border: 1px solid {t.faint}; border-radius: 8px; padding: 6px 8px;
 }}
 #Sidebar QLineEdit:focus {{ border-color: {t.accent}; }}
+#Sidebar QLineEdit#RenameEdit {{
+    padding: 1px 6px; border: 1px solid {t.accent}; border-radius: 6px; background: {t.surface}; color: {t.text};
+}}
 #NewChat {{
     background: {t.surface}; border: 1px solid {t.faint}; border-radius: 8px; padding: 8px 12px;
     text-align: left; font-weight: 600;
@@ -208,7 +221,6 @@ QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
 #ConversationList::item:hover {{ background: {t.hover}; }}
 #ConversationList::item:selected {{ background: {t.selected}; color: {t.text}; }}
 #ConversationList::item:disabled {{ color: {t.muted}; background: transparent; }}
-#ConversationList:focus {{ border: none; }}
 #SidebarFooter QLabel {{ color: {t.muted}; }}
 #NavButton {{ text-align: left; padding: 6px 8px; border-radius: 6px; color: {t.text}; }}
 #NavButton:hover {{ background: {t.hover}; }}
@@ -251,6 +263,8 @@ QPushButton:disabled, QToolButton:disabled {{ color: {t.muted}; }}
 #EffortGroup QToolButton:focus {{ border-color: {t.accent}; }}
 #ActionButton {{ color: {t.muted}; padding: 2px 6px; }}
 #ActionButton:hover {{ color: {t.text}; }}
+#LinkButton {{ color: {t.accent}; padding: 0 2px; font-weight: 600; }}
+#LinkButton:hover {{ background: transparent; text-decoration: underline; }}
 #Chip {{
     background: {t.surface}; border: 1px solid {t.faint}; border-radius: 14px; padding: 8px 14px;
     color: {t.text};
@@ -279,6 +293,19 @@ QMenu {{ background: {t.surface}; color: {t.text}; border: 1px solid {t.faint}; 
 QMenu::item {{ padding: 6px 16px; border-radius: 4px; }}
 QMenu::item:selected {{ background: {t.hover}; }}
 QSplitter::handle {{ background: {t.faint}; }}
+
+/* The keyboard focus, visible on every control (buttons take focus from Tab only, see
+   keyboard_focus_only, so a mouse click leaves no ring behind). ID rules are repeated because an
+   ID selector outranks QPushButton:focus. */
+QPushButton:focus, QToolButton:focus, #NewChat:focus, #NavButton:focus, #Chip:focus, #ActionButton:focus,
+#LinkButton:focus, #PrimaryButton:focus, #StopButton:focus, #EffortGroup QToolButton:focus,
+#ThinkingHeader:focus {{ border: 2px solid {t.accent}; }}
+QComboBox:focus, #Sidebar QLineEdit:focus, #ChatPane QLineEdit:focus, QDialog QLineEdit:focus {{
+    border: 1px solid {t.accent};
+}}
+#ConversationList:focus {{ border: 1px solid {t.accent}; border-radius: 8px; }}
+QPlainTextEdit:focus, QTextEdit:focus {{ border: 1px solid {t.accent}; }}
+#ComposerEdit:focus {{ border: none; }}
 """
 
 

@@ -52,6 +52,9 @@ class EngineController(QObject):
         self._store, self._backend, self._ctx_cap = store, backend, ctx_cap
         self._service: ChatService | None = None
         self._handlers: dict[type, Any] = {}
+        # The name the engine knows the model by (the file's general.name), as the last load said
+        # it: the window puts the name it shows in its place in sentences (see MainWindow).
+        self.engine_name = ""
 
     @property
     def service(self) -> ChatService:
@@ -125,8 +128,8 @@ class EngineController(QObject):
             from app.core.chat import service as s
 
             self._handlers = {
-                s.LoadStarted: lambda e: self.loadStarted.emit(e.name),
-                s.PlanReady: lambda e: self.planReady.emit(e.plan),
+                s.LoadStarted: lambda e: self._named(e.name, self.loadStarted.emit, e.name),
+                s.PlanReady: lambda e: self._named(e.name, self.planReady.emit, e.plan),
                 s.Loaded: lambda e: self.loaded.emit(e.result),
                 s.LoadFailed: self._on_load_failed,
                 s.Unloaded: lambda _e: self.unloaded.emit(),
@@ -137,6 +140,10 @@ class EngineController(QObject):
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event)
+
+    def _named(self, name: str, emit: Any, value: object) -> None:
+        self.engine_name = name
+        emit(value)
 
     def _on_load_failed(self, event: LoadFailed) -> None:
         if event.crashed:

@@ -123,28 +123,63 @@ def test_escape_stops_the_reply(qtbot: QtBot, starter_window: MainWindow, store:
     assert blocker.args[0].state == "stopped"
 
 
-def test_regenerate_replaces_the_last_reply(qtbot: QtBot, starter_window: MainWindow, store: ChatStore) -> None:
+def capture_prompts(window: MainWindow) -> list[list[tuple[str, str]]]:
+    """Record the prompt of every reply the chat service is asked for: (role, content) pairs."""
+    prompts: list[list[tuple[str, str]]] = []
+    service = window.engine.service
+    original = service.start_reply
+
+    def spy(request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        prompts.append([(m.role, m.content) for m in request.conversation.messages])
+        return original(request, *args, **kwargs)
+
+    service.start_reply = spy  # type: ignore[method-assign]
+    return prompts
+
+
+def test_regenerate_keeps_the_earlier_reply_as_an_alternative(
+    qtbot: QtBot, starter_window: MainWindow, store: ChatStore
+) -> None:
     window = starter_window
     window.session.max_tokens = 12
+    window.session.sampling = Sampling(temperature=1.0, seed=7)
     first = send_and_wait(qtbot, window, "Tell me a fact about cats.")
     assert window.session.conversation is not None
     conv_id = window.session.conversation.id
     reply = window.view.last_assistant()
     assert reply is not None and reply.regenerate_button.isVisibleTo(reply)
+    assert not reply.switcher.isVisibleTo(reply)  # one reply: no "‹ 1/1 ›"
+    prompts = capture_prompts(window)
+    window.session.sampling = Sampling(temperature=1.0, seed=8)
     with qtbot.waitSignal(window.session.replyFinished, timeout=SIGNAL_TIMEOUT_MS) as blocker:
         qtbot.mouseClick(reply.regenerate_button, Qt.MouseButton.LeftButton)
     second: ReplyOutcome = blocker.args[0]
     assert second.state == "complete" and second.message_id != first.message_id
+    assert prompts[-1] == [("user", "Tell me a fact about cats.")]  # the old reply is not in the prompt
     stored = store.messages(conv_id)
     assert [m.role for m in stored] == ["user", "assistant"] and stored[1].id == second.message_id
     assert [type(w).__name__ for w in window.view.messages] == ["UserMessageWidget", "AssistantMessageWidget"]
-    assert window.view.last_assistant().message_id == second.message_id
+    shown = window.view.last_assistant()
+    assert shown is not None and shown.message_id == second.message_id
+    assert shown.switcher.isVisibleTo(shown) and shown.switcher.text() == "‹ 2/2 ›"
+    # The earlier reply is kept: "‹" shows it, and the next turn's prompt is built from it.
+    qtbot.mouseClick(shown.switcher.previous, Qt.MouseButton.LeftButton)
+    back = window.view.last_assistant()
+    assert back is not None and back.message_id == first.message_id and back.answer_text() == first.answer
+    assert back.switcher.text() == "‹ 1/2 ›" and store.messages(conv_id)[1].id == first.message_id
+    send_and_wait(qtbot, window, "And another one?")
+    assert prompts[-1] == [
+        ("user", "Tell me a fact about cats."),
+        ("assistant", first.answer),
+        ("user", "And another one?"),
+    ]
+    assert {m.id for m in store.all_messages(conv_id)} >= {first.message_id, second.message_id}
 
 
-def test_edit_and_resend_the_last_user_message(qtbot: QtBot, starter_window: MainWindow, store: ChatStore) -> None:
+def test_edit_keeps_the_earlier_branch(qtbot: QtBot, starter_window: MainWindow, store: ChatStore) -> None:
     window = starter_window
     window.session.max_tokens = 12
-    send_and_wait(qtbot, window, "What is the capital of Frnace?")
+    old = send_and_wait(qtbot, window, "What is the capital of Frnace?")
     conv_id = window.session.conversation.id
     user = window.view.last_user()
     assert user is not None and user.edit_button.isVisibleTo(user)
@@ -164,6 +199,14 @@ def test_edit_and_resend_the_last_user_message(qtbot: QtBot, starter_window: Mai
     assert [w.text for w in window.view.messages if isinstance(w, UserMessageWidget)] == [
         "What is the capital of France?"
     ]
+    edited = window.view.last_user()
+    assert edited is not None and edited.switcher.text() == "‹ 2/2 ›"
+    # The earlier question and its reply are still there, one click away.
+    qtbot.mouseClick(edited.switcher.previous, Qt.MouseButton.LeftButton)
+    question, answer = window.view.messages
+    assert isinstance(question, UserMessageWidget) and question.text == "What is the capital of Frnace?"
+    assert isinstance(answer, AssistantMessageWidget) and answer.message_id == old.message_id
+    assert question.switcher.text() == "‹ 1/2 ›"
 
 
 def test_cancel_edit_restores_nothing_lost(qtbot: QtBot, starter_window: MainWindow, store: ChatStore) -> None:

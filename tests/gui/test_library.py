@@ -429,8 +429,8 @@ def test_search_the_hub_list_files_with_fit_and_download_one(
         click(qtbot, page.results.repo_buttons[SMALL_REPO])
     assert list(page.results.model_rows) == [SMALL_FILE]
     assert (
-        "6.0 MB" in page.results.status.text()
-        or "6.0 MB" in page.results.model_rows[SMALL_FILE].findChildren(type(page.results.status))[0].text()
+        "6 MB" in page.results.status.text()
+        or "6 MB" in page.results.model_rows[SMALL_FILE].findChildren(type(page.results.status))[0].text()
     )
     from app.gui.library.widgets import FitBadge
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLineEdit
 from pytestqt.qtbot import QtBot
 
 from app.core.store import ChatStore
@@ -146,3 +147,64 @@ def test_keyboard_new_chat_and_sidebar_toggle(qtbot: QtBot, make_window: WindowF
     assert not window.sidebar.isVisible()
     qtbot.keyClick(window.focusWidget(), Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
     assert window.sidebar.isVisible()
+
+
+def test_the_rename_editor_is_tall_enough_to_show_the_title(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    ids = seed(store)
+    window = make_window(store)
+    sidebar = window.sidebar
+    sidebar.begin_rename(sidebar.item_for(ids["Lisbon trip"]))
+    editor = sidebar.list.findChild(QLineEdit, "RenameEdit")
+    assert editor is not None and editor.isVisible()
+    assert editor.text() == "Lisbon trip" and editor.selectedText() == "Lisbon trip"
+    # The text area (inside padding and border) fits a line of text: it was 12 px tall.
+    text_height = editor.fontMetrics().height()
+    assert editor.contentsRect().height() >= text_height and editor.height() >= text_height + 4
+    qtbot.keyClicks(editor, "Porto")
+    assert editor.text() == "Porto"
+    with qtbot.waitSignal(sidebar.conversationRenamed, timeout=10_000):
+        qtbot.keyClick(editor, Qt.Key.Key_Return)
+    assert store.get_conversation(ids["Lisbon trip"]).title == "Porto"
+
+
+def test_long_titles_end_in_an_ellipsis_and_never_scroll_sideways(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    long_title = "A very long conversation title about " + "many different things " * 8
+    conv = store.create_conversation(long_title)
+    store.add_message(conv.id, "user", "x")
+    window = make_window(store)
+    sidebar = window.sidebar
+    qtbot.waitUntil(lambda: sidebar.list.viewport().width() > 100, timeout=10_000)
+    item = sidebar.item_for(conv.id)
+    rect = sidebar.list.visualItemRect(item)
+    assert rect.width() <= sidebar.list.viewport().width()
+    assert sidebar.list.horizontalScrollBar().maximum() == 0
+    assert not sidebar.list.horizontalScrollBar().isVisible()
+    assert sidebar.list.textElideMode() == Qt.TextElideMode.ElideRight
+    assert item.toolTip() == long_title  # the whole title on hover
+
+
+def test_escape_clears_the_search(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    seed(store)
+    window = make_window(store)
+    window.focus_search()
+    qtbot.keyClicks(window.sidebar.search, "lisbon")
+    qtbot.waitUntil(lambda: window.sidebar.titles() == ["Lisbon trip"], timeout=10_000)
+    qtbot.keyClick(window.sidebar.search, Qt.Key.Key_Escape)
+    assert window.sidebar.search.text() == ""
+    qtbot.waitUntil(lambda: len(window.sidebar.titles()) == 3, timeout=10_000)
+
+
+def test_the_sidebar_comes_back_as_it_was_left(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    window = make_window(store)
+    assert window.sidebar.isVisible()
+    window.close()  # saved while the window is already hidden: the sidebar "is" hidden too then
+    again = make_window(store)
+    assert again.sidebar.isVisible()
+    again.toggle_sidebar()
+    again.close()
+    third = make_window(store)
+    assert not third.sidebar.isVisible() and third.sidebar.isHidden()

@@ -142,6 +142,7 @@ def sentence(exc: BaseException) -> str:
 class _LoadJob:
     path: Path | str | None  # a file (local), a model's name (remote), None: the starter model
     ctx_cap: int | None
+    gpu_layers: int | None = None  # None: the planner's choice
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ class ChatService:
 
     # -- requests (any thread) ------------------------------------------------------------------
 
-    def load(self, path: Path | str | None, ctx_cap: int | None = None) -> None:
+    def load(self, path: Path | str | None, ctx_cap: int | None = None, gpu_layers: int | None = None) -> None:
         """Load a model (None: the starter). A running reply is stopped and a load in progress is
         abandoned first: the newest choice wins."""
         self.cancel_all()
@@ -233,7 +234,7 @@ class ChatService:
             abandon = self._pending_loads > 1
         if abandon:
             self.backend.interrupt_load()
-        self._jobs.put(_LoadJob(path, ctx_cap if ctx_cap is not None else self.ctx_cap))
+        self._jobs.put(_LoadJob(path, ctx_cap if ctx_cap is not None else self.ctx_cap, gpu_layers))
 
     def unload(self) -> None:
         self.cancel_all()
@@ -377,8 +378,9 @@ class ChatService:
                     )
             else:
                 self._emit(LoadStarted(path.stem if isinstance(path, Path) else path))
+            extra = {"gpu_layers": job.gpu_layers} if job.gpu_layers is not None else {}
             result = self.backend.load(
-                path, ctx_cap=job.ctx_cap, on_plan=lambda info, plan: self._emit(PlanReady(info.name, plan))
+                path, ctx_cap=job.ctx_cap, on_plan=lambda info, plan: self._emit(PlanReady(info.name, plan)), **extra
             )
         except EngineCrashedError as exc:
             self.result = None
@@ -388,7 +390,7 @@ class ChatService:
             self._emit(LoadFailed(sentence(exc), path))
         else:
             self.result = result
-            self._last_load = _LoadJob(path, job.ctx_cap)
+            self._last_load = _LoadJob(path, job.ctx_cap, job.gpu_layers)
             self._emit(Loaded(result))
         finally:
             with self._lock:

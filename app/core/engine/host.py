@@ -378,15 +378,17 @@ class LocalBackend:
         *,
         ctx_cap: int | None = None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
+        gpu_layers: int | None = None,
     ) -> LoadResult:
-        """Validate, plan and load in a fresh engine process. If that process dies while loading
+        """Validate, plan and load in a fresh engine process (`gpu_layers`: the user's choice in
+        place of the planner's). If that process dies while loading
         on a GPU build, the build is left out for this session and the load is tried once more
         with the next build (in the end the CPU), which the result's notices say."""
         from app.core import hardware, llama_builds
 
         model = Path(model)
         try:
-            return self._load(model, ctx_cap, on_plan)
+            return self._load(model, ctx_cap, on_plan, gpu_layers)
         except EngineCrashedError as crash:
             build = self._last_build
             if build == "cpu" or self._load_interrupted:
@@ -395,7 +397,7 @@ class LocalBackend:
             hardware.clear_cache()  # the next plan is for the next build's devices
             label = llama_builds.LABELS.get(build, build)
             log.warning("the %s build crashed while loading %s; trying the next build", label, model)
-            result = self._load(model, ctx_cap, on_plan)
+            result = self._load(model, ctx_cap, on_plan, gpu_layers)
             result.notices.insert(
                 0,
                 f"{crash} The {label} build of llama.cpp is left out until Hearth restarts; "
@@ -408,6 +410,7 @@ class LocalBackend:
         model: Path,
         ctx_cap: int | None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None,
+        gpu_layers: int | None = None,
     ) -> LoadResult:
         from app.core.engine.wire import decode_plan, encode_plan
         from app.core.gguf_file import inspect_gguf
@@ -419,6 +422,10 @@ class LocalBackend:
         plan = plan_load(hardware, info, ctx_cap=ctx_cap)
         if not plan.fits:
             raise EngineError(plan.reason)
+        if gpu_layers is not None and gpu_layers != plan.n_gpu_layers:
+            from app.core.planner import with_gpu_layers
+
+            plan = with_gpu_layers(plan, gpu_layers)
         if on_plan is not None:
             on_plan(info, plan)
         self._stop_process()  # the old model's memory goes back before the new one loads

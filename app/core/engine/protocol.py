@@ -35,11 +35,13 @@ class Backend(Protocol):
         *,
         ctx_cap: int | None = None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
+        gpu_layers: int | None = None,
     ) -> LoadResult:
         """Load a model — a GGUF file (local) or a model's name (remote) — (blocking; called from the
         chat service's thread). Raises EngineError with
         a sentence; EngineCrashedError when the engine died while loading. `on_plan` receives the
-        model and its load plan before the slow part starts."""
+        model and its load plan before the slow part starts. `gpu_layers`: the user's choice in
+        place of the planner's (None: the planner decides)."""
 
     def generate(self, request: GenerateRequest, cancel: CancelToken | None = None) -> Iterator[Event]:
         """Parsed events then one Done. Problems with the request raise EngineError before the

@@ -108,6 +108,7 @@ class RemoteBackend:
         *,
         ctx_cap: int | None = None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
+        gpu_layers: int | None = None,  # the remote server places its layers itself
     ) -> LoadResult:
         name = str(model)
         started = time.perf_counter()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QEvent, QSize, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QResizeEvent
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
+    QScrollBar,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
@@ -23,13 +23,21 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui import theme
-from app.gui.chat.markdown import Block, StreamingMarkdown, highlight_code, render_blocks
+from app.gui.chat.markdown import Block, StreamingMarkdown, cached_blocks, highlight_code
 from app.gui.theme import named
 
 BLOCK_SPACING = 12
 SAFE_SCHEMES = ("http", "https", "mailto")
 HIGHLIGHT_EVERY_S = 0.5  # an open code block is re-highlighted at most this often
 CHUNK_BLOCKS = 12
+SIZE_HINT_WIDTH = theme.COLUMN_WIDTH
+COPIED_MS = 1500  # how long a Copy button says "Copied"
+
+
+def flash_copied(button: QToolButton, text: str = "Copy") -> None:
+    """Feedback for a Copy button: "Copied ✓" for a moment, then its label again."""
+    button.setText("Copied ✓")
+    QTimer.singleShot(COPIED_MS, button, lambda: button.setText(text))
 
 
 def open_link(href: str) -> None:
@@ -46,6 +54,8 @@ class ProseBlock(QLabel):
         super().__init__(parent)
         self._muted = muted
         self._hfw: dict[int, int] = {}
+        self._layout_key: tuple[object, ...] = ()
+        self._html = ""
         self.setTextFormat(Qt.TextFormat.RichText)
         self.setWordWrap(True)
         self.setOpenExternalLinks(False)
@@ -59,10 +69,23 @@ class ProseBlock(QLabel):
             self.setStyleSheet(f"color: {theme.current().muted};")
         self.set_html(html)
 
+    def retheme(self) -> None:
+        """The theme changed: the same HTML with the new colours."""
+        if self._muted:
+            self.setStyleSheet(f"color: {theme.current().muted};")
+        self.set_html(self._html)
+
     def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         # QLabel's own hint is the height at a narrow width; a scroll area would take that
         # (much taller) height as the column's minimum. The layout uses heightForWidth instead.
         return QSize(40, self.fontMetrics().height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        # QLabel's own hint for wrapped rich text lays the text out several times to guess a
+        # width (a table: half the cost of showing it); the column decides the width anyway.
+        # The column's own width: the width the label will have in all but narrow windows, so
+        # the layouts' size hints ask for the height already computed for the real layout.
+        return QSize(SIZE_HINT_WIDTH, self.heightForWidth(SIZE_HINT_WIDTH))
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt API)
         # Qt's layouts ask every label again on each layout pass and QLabel lays its rich text
@@ -81,10 +104,17 @@ class ProseBlock(QLabel):
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt API)
         if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
-            self._hfw.clear()
+            # Polishing on first show is a StyleChange that changes nothing the layout of the
+            # text depends on: keep the heights then (each costs a layout of the rich text).
+            margins = self.contentsMargins()
+            key = (self.font().key(), margins.left(), margins.top(), margins.right(), margins.bottom())
+            if key != self._layout_key:
+                self._layout_key = key
+                self._hfw.clear()
         super().changeEvent(event)
 
     def set_html(self, html: str) -> None:
+        self._html = html
         if "<a " in html:
             # Links must be reachable from the keyboard too.
             self.setTextInteractionFlags(self.textInteractionFlags() | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
@@ -92,43 +122,73 @@ class ProseBlock(QLabel):
         self.setText(theme.markdown_css(theme.current(), muted=self._muted) + html)
 
 
-class CodeView(QScrollArea):
-    """The body of a code block: no wrapping, a horizontal scroll bar when lines are long."""
+class CodeView(QWidget):
+    """The body of a code block: no wrapping; a horizontal scroll bar only when a line is longer
+    than the width. A plain label until then — a QScrollArea (viewport, two scroll bars) for every
+    code block of a long conversation cost more than the code itself."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("CodeScroll")
-        self.setWidgetResizable(False)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.label = QLabel()
+        self.label = QLabel(self)
         self.label.setTextFormat(Qt.TextFormat.RichText)
         self.label.setFont(theme.mono_font())
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.label.setContentsMargins(12, 10, 12, 10)
         self.label.setAutoFillBackground(False)
-        self.setWidget(self.label)
+        self._bar: QScrollBar | None = None
+        self._natural = QSize(0, 0)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def horizontalScrollBar(self) -> QScrollBar:  # noqa: N802 (as QScrollArea names it)
+        if self._bar is None:
+            self._bar = QScrollBar(Qt.Orientation.Horizontal, self)
+            self._bar.valueChanged.connect(lambda value: self.label.move(-value, 0))
+            self._bar.setVisible(False)
+        return self._bar
 
     def set_html(self, html: str) -> None:
         self.label.setText(html)
-        self.label.adjustSize()
-        self._fit_height()
+        self._natural = self.label.sizeHint()
+        self._lay_out()
 
-    def _fit_height(self) -> None:
-        height = self.label.sizeHint().height()
-        if self.label.sizeHint().width() > self.viewport().width():
-            height += self.horizontalScrollBar().sizeHint().height()
-        if height != self.height():
+    def _lay_out(self) -> None:
+        width, natural = self.width(), self._natural
+        scrolls = width > 0 and natural.width() > width
+        height = natural.height()
+        if scrolls:
+            bar = self.horizontalScrollBar()
+            bar_height = bar.sizeHint().height()
+            bar.setRange(0, natural.width() - width)
+            bar.setPageStep(width)
+            bar.setGeometry(0, height, width, bar_height)
+            bar.setVisible(True)
+            height += bar_height
+        elif self._bar is not None:
+            self._bar.setValue(0)
+            self._bar.setVisible(False)
+        offset = self._bar.value() if scrolls and self._bar is not None else 0
+        self.label.setGeometry(-offset, 0, max(natural.width(), width), natural.height())
+        if height != self.height() or self.minimumHeight() != height:
             self.setFixedHeight(height)
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)
-        self._fit_height()
+        self._lay_out()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt API)
+        bar = self._bar
+        if bar is not None and bar.isVisible() and event.angleDelta().x():
+            bar.setValue(bar.value() - event.angleDelta().x())
+            event.accept()
+            return
+        super().wheelEvent(event)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
-        return QSize(self.label.sizeHint().width(), self.height())
+        return QSize(self._natural.width(), self.height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        return QSize(0, self.height())
 
 
 class CodeBlock(QFrame):
@@ -177,6 +237,10 @@ class CodeBlock(QFrame):
         self.setAccessibleName(f"{name} code block")
         self.view.set_html(self._html())
 
+    def retheme(self) -> None:
+        self._highlighted_lines, self._highlighted_html = 0, ""
+        self.view.set_html(self._html())
+
     def _html(self) -> str:
         style = theme.current().pygments_style
         if self._closed:
@@ -197,7 +261,19 @@ class CodeBlock(QFrame):
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self._code)
-        self.copy_button.setText("Copied")
+        flash_copied(self.copy_button)
+
+
+def merged(blocks: list[Block]) -> list[Block]:
+    """Runs of prose blocks joined into one, each after the first spaced as the layout would."""
+    out: list[Block] = []
+    for block in blocks:
+        if block.kind == "prose" and out and out[-1].kind == "prose":
+            spaced = f'<div style="margin-top:{BLOCK_SPACING}px">{block.html}</div>'
+            out[-1] = Block("prose", html=out[-1].html + spaced)
+        else:
+            out.append(block)
+    return out
 
 
 class _Chunk(QWidget):
@@ -275,10 +351,18 @@ class MarkdownView(QWidget):
     # -- static -------------------------------------------------------------------------------
 
     def set_text(self, text: str) -> None:
+        """A finished text. Consecutive prose blocks share one label (fewer widgets to build and
+        lay out in a long conversation; the same spacing as separate blocks)."""
         self.clear()
         self._text = text
-        for block in render_blocks(text):
+        for block in merged(cached_blocks(text)):
             self._add_closed(block)
+
+    def retheme(self) -> None:
+        """Colours changed: every block re-renders its own HTML (nothing is parsed again)."""
+        for widget in self.block_widgets():
+            if isinstance(widget, (ProseBlock, CodeBlock)):
+                widget.retheme()
 
     def clear(self) -> None:
         while self._layout.count():

@@ -1,7 +1,9 @@
 """The composer: a rounded field that grows to about 8 lines, Send and Stop in the same place.
 
 Enter sends, Shift+Enter starts a new line, Esc stops a streaming reply. Send is disabled while
-the text is blank. In edit mode (editing the last user message) a banner says so, with Cancel.
+the text is blank, and until a model is ready: then the hint line says why, with "Open the
+Library" when no model is loaded (typing is always possible; nothing typed is lost). In edit mode
+(editing the last user message) a banner says so, with Cancel.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class Composer(QWidget):
     sendRequested = Signal(str)
     stopRequested = Signal()
     editCancelled = Signal()
+    libraryRequested = Signal()  # "Open the Library", offered while no model is loaded
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -94,7 +97,9 @@ class Composer(QWidget):
         self.edit_banner = QWidget()
         banner = QHBoxLayout(self.edit_banner)
         banner.setContentsMargins(12, 0, 4, 0)
-        banner_label = named(QLabel("Editing your last message; sending replaces it and its reply."), "EditBanner")
+        banner_label = named(
+            QLabel("Editing your last message; sending starts a new version, the old one stays (‹ ›)."), "EditBanner"
+        )
         self.cancel_edit_button = named(QToolButton(), "ActionButton", "Cancel")
         self.cancel_edit_button.setAccessibleName("Cancel editing")
         self.cancel_edit_button.clicked.connect(self.cancel_edit)
@@ -121,14 +126,28 @@ class Composer(QWidget):
         row.addWidget(self.edit, 1)
         row.addWidget(self.button, 0, Qt.AlignmentFlag.AlignBottom)
         outer.addWidget(self.frame)
+        hint_row = QHBoxLayout()
+        hint_row.setContentsMargins(0, 0, 0, 0)
+        hint_row.setSpacing(6)
         self.hint = named(QLabel(HINT), "HintLabel")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         small = self.hint.font()
         small.setPointSizeF(small.pointSizeF() * 0.9)
         self.hint.setFont(small)
-        outer.addWidget(self.hint)
+        self.library_button = named(QToolButton(), "LinkButton", "Open the Library")
+        self.library_button.setAccessibleName("Open the Library to get a model")
+        self.library_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.library_button.setFont(small)
+        self.library_button.clicked.connect(self.libraryRequested)
+        self.library_button.setVisible(False)
+        hint_row.addStretch(1)
+        hint_row.addWidget(self.hint)
+        hint_row.addWidget(self.library_button)
+        hint_row.addStretch(1)
+        outer.addLayout(hint_row)
 
         self._streaming = False
+        self._ready = True
         self._editing: int | None = None
         self.edit.textChanged.connect(self._update_button)
         self.edit.submitted.connect(self.submit)
@@ -161,6 +180,22 @@ class Composer(QWidget):
         self._streaming = streaming
         self._update_button()
 
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def set_model_state(self, state: str, name: str = "") -> None:
+        """ "ready", "loading" (with the model's name) or "none": Send works only when ready."""
+        self._ready = state == "ready"
+        if state == "ready":
+            self.hint.setText(HINT)
+        elif state == "loading":
+            self.hint.setText(f"Loading {name}… you can type meanwhile; Send waits for the model." if name else HINT)
+        else:
+            self.hint.setText("No model is loaded: pick one in the model list above, or")
+        self.library_button.setVisible(state == "none")
+        self._update_button()
+
     def begin_edit(self, message_id: int, text: str) -> None:
         self._editing = message_id
         self.edit_banner.setVisible(True)
@@ -182,7 +217,7 @@ class Composer(QWidget):
     # -- actions ------------------------------------------------------------------------------
 
     def can_send(self) -> bool:
-        return not self._streaming and bool(self.text().strip())
+        return not self._streaming and self._ready and bool(self.text().strip())
 
     def submit(self) -> None:
         if not self.can_send():
@@ -218,6 +253,6 @@ class Composer(QWidget):
             self.button.setObjectName("PrimaryButton")
             self.button.setText("↑")
             self.button.setAccessibleName("Send")
-            self.button.setToolTip("Send (Enter)")
-            self.button.setEnabled(bool(self.text().strip()))
+            self.button.setToolTip("Send (Enter)" if self._ready else "Send: waits for a model to be loaded")
+            self.button.setEnabled(self._ready and bool(self.text().strip()))
         repolish(self.button)

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import html
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -110,6 +113,73 @@ def render_blocks(text: str) -> list[Block]:
     return [_render(tokens, span, env) for span in _top_level_spans(tokens)]
 
 
+# ---- the cache of stored messages' blocks ------------------------------------------------------
+
+CACHE_ENTRIES = 4_000
+_blocks_cache: OrderedDict[str, list[Block]] = OrderedDict()
+_cache_lock = threading.Lock()
+_parse_lock = threading.Lock()  # markdown-it's parser is shared; one parse at a time
+
+
+def cached_blocks(text: str) -> list[Block]:
+    """`render_blocks(text)`, remembered: a stored message is parsed once per session, by
+    `prepare()` on a background thread where it got there first, else here."""
+    with _cache_lock:
+        found = _blocks_cache.get(text)
+        if found is not None:
+            _blocks_cache.move_to_end(text)
+            return found
+    with _parse_lock:
+        blocks = render_blocks(text)
+    with _cache_lock:
+        _blocks_cache[text] = blocks
+        while len(_blocks_cache) > CACHE_ENTRIES:
+            _blocks_cache.popitem(last=False)
+    return blocks
+
+
+def is_cached(text: str) -> bool:
+    with _cache_lock:
+        return text in _blocks_cache
+
+
+def prepare(
+    texts: Iterable[str], style: str, stop: threading.Event | None = None, go: threading.Event | None = None
+) -> None:
+    """Parse and highlight texts ahead of need (call on a background thread): the GUI thread then
+    only builds widgets. Pure Python, no Qt; `stop` ends it early. With `go`, each text waits
+    until it is set — the view sets it while it has nothing to build, so this thread never
+    competes with the GUI thread for the interpreter when the GUI thread is busy."""
+    import time
+
+    for text in texts:
+        while go is not None and not go.wait(0.05):
+            if stop is not None and stop.is_set():
+                return
+        if stop is not None and stop.is_set():
+            return
+        if not text or is_cached(text):
+            continue
+        for block in cached_blocks(text):
+            if block.kind == "code" and block.closed:
+                highlight_code(block.code, block.language, style)
+        time.sleep(0)  # let the GUI thread take the interpreter between messages
+
+
+def prewarm() -> None:
+    """Import the parser and the highlighter (a few hundred ms the first time) ahead of the first
+    conversation opened; for a background thread once the window is up."""
+    _parser()
+    highlight_code("x = 1\n", "python", "friendly")
+
+
+def clear_caches() -> None:
+    """Forget every parsed and highlighted text (benchmarks measure a cold open with it)."""
+    with _cache_lock:
+        _blocks_cache.clear()
+    highlight_code.cache_clear()
+
+
 def plain_html(text: str) -> str:
     """Plain text (a user's message) as HTML paragraphs, every character shown as typed."""
     paragraphs = breakable(text).split("\n\n")
@@ -199,8 +269,10 @@ def _line_offset(text: str, line: int) -> int:
     return pos
 
 
+@lru_cache(maxsize=2_048)
 def highlight_code(code: str, language: str, style: str) -> str:
-    """Code as an HTML <pre> with inline colours (Pygments); plain when the language is unknown."""
+    """Code as an HTML <pre> with inline colours (Pygments); plain when the language is unknown.
+    Remembered per (code, language, style): a stored code block is highlighted once per theme."""
     from pygments import highlight
     from pygments.lexers import get_lexer_by_name
     from pygments.util import ClassNotFound

@@ -10,7 +10,7 @@ from PySide6.QtGui import QEnterEvent, QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from app.core.store import Message as StoredMessage
-from app.gui.chat.blocks import MarkdownView
+from app.gui.chat.blocks import MarkdownView, flash_copied
 from app.gui.chat.markdown import breakable
 from app.gui.chat.thinking import ThinkingSection
 from app.gui.theme import named, repolish
@@ -59,21 +59,117 @@ def _action(text: str, accessible: str) -> QToolButton:
     return button
 
 
-class _HoverActions(QWidget):
-    """Base for message widgets whose action row shows on hover, on focus, or always when pinned."""
+class AlternativeSwitcher(QWidget):
+    """ "‹ 2/3 ›": which of a message's alternatives (regenerated replies, edited messages) is
+    shown, with a step to the previous and the next one."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    stepRequested = Signal(int)  # -1 or +1
+
+    def __init__(self, what: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.actions_row = QWidget()
-        policy = self.actions_row.sizePolicy()
-        policy.setRetainSizeWhenHidden(True)  # no jump when the row appears
-        self.actions_row.setSizePolicy(policy)
+        self._what = what
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.previous = _action("‹", f"Previous {what}")
+        self.label = named(QLabel(), "StatsLabel")
+        self.next = _action("›", f"Next {what}")
+        self.previous.clicked.connect(lambda: self.stepRequested.emit(-1))
+        self.next.clicked.connect(lambda: self.stepRequested.emit(1))
+        layout.addWidget(self.previous)
+        layout.addWidget(self.label)
+        layout.addWidget(self.next)
+        self.index, self.count = 1, 1
+        self.setVisible(False)
+
+    def set_position(self, index: int, count: int) -> None:
+        self.index, self.count = index, count
+        self.label.setText(f"{index}/{count}")
+        self.label.setAccessibleName(f"{self._what.capitalize()} {index} of {count}")
+        self.previous.setEnabled(index > 1)
+        self.next.setEnabled(index < count)
+        self.setVisible(count > 1)
+
+    def text(self) -> str:
+        return f"‹ {self.index}/{self.count} ›" if self.count > 1 else ""
+
+
+ACTIONS_HEIGHT = 28  # the action row's height, reserved before the row exists
+
+
+class _HoverActions(QWidget):
+    """Base for message widgets whose action row shows on hover, on focus, or always when pinned
+    (the last message) or when the message has alternatives. The row is made the first time it is
+    needed — most messages of a long conversation are never hovered — with its height reserved
+    from the start, so nothing moves when it appears."""
+
+    alternativeRequested = Signal(int, int)  # message id, step (-1 / +1)
+
+    def __init__(self, what: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.message_id = 0
+        self._what = what
+        self._row: QWidget | None = None
+        self._switcher: AlternativeSwitcher | None = None
+        self._position = (1, 1)
         self._pinned = False
 
+    def _reserve_actions(self, layout: QVBoxLayout) -> None:
+        """Call last in the subclass's constructor: the room the action row will take."""
+        self._layout_ref = layout
+        layout.addSpacing(ACTIONS_HEIGHT)
+
+    @property
+    def actions_row(self) -> QWidget:
+        if self._row is None:
+            row = QWidget()
+            row.setFixedHeight(ACTIONS_HEIGHT)
+            policy = row.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)  # no jump when the row appears
+            row.setSizePolicy(policy)
+            actions = QHBoxLayout(row)
+            actions.setContentsMargins(0, 0, 0, 0)
+            actions.setSpacing(2)
+            self._row = row
+            self._fill_actions(actions)
+            layout = self._layout_ref
+            layout.takeAt(layout.count() - 1)  # the reserved spacing
+            layout.addWidget(row)
+            row.setVisible(False)
+        return self._row
+
+    def _fill_actions(self, actions: QHBoxLayout) -> None:
+        raise NotImplementedError
+
+    @property
+    def switcher(self) -> AlternativeSwitcher:
+        if self._switcher is None:
+            self._switcher = AlternativeSwitcher(self._what)
+            self._switcher.stepRequested.connect(lambda step: self.alternativeRequested.emit(self.message_id, step))
+            self._switcher.set_position(*self._position)
+        return self._switcher
+
+    def has_alternatives(self) -> bool:
+        return self._position[1] > 1
+
+    def set_position(self, index: int, count: int) -> None:
+        """Where this message stands among its alternatives (count 1: it has none)."""
+        self._position = (index, count)
+        if count > 1 or self._switcher is not None:
+            self.switcher.set_position(index, count)
+        if count > 1:
+            self.actions_row.setVisible(True)  # the switcher says there is more: keep it in view
+
+    def retheme(self) -> None:
+        """The theme changed (the style sheet restyles the rest)."""
+
     def set_pinned(self, pinned: bool) -> None:
-        """The last message keeps its actions visible."""
+        """The last message keeps its actions visible (so does one with alternatives)."""
         self._pinned = pinned
-        self.actions_row.setVisible(pinned)
+        if pinned or self.has_alternatives():
+            self.actions_row.setVisible(True)
+        elif self._row is not None:
+            self._row.setVisible(False)
 
     def enterEvent(self, event: QEnterEvent) -> None:  # noqa: N802 (Qt API)
         self.actions_row.setVisible(True)
@@ -82,7 +178,8 @@ class _HoverActions(QWidget):
     def leaveEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt API)
         focus = QGuiApplication.focusObject()
         inside = isinstance(focus, QWidget) and self.isAncestorOf(focus)
-        self.actions_row.setVisible(self._pinned or inside)
+        if self._row is not None:
+            self._row.setVisible(self._pinned or inside or self.has_alternatives())
         super().leaveEvent(event)
 
 
@@ -111,7 +208,7 @@ class UserMessageWidget(_HoverActions):
     editRequested = Signal(int)  # message id
 
     def __init__(self, message_id: int, text: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("version of this message", parent)
         self.message_id = message_id
         self.text = text
         layout = QVBoxLayout(self)
@@ -136,76 +233,109 @@ class UserMessageWidget(_HoverActions):
         bubble.setMaximumWidth(BUBBLE_TEXT_WIDTH + 32)
         row.addWidget(bubble)
         layout.addLayout(row)
-        actions = QHBoxLayout(self.actions_row)
-        actions.setContentsMargins(0, 0, 0, 0)
+        self._editable = False
+        self._reserve_actions(layout)
+        self.setAccessibleName("Your message")
+
+    def _fill_actions(self, actions: QHBoxLayout) -> None:
         actions.addStretch(1)
         self.copy_button = _action("Copy", "Copy message")
         self.edit_button = _action("Edit", "Edit and resend message")
-        self.copy_button.clicked.connect(lambda: self.copyRequested.emit(self.text))
+        self.copy_button.clicked.connect(self._copy)
         self.edit_button.clicked.connect(lambda: self.editRequested.emit(self.message_id))
+        actions.addWidget(self.switcher)
         actions.addWidget(self.copy_button)
         actions.addWidget(self.edit_button)
-        layout.addWidget(self.actions_row)
-        self.set_editable(False)
-        self.set_pinned(False)
-        self.setAccessibleName("Your message")
+        self.edit_button.setVisible(self._editable)
 
     def set_editable(self, editable: bool) -> None:
-        self.edit_button.setVisible(editable)
+        self._editable = editable
+        if self._row is not None or editable:
+            self.actions_row  # noqa: B018 (made on demand)
+            self.edit_button.setVisible(editable)
+
+    def _copy(self) -> None:
+        self.copyRequested.emit(self.text)
+        flash_copied(self.copy_button)
 
 
 class AssistantMessageWidget(_HoverActions):
     """A reply; streamed (`start`, `add_events`, `flush`, `finish`) or stored (`show_stored`)."""
 
     copyRequested = Signal(str)
-    regenerateRequested = Signal()
-    retryRequested = Signal()
+    regenerateRequested = Signal(int)  # this reply's message id: a new alternative in its place
+    retryRequested = Signal(int)  # the same, from the notice of a failed or interrupted reply
 
     def __init__(self, message_id: int, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("reply", parent)
         self.message_id = message_id
         self.state = "streaming"
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(8)
-        self.waiting = named(QLabel("Reading the conversation…"), "Muted")
-        self.waiting.setVisible(False)
-        self.thinking = ThinkingSection()
-        self.thinking.setVisible(False)
+        self._box = layout
+        # Made when first needed (a stored reply rarely needs them): see the properties below.
+        self._waiting: QLabel | None = None
+        self._thinking: ThinkingSection | None = None
+        self._notice_row: QWidget | None = None
         self.answer = MarkdownView()
         self.answer.setAccessibleName("Reply")
-        self.notice_row = QWidget()
-        notice_layout = QHBoxLayout(self.notice_row)
-        notice_layout.setContentsMargins(0, 0, 0, 0)
-        self.notice = WrappedLabel(name="NoticeLabel")
-        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.retry_button = _action("Retry", "Retry")
-        notice_layout.addWidget(self.notice, 1)
-        notice_layout.addWidget(self.retry_button, 0, Qt.AlignmentFlag.AlignTop)
-        self.notice_row.setVisible(False)
-        layout.addWidget(self.waiting)
-        layout.addWidget(self.thinking)
         layout.addWidget(self.answer)
-        layout.addWidget(self.notice_row)
-        actions = QHBoxLayout(self.actions_row)
-        actions.setContentsMargins(0, 0, 0, 0)
-        actions.setSpacing(2)
+        self._stats = ""
+        self._regenerable = False
+        self._retry: tuple[str, str] | None = None  # (text, accessible name) while offered
+        self._reserve_actions(layout)
+        self.setAccessibleName("Assistant reply")
+
+    def _insert(self, widget: QWidget, before: QWidget) -> None:
+        self._box.insertWidget(self._box.indexOf(before), widget)
+
+    @property
+    def waiting(self) -> QLabel:
+        if self._waiting is None:
+            self._waiting = named(QLabel("Reading the conversation…"), "Muted")
+            self._waiting.setVisible(False)
+            self._insert(self._waiting, self._thinking or self.answer)
+        return self._waiting
+
+    @property
+    def thinking(self) -> ThinkingSection:
+        if self._thinking is None:
+            self._thinking = ThinkingSection()
+            self._thinking.setVisible(False)
+            self._insert(self._thinking, self.answer)
+        return self._thinking
+
+    @property
+    def notice_row(self) -> QWidget:
+        if self._notice_row is None:
+            row = QWidget()
+            notice_layout = QHBoxLayout(row)
+            notice_layout.setContentsMargins(0, 0, 0, 0)
+            self.notice = WrappedLabel(name="NoticeLabel")
+            self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.retry_button = _action("Retry", "Retry")
+            self.retry_button.clicked.connect(lambda: self.retryRequested.emit(self.message_id))
+            notice_layout.addWidget(self.notice, 1)
+            notice_layout.addWidget(self.retry_button, 0, Qt.AlignmentFlag.AlignTop)
+            row.setVisible(False)
+            self.retry_button.setVisible(False)
+            self._box.insertWidget(self._box.indexOf(self.answer) + 1, row)
+            self._notice_row = row
+        return self._notice_row
+
+    def _fill_actions(self, actions: QHBoxLayout) -> None:
         self.copy_button = _action("Copy", "Copy reply")
         self.regenerate_button = _action("Regenerate", "Regenerate reply")
-        self.stats_label = named(QLabel(), "StatsLabel")
-        self.copy_button.clicked.connect(lambda: self.copyRequested.emit(self.answer_text()))
-        self.regenerate_button.clicked.connect(self.regenerateRequested)
-        self.retry_button.clicked.connect(self.retryRequested)
-        for w in (self.copy_button, self.regenerate_button):
+        self.stats_label = named(QLabel(self._stats), "StatsLabel")
+        self.copy_button.clicked.connect(self._copy)
+        self.regenerate_button.clicked.connect(lambda: self.regenerateRequested.emit(self.message_id))
+        for w in (self.switcher, self.copy_button, self.regenerate_button):
             actions.addWidget(w)
         actions.addSpacing(8)
         actions.addWidget(self.stats_label)
         actions.addStretch(1)
-        layout.addWidget(self.actions_row)
-        self.retry_button.setVisible(False)
-        self.set_regenerable(False)
-        self.set_pinned(False)
-        self.setAccessibleName("Assistant reply")
+        self.regenerate_button.setVisible(self._regenerable)
 
     # -- text ---------------------------------------------------------------------------------
 
@@ -213,10 +343,22 @@ class AssistantMessageWidget(_HoverActions):
         return self.answer.text()
 
     def reasoning_text(self) -> str:
-        return self.thinking.text()
+        return self._thinking.text() if self._thinking is not None else ""
 
     def set_regenerable(self, yes: bool) -> None:
-        self.regenerate_button.setVisible(yes)
+        self._regenerable = yes
+        if self._row is not None or yes:
+            self.actions_row  # noqa: B018 (made on demand)
+            self.regenerate_button.setVisible(yes)
+
+    def _copy(self) -> None:
+        self.copyRequested.emit(self.answer_text())
+        flash_copied(self.copy_button)
+
+    def retheme(self) -> None:
+        self.answer.retheme()
+        if self._thinking is not None:
+            self._thinking.view.retheme()
 
     # -- streaming ----------------------------------------------------------------------------
 
@@ -235,48 +377,58 @@ class AssistantMessageWidget(_HoverActions):
                     self.thinking.setVisible(True)
                 self.thinking.append(event.text)
             elif isinstance(event, (AnswerDelta, PreambleDelta)):
-                if self.thinking.live:
-                    self.thinking.flush()
-                    self.thinking.stop()
+                if self._thinking is not None and self._thinking.live:
+                    self._thinking.flush()
+                    self._thinking.stop()
                 self.answer.append(event.text)
             elif isinstance(event, ToolCallEvent):
                 self._show_notice(f"The model asked to call the tool {event.name}, which Hearth does not offer yet.")
-        if events:
-            self.waiting.setVisible(False)
+        if events and self._waiting is not None:
+            self._waiting.setVisible(False)
 
     def flush(self) -> None:
-        self.thinking.flush()
+        if self._thinking is not None:
+            self._thinking.flush()
         self.answer.flush()
 
     def finish(self, state: str, stats: dict[str, Any] | None, error: str | None, stop_reason: str = "") -> None:
         """The reply ended (complete, stopped or failed): close everything and show how."""
         self.state = state
-        self.waiting.setVisible(False)
-        self.thinking.flush()
-        seconds = (stats or {}).get("thinking_s")
-        self.thinking.stop(seconds)
+        if self._waiting is not None:
+            self._waiting.setVisible(False)
+        if self._thinking is not None:
+            self._thinking.flush()
+            self._thinking.stop((stats or {}).get("thinking_s"))
         self.answer.flush()
         self.answer.finish()
         self._show_outcome(state, stats, error, stop_reason)
 
     # -- stored -------------------------------------------------------------------------------
 
-    def show_stored(self, message: StoredMessage) -> None:
-        self.state = message.state
+    def show_stored(self, message: StoredMessage, *, owned: bool = False) -> None:
+        """A stored reply. One still marked 'streaming' that no reply of this window is writing
+        (`owned` False) was cut off by a crash or a kill: it is shown as interrupted."""
+        self.state = message.state if owned or message.state != "streaming" else "interrupted"
         if message.reasoning:
             self.thinking.setVisible(True)
             self.thinking.set_finished(message.reasoning, (message.stats or {}).get("thinking_s"))
         self.answer.set_text(message.content)
-        self._show_outcome(message.state, message.stats, message.error)
+        self._show_outcome(self.state, message.stats, message.error)
 
     def _show_outcome(self, state: str, stats: dict[str, Any] | None, error: str | None, stop_reason: str = "") -> None:
-        self.stats_label.setText(stats_text(stats))
+        self._stats = stats_text(stats)
+        if self._row is not None:
+            self.stats_label.setText(self._stats)
         dropped = (stats or {}).get("dropped_turns") or 0
         notes: list[str] = []
         if state == "stopped":
             notes.append("Stopped.")
         elif state == "interrupted":
-            notes.append(error or "This reply was interrupted when Hearth closed.")
+            notes.append(
+                f"Interrupted: {error.rstrip('.')}."
+                if error
+                else "Interrupted: Hearth stopped before this reply was finished."
+            )
         elif state == "error":
             notes.append(error or "The reply failed.")
         if stop_reason == "length":
@@ -286,10 +438,16 @@ class AssistantMessageWidget(_HoverActions):
             notes.append(f"{dropped} earlier {turns} left out of the prompt to fit the model's context.")
         if notes:
             self._show_notice(" ".join(notes), error=state == "error")
-        self.retry_button.setVisible(state in ("error", "interrupted"))
-        self.actions_row.setVisible(self._pinned)
+        # A reply that did not finish always offers to write it again (a new alternative).
+        if state in ("error", "interrupted") or self._notice_row is not None:
+            self.notice_row  # noqa: B018 (made on demand)
+            self.retry_button.setText("Regenerate" if state == "interrupted" else "Retry")
+            self.retry_button.setAccessibleName("Regenerate this reply" if state == "interrupted" else "Retry")
+            self.retry_button.setVisible(state in ("error", "interrupted"))
+        self.set_pinned(self._pinned)
 
     def _show_notice(self, text: str, *, error: bool = False) -> None:
+        self.notice_row  # noqa: B018 (made on demand)
         self.notice.setObjectName("ErrorLabel" if error else "NoticeLabel")
         repolish(self.notice)
         self.notice.setText(text)

@@ -1,6 +1,10 @@
-"""The open conversation: send, stop, regenerate, edit and resend, switch; ties the store, the
-engine thread and the chat view together. Runs on the GUI thread; every slow thing it starts
-(tokenizing, generating, saving the streamed reply) happens on the engine thread."""
+"""The open conversation: send, stop, regenerate, edit and resend, switch conversation or
+alternative; ties the store, the engine thread and the chat view together. Runs on the GUI thread;
+every slow thing it starts (tokenizing, generating, saving the streamed reply) happens elsewhere.
+
+Regenerate and Edit never delete: a regenerated reply is a new alternative of the old one (the
+store's branch is rewound to the question first, so the prompt ends there), an edited message a
+new alternative of the old message; "‹ 2/3 ›" switches between them (`switch_alternative`)."""
 
 from __future__ import annotations
 
@@ -10,11 +14,11 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QGuiApplication
 
-from app.core.store import ChatStore, StoreError
+from app.core.store import ChatStore, StoreError, Thread
 from app.core.store import Conversation as StoredConversation
 from app.gui.chat.composer import Composer
 from app.gui.chat.messages import AssistantMessageWidget, UserMessageWidget
-from app.gui.chat.view import ChatView
+from app.gui.chat.view import ChatView, MessageWidget
 from app.gui.workers import EngineController
 
 if TYPE_CHECKING:
@@ -44,6 +48,7 @@ class ChatSession(QObject):
     conversationsChanged = Signal()  # titles or order changed: the sidebar refreshes
     replyFinished = Signal(object)  # ReplyOutcome
     errorOccurred = Signal(str)
+    modelNeeded = Signal()  # a reply was asked for with no model ready
 
     def __init__(
         self,
@@ -59,7 +64,9 @@ class ChatSession(QObject):
         self.view = view
         self.composer = composer
         self.conversation: StoredConversation | None = None
-        self.model_name: str | None = None
+        self.branch: Thread | None = None
+        self.model_name: str | None = None  # the loaded model's name (stored with each reply)
+        self.model_key: str | None = None  # what the window's picker knows it by (stored per chat)
         self.max_tokens: int | None = None
         self.sampling: Sampling | None = None  # None: the model's defaults
         self.draft_effort = "medium"
@@ -68,6 +75,8 @@ class ChatSession(QObject):
         self._detached: dict[int, ActiveReply] = {}  # stopped replies still finishing
         engine.events.connect(self._on_events)
         engine.finished.connect(self._on_finished)
+        view.messageBuilt.connect(self._wire)
+        view.owns_reply = lambda message_id: any(a.message_id == message_id for a in self._detached.values())
         composer.sendRequested.connect(self.send)
         composer.stopRequested.connect(self.stop)
 
@@ -97,18 +106,17 @@ class ChatSession(QObject):
         self._detach()
         self.composer.cancel_edit()
         if conversation_id is None:
-            self.conversation = None
+            self.conversation, self.branch = None, None
             self.view.clear()
         else:
             try:
                 conversation = self.store.get_conversation(conversation_id)
-                messages = self.store.messages(conversation_id) if conversation else []
+                thread = self.store.thread(conversation_id) if conversation else Thread([], {})
             except StoreError as exc:
                 self.errorOccurred.emit(str(exc))
                 return
-            self.conversation = conversation
-            self.view.show_messages(messages)
-            self._wire_view()
+            self.conversation, self.branch = conversation, thread
+            self.view.show_messages(thread.messages, thread)
         self.view.refresh_actions()
         self.conversationChanged.emit(self.conversation)
 
@@ -116,10 +124,20 @@ class ChatSession(QObject):
         self.open(None)
 
     def reload(self) -> None:
-        """Show the open conversation again from the store (after a theme change)."""
+        """Show the open conversation again from the store."""
         if self.conversation is not None and not self.streaming:
             conversation_id, self.conversation = self.conversation.id, None
             self.open(conversation_id)
+
+    def _refresh_thread(self) -> None:
+        if self.conversation is None:
+            return
+        try:
+            self.branch = self.store.thread(self.conversation.id)
+        except StoreError as exc:
+            self.errorOccurred.emit(str(exc))
+            return
+        self.view.set_thread(self.branch)
 
     def _detach(self) -> None:
         if self._active is not None:
@@ -151,46 +169,91 @@ class ChatSession(QObject):
 
     # -- sending ------------------------------------------------------------------------------
 
+    @property
+    def model_ready(self) -> bool:
+        return self.model_name is not None
+
     def send(self, text: str) -> None:
         if self.streaming or not text.strip():
             return
+        if not self.model_ready:
+            self.composer.set_text(text)  # nothing typed is lost; the window offers a model
+            self.modelNeeded.emit()
+            return
         try:
             editing = self.composer.editing
+            parent: dict[str, int | None] = {}
             if editing is not None and self.conversation is not None:
-                self.store.delete_messages_after(self.conversation.id, editing, inclusive=True)
+                edited = self.store.get_message(editing)
+                if edited is not None:
+                    parent["parent_id"] = edited.parent_id  # a new alternative of the edited message
                 self.view.remove_from(editing)
                 self.composer.end_edit()
             if self.conversation is None:
                 self.conversation = self.store.create_conversation(
                     title_for(text),
                     system_prompt=self.draft_system_prompt,
-                    model=self.model_name,
+                    model=self.model_key,
                     effort=self.draft_effort,
                 )
                 self.conversationChanged.emit(self.conversation)
-            message = self.store.add_message(self.conversation.id, "user", text)
+            elif self.model_key and self.conversation.model != self.model_key:
+                self.conversation = self.store.update_conversation(self.conversation.id, model=self.model_key)
+            message = self.store.add_message(self.conversation.id, "user", text, **parent)  # type: ignore[arg-type]
         except StoreError as exc:
             self.composer.set_text(text)  # nothing typed is lost
             self.errorOccurred.emit(str(exc))
             return
-        user = self.view.add_user(message.id, text)
-        user.editRequested.connect(self.begin_edit)
-        user.copyRequested.connect(lambda text: QGuiApplication.clipboard().setText(text))
+        self.view.add_user(message.id, text)
         self.view.scroll_to_bottom()
         self._start_reply()
 
-    def regenerate(self) -> None:
-        """Replace the last reply with a new one."""
-        last_user = self.view.last_user()
-        if self.streaming or self.conversation is None or last_user is None:
+    def regenerate(self, message_id: int | None = None) -> None:
+        """Write the reply `message_id` (default: the last one) again, keeping the old one as an
+        alternative: the branch is rewound to the question it answers, then a new reply begins."""
+        if self.streaming or self.conversation is None:
+            return
+        if message_id is None:
+            last = self.view.last_assistant()
+            if last is None:
+                return
+            message_id = last.message_id
+        if not self.model_ready:
+            self.modelNeeded.emit()
             return
         try:
-            self.store.delete_messages_after(self.conversation.id, last_user.message_id)
+            reply = self.store.get_message(message_id)
+            if reply is None or reply.conversation_id != self.conversation.id:
+                return
+            self.store.rewind_to(self.conversation.id, reply.parent_id)
         except StoreError as exc:
             self.errorOccurred.emit(str(exc))
             return
-        self.view.remove_from(last_user.message_id + 1)
+        self.view.remove_from(message_id)
         self._start_reply()
+
+    def switch_alternative(self, message_id: int, step: int) -> None:
+        """Show the previous (-1) or next (+1) alternative of a message, and its branch below."""
+        if self.streaming or self.conversation is None or self.branch is None:
+            return
+        siblings = self.branch.alternatives.get(message_id)
+        if not siblings:
+            return
+        index = siblings.index(message_id) + step
+        if not 0 <= index < len(siblings):
+            return
+        position = self.view.index_of(message_id)
+        try:
+            thread = self.store.choose(siblings[index])
+        except StoreError as exc:
+            self.errorOccurred.emit(str(exc))
+            return
+        self.branch = thread
+        if position is None:
+            self.view.show_messages(thread.messages, thread)
+        else:
+            self.view.replace_from(position, thread.messages[position:], thread)
+        self.composer.cancel_edit()
 
     def begin_edit(self, message_id: int) -> None:
         widget = self.view.message(message_id)
@@ -218,26 +281,24 @@ class ChatSession(QObject):
             self.errorOccurred.emit(str(exc))
             return
         widget = self.view.add_assistant(message_id)
-        self._wire(widget)
         widget.start()
         self._active = ActiveReply(job_id, conversation.id, message_id, widget)
         self._set_streaming(True)
+        self._refresh_thread()
         self.view.scroll_to_bottom()
         self.conversationsChanged.emit()
 
-    def _wire(self, widget: AssistantMessageWidget) -> None:
-        widget.regenerateRequested.connect(self.regenerate)
-        widget.retryRequested.connect(self.regenerate)
-        widget.copyRequested.connect(lambda text: QGuiApplication.clipboard().setText(text))
-
-    def _wire_view(self) -> None:
-        """Connect the actions of the message widgets of a conversation just shown."""
-        for widget in self.view.messages:
-            if isinstance(widget, AssistantMessageWidget):
-                self._wire(widget)
-            else:
-                widget.editRequested.connect(self.begin_edit)
-                widget.copyRequested.connect(lambda text: QGuiApplication.clipboard().setText(text))
+    def _wire(self, widget: MessageWidget) -> None:
+        """Connect a message widget's actions (the view builds them as they come into view)."""
+        copy = lambda text: QGuiApplication.clipboard().setText(text)  # noqa: E731
+        widget.alternativeRequested.connect(self.switch_alternative)
+        if isinstance(widget, AssistantMessageWidget):
+            widget.regenerateRequested.connect(self.regenerate)
+            widget.retryRequested.connect(self.regenerate)
+            widget.copyRequested.connect(copy)
+        else:
+            widget.editRequested.connect(self.begin_edit)
+            widget.copyRequested.connect(copy)
 
     def _set_streaming(self, streaming: bool) -> None:
         self.composer.set_streaming(streaming)
@@ -260,6 +321,7 @@ class ChatSession(QObject):
             self._active = None
             if active.widget is not None:
                 active.widget.finish(outcome.state, outcome.stats, outcome.error, outcome.stop_reason)
+                self.view.settle(active.message_id)
             self._set_streaming(False)
         elif (
             self.conversation is not None
@@ -272,7 +334,8 @@ class ChatSession(QObject):
                 stored = self.store.get_message(outcome.message_id)
                 if stored is not None:
                     widget.answer.clear()
-                    widget.show_stored(stored)
+                    widget.show_stored(stored, owned=True)
+                self.view.settle(outcome.message_id)
         if outcome.save_error:
             self.errorOccurred.emit(f"The reply could not be saved: {outcome.save_error}")
         self.conversationsChanged.emit()

@@ -1,9 +1,27 @@
-"""The conversation: a centred, readable column of message widgets that sticks to the bottom while
-a reply streams, unless the user scrolled up; an empty state with example prompts."""
+"""The conversation: a centred, readable column of messages that sticks to the bottom while a reply
+streams, unless the user scrolled up; an empty state with example prompts.
+
+A long conversation opens at once: each message has a *slot* in the column, and a slot is only
+built (Markdown → blocks → widgets) when it comes near the viewport — the last screenful before the
+first paint, the rest as the user scrolls, a few milliseconds per event-loop turn so the window
+never stalls. Until built, a slot holds the place with an estimated height; when a slot above the
+viewport gets its real height, the scroll position moves with it, so what the user reads stays put.
+The Markdown of the whole conversation is parsed (and its code highlighted) ahead of need on a
+background thread and cached (`markdown.prepare`). A built slot has a fixed height, recomputed
+only when its width changes, so the column's layout costs the same per streamed token however
+long the conversation is; only the reply being written keeps a live height-for-width layout.
+A theme change re-colours the built slots the same way: the visible ones at once, the rest in slices.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+import bisect
+import threading
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -11,11 +29,13 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QSpacerItem,
     QVBoxLayout,
     QWidget,
 )
 
 from app.core.store import Message as StoredMessage
+from app.core.store import Thread
 from app.gui import theme
 from app.gui.chat.messages import AssistantMessageWidget, UserMessageWidget
 from app.gui.theme import bold, named
@@ -26,6 +46,12 @@ EXAMPLE_PROMPTS = (
     "Plan a three-day trip to Lisbon on a budget",
 )
 STICK_MARGIN_PX = 48  # within this distance of the bottom counts as "at the bottom"
+SLICE_S = 0.010  # the most one event-loop turn spends building or re-colouring slots
+FILL_SLICE_S = 0.010  # the same while the viewport of a conversation just opened is filled
+PREFETCH_SCREENS = 1.0  # slots this many viewport heights above and below are built too
+MESSAGE_SPACING = 20
+COLUMN_MARGIN = 24
+QWIDGETSIZE_MAX = (1 << 24) - 1
 
 MessageWidget = UserMessageWidget | AssistantMessageWidget
 
@@ -121,8 +147,143 @@ class EmptyState(QWidget):
         self.recommend_button.setVisible(bool(model_id))
 
 
+class _Holder(QWidget):
+    """A built message in the column: the widget at a fixed height (recomputed when the width
+    changes), or — for the reply being written — a live height-for-width layout."""
+
+    def __init__(self, view: ChatView, widget: MessageWidget, *, live: bool) -> None:
+        super().__init__()
+        self.view = view
+        self.widget = widget
+        self.live = live
+        self.stale_theme = False
+        self._fitted_width = -1
+        self._box = QVBoxLayout(self)
+        self._box.setContentsMargins(0, 0, 0, 0)
+        self._box.addWidget(widget)
+        widget.ensurePolished()  # the style sheet's paddings count in the height fitted next
+        self.set_live(live)
+
+    def set_live(self, live: bool) -> None:
+        self.live = live
+        if live:
+            self.setMinimumHeight(0)
+            self.setMaximumHeight(QWIDGETSIZE_MAX)
+            self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        else:
+            self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+            self._fitted_width = -1
+            self.fit(self.view.content_width())
+        self.updateGeometry()
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt API)
+        return self.live and super().hasHeightForWidth()
+
+    def fit(self, width: int) -> int:
+        """Give a settled message its height at `width`; returns the change in height."""
+        if self.live or width <= 0 or width == self._fitted_width:
+            return 0
+        self._fitted_width = width
+        height = self._box.totalHeightForWidth(width)
+        if height < 0:
+            height = self._box.totalSizeHint().height()
+        change = height - self.height()
+        if change:
+            self.setFixedHeight(height)
+        return change
+
+    @property
+    def needs_fit(self) -> bool:
+        return not self.live and self._fitted_width != self.view.content_width()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        if not self.live and event.size().width() != self._fitted_width:
+            self.view.schedule()  # refitted visible-first by the view, not all at once here
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest and not self.live:
+            # Something inside changed its size (Thinking opened, a notice appeared): refit now.
+            self._fitted_width = -1
+            self.fit(self.width() or self.view.content_width())
+        return super().event(event)
+
+
+class _Slot:
+    """One message's place in the column: a spacer of an estimated height until the message is
+    built (a spacer costs Qt nothing: no widget, no style, no events), then its `_Holder`."""
+
+    __slots__ = ("holder", "made", "message", "spacer")
+
+    def __init__(self, message: StoredMessage | None, estimate: int) -> None:
+        self.message = message
+        self.holder: _Holder | None = None
+        self.made: MessageWidget | None = None  # built, not yet in the column (see ChatView._build)
+        self.spacer: QSpacerItem | None = (
+            QSpacerItem(0, max(estimate, 1), QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+            if message is not None
+            else None
+        )
+
+    @property
+    def widget(self) -> MessageWidget | None:
+        return self.holder.widget if self.holder is not None else None
+
+    @property
+    def built(self) -> bool:
+        return self.holder is not None
+
+    @property
+    def message_id(self) -> int:
+        if self.holder is not None:
+            return self.holder.widget.message_id
+        return self.message.id if self.message is not None else 0
+
+    @property
+    def role(self) -> str:
+        if self.holder is not None:
+            return "user" if isinstance(self.holder.widget, UserMessageWidget) else "assistant"
+        return self.message.role if self.message is not None else ""
+
+    def top(self) -> int:
+        return self.holder.y() if self.holder is not None else self.spacer.geometry().y() if self.spacer else 0
+
+    def bottom(self) -> int:
+        if self.holder is not None:
+            return self.holder.y() + self.holder.height()
+        return self.spacer.geometry().bottom() + 1 if self.spacer is not None else 0
+
+    @property
+    def needs_fit(self) -> bool:
+        return self.holder is not None and self.holder.needs_fit
+
+    @property
+    def stale_theme(self) -> bool:
+        return self.holder is not None and self.holder.stale_theme
+
+
+def estimate_height(message: StoredMessage, width: int) -> int:
+    """A guess at a message's height before it is built (Markdown, code and tables roughly)."""
+    per_line = max(20, width // 8)
+    text = message.content
+    lines = 0
+    in_code = False
+    for line in text.split("\n"):
+        if line.startswith("```"):
+            in_code = not in_code
+            lines += 1
+            continue
+        lines += 1 if in_code else max(1, (len(line) + per_line - 1) // per_line)
+    line_height = 22
+    if message.role == "user":
+        return lines * line_height + 20 + 28
+    return lines * line_height + (36 if message.reasoning else 0) + 40
+
+
 class ChatView(QScrollArea):
-    """Owns the message widgets of the open conversation."""
+    """Owns the message slots of the open conversation."""
+
+    messageBuilt = Signal(object)  # a message widget just made (the session connects its actions)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -133,7 +294,7 @@ class ChatView(QScrollArea):
         self.setAccessibleName("Conversation")
         inner = named(QWidget(), "ChatPane")
         outer = QHBoxLayout(inner)
-        outer.setContentsMargins(24, 24, 24, 24)
+        outer.setContentsMargins(COLUMN_MARGIN, COLUMN_MARGIN, COLUMN_MARGIN, COLUMN_MARGIN)
         self.column = QWidget()
         self.column.setMaximumWidth(theme.COLUMN_WIDTH)
         self.column.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -142,13 +303,27 @@ class ChatView(QScrollArea):
         outer.addStretch(0)
         self._layout = QVBoxLayout(self.column)
         self._layout.setContentsMargins(0, 0, 0, 0)
-        self._layout.setSpacing(20)
+        self._layout.setSpacing(MESSAGE_SPACING)
         self.empty = EmptyState()
         self._layout.addWidget(self.empty)
         self._layout.addStretch(1)
         self.setWidget(inner)
-        self._messages: list[MessageWidget] = []
+        self._slots: list[_Slot] = []
+        self._thread: Thread | None = None
         self._stick = True
+        self._streaming = False
+        self._restoring = False
+        self._filling = False
+        self._graveyard: list[QWidget] = []
+        self._prepare_stop: threading.Event | None = None
+        self._idle = threading.Event()  # set while nothing waits to be built: see markdown.prepare
+        # Whether a reply still 'streaming' in the store is being written by this window (set by
+        # the session); one that is not was cut off, and is shown as interrupted.
+        self.owns_reply: Callable[[int], bool] = lambda _message_id: False
+        self._pump_timer = QTimer(self)
+        self._pump_timer.setSingleShot(True)
+        self._pump_timer.setInterval(0)
+        self._pump_timer.timeout.connect(self._pump)
         bar = self.verticalScrollBar()
         bar.rangeChanged.connect(self._on_range_changed)
         bar.valueChanged.connect(self._on_value_changed)
@@ -158,76 +333,404 @@ class ChatView(QScrollArea):
 
     @property
     def messages(self) -> list[MessageWidget]:
-        return list(self._messages)
+        """Every message's widget, in order. Builds the slots not built yet: for tests and rare
+        callers — the window itself never needs all of them."""
+        for slot in self._slots:
+            self._build(slot)
+        return [s.widget for s in self._slots if s.widget is not None]
+
+    def built_widgets(self) -> list[MessageWidget]:
+        return [s.widget for s in self._slots if s.widget is not None]
+
+    def message_ids(self) -> list[int]:
+        return [s.message_id for s in self._slots]
+
+    def count(self) -> int:
+        return len(self._slots)
+
+    def busy(self) -> bool:
+        """Whether slots near the viewport still wait to be built, fitted or re-coloured."""
+        return self._pump_timer.isActive() or bool(self._graveyard)
 
     def clear(self) -> None:
-        for widget in self._messages:
-            self._layout.removeWidget(widget)
-            widget.hide()
-            widget.deleteLater()
-        self._messages.clear()
+        self._end_fill()
+        self._stop_prepare()
+        self._bury(self._slots)
+        self._slots = []
+        self._thread = None
         self.empty.setVisible(True)
         self._stick = True
 
-    def show_messages(self, messages: list[StoredMessage]) -> None:
-        """Replace the content with a stored conversation."""
-        self.setUpdatesEnabled(False)
-        try:
-            self.clear()
-            for message in messages:
-                if message.role == "user":
-                    self.add_user(message.id, message.content)
-                elif message.role == "assistant":
-                    self.add_assistant(message.id).show_stored(message)
-            self.refresh_actions()
-        finally:
-            self.setUpdatesEnabled(True)
+    def show_messages(self, messages: list[StoredMessage], thread: Thread | None = None) -> None:
+        """Replace the content with a stored conversation (its branch shown), built from the
+        bottom: the last screenful now, the rest as it comes into view."""
+        self.clear()
+        self._thread = thread
+        self._append_slots(messages)
+        self._stick = True
+        self._flush_layout()
         self.scroll_to_bottom()
+        self._begin_fill()
+        self._start_prepare(messages)
+
+    def replace_from(self, index: int, messages: list[StoredMessage], thread: Thread | None) -> None:
+        """Show `messages` in place of the slots from position `index` on (another alternative
+        was chosen: what follows it is its branch)."""
+        self._bury(self._slots[index:])
+        del self._slots[index:]
+        self._thread = thread
+        self._append_slots(messages)
+        self._flush_layout()
+        self.refresh_actions()
+        self._begin_fill()
+        self._start_prepare(messages)
+
+    def _begin_fill(self) -> None:
+        """Build what the viewport will show in slices of FILL_SLICE_S (the window keeps
+        answering), painting only once it is all there: the first paint shows the messages, not
+        empty places, and until then the last picture stays on screen."""
+        self._filling = True
+        self.viewport().setUpdatesEnabled(False)
+        self.schedule()
+
+    def _end_fill(self) -> None:
+        if self._filling:
+            self._filling = False
+            self.viewport().setUpdatesEnabled(True)
+
+    def set_thread(self, thread: Thread | None) -> None:
+        """Alternatives changed (a reply was regenerated): update every "‹ n/m ›"."""
+        self._thread = thread
+        self._apply_positions()
+
+    def _append_slots(self, messages: list[StoredMessage]) -> None:
+        width = self.content_width()
+        for message in messages:
+            if message.role not in ("user", "assistant"):
+                continue
+            slot = _Slot(message, estimate_height(message, width))
+            assert slot.spacer is not None
+            self._slots.append(slot)
+            self._layout.insertItem(self._layout.count() - 1, slot.spacer)
+        self.empty.setVisible(not self._slots)
+
+    def _hold(self, slot: _Slot, widget: MessageWidget, *, live: bool) -> None:
+        """Put a built widget in the slot's place in the column."""
+        holder = _Holder(self, widget, live=live)
+        if slot.spacer is not None:
+            index = self._layout.indexOf(slot.spacer)
+            self._layout.takeAt(index)
+            slot.spacer = None
+        else:
+            index = self._layout.count() - 1
+        self._layout.insertWidget(index, holder)
+        # At its column's width before it shows (a new widget is 640 px wide until laid out, and
+        # showing lays its text out at that width first, a wasted layout of every label).
+        holder.resize(self.content_width(), holder.height())
+        # Shown now, not on the next event-loop turn as Qt would: a hidden widget takes no room in
+        # a layout, and the positions are needed at once to know what is in view.
+        holder.setVisible(True)
+        slot.holder = holder
+        self.messageBuilt.emit(widget)
 
     def add_user(self, message_id: int, text: str) -> UserMessageWidget:
         widget = UserMessageWidget(message_id, text)
-        self._add(widget)
+        self._add_live(widget, live=False)
         return widget
 
     def add_assistant(self, message_id: int) -> AssistantMessageWidget:
+        """A reply about to stream: its slot keeps a live layout until `settle()`."""
         widget = AssistantMessageWidget(message_id)
-        self._add(widget)
+        self._add_live(widget, live=True)
         return widget
 
-    def _add(self, widget: MessageWidget) -> None:
+    def _add_live(self, widget: MessageWidget, *, live: bool) -> None:
         self.empty.setVisible(False)
-        self._layout.insertWidget(self._layout.count() - 1, widget)
-        self._messages.append(widget)
+        slot = _Slot(None, 1)
+        self._slots.append(slot)
+        self._hold(slot, widget, live=live)
+        self._apply_position(slot)
+
+    def settle(self, message_id: int) -> None:
+        """The reply finished: its slot gets a fixed height like the others."""
+        slot = self._slot_for(message_id)
+        if slot is not None and slot.holder is not None and slot.holder.live:
+            slot.holder.set_live(False)
 
     def remove_from(self, message_id: int) -> None:
-        """Remove the message with this id and every one after it."""
-        keep = [w for w in self._messages if w.message_id < message_id]
-        for widget in self._messages[len(keep) :]:
-            self._layout.removeWidget(widget)
-            widget.hide()
-            widget.deleteLater()
-        self._messages = keep
-        self.empty.setVisible(not keep)
+        """Remove the message with this id and every one after it (in the order shown)."""
+        index = next((i for i, s in enumerate(self._slots) if s.message_id == message_id), None)
+        if index is None:
+            return
+        self._bury(self._slots[index:])
+        del self._slots[index:]
+        self.empty.setVisible(not self._slots)
+
+    def index_of(self, message_id: int) -> int | None:
+        return next((i for i, s in enumerate(self._slots) if s.message_id == message_id), None)
+
+    def _slot_for(self, message_id: int) -> _Slot | None:
+        return next((s for s in reversed(self._slots) if s.message_id == message_id), None)
 
     def message(self, message_id: int) -> MessageWidget | None:
-        return next((w for w in self._messages if w.message_id == message_id), None)
+        slot = self._slot_for(message_id)
+        if slot is None:
+            return None
+        self._build(slot)
+        return slot.widget
+
+    def stored(self, message_id: int) -> StoredMessage | None:
+        slot = self._slot_for(message_id)
+        return slot.message if slot is not None else None
+
+    def _last(self, role: str) -> _Slot | None:
+        return next((s for s in reversed(self._slots) if s.role == role), None)
 
     def last_user(self) -> UserMessageWidget | None:
-        return next((w for w in reversed(self._messages) if isinstance(w, UserMessageWidget)), None)
+        slot = self._last("user")
+        if slot is None:
+            return None
+        self._build(slot)
+        return slot.widget if isinstance(slot.widget, UserMessageWidget) else None
 
     def last_assistant(self) -> AssistantMessageWidget | None:
-        return next((w for w in reversed(self._messages) if isinstance(w, AssistantMessageWidget)), None)
+        slot = self._last("assistant")
+        if slot is None:
+            return None
+        self._build(slot)
+        return slot.widget if isinstance(slot.widget, AssistantMessageWidget) else None
 
-    def refresh_actions(self, streaming: bool = False) -> None:
-        """Only the last reply can be regenerated and only the last user message edited."""
-        last_user, last_reply = self.last_user(), self.last_assistant()
-        for widget in self._messages:
-            if isinstance(widget, UserMessageWidget):
-                widget.set_editable(widget is last_user and not streaming)
-            else:
-                widget.set_regenerable(widget is last_reply and not streaming)
-            # The last message of each side keeps its actions in view (and in the Tab order).
-            widget.set_pinned(widget in (last_user, last_reply) and not streaming)
+    def refresh_actions(self, streaming: bool | None = None) -> None:
+        """Only the last reply can be regenerated and only the last user message edited; the last
+        message of each side keeps its actions in view. Slots not built yet get theirs when built."""
+        if streaming is not None:
+            self._streaming = streaming
+        for slot in self._slots:
+            if slot.widget is not None:
+                self._apply_actions(slot)
+
+    def _apply_actions(self, slot: _Slot) -> None:
+        widget = slot.widget
+        last = slot is self._last(slot.role)
+        if isinstance(widget, UserMessageWidget):
+            widget.set_editable(last and not self._streaming)
+        elif isinstance(widget, AssistantMessageWidget):
+            widget.set_regenerable(last and not self._streaming)
+        if widget is not None:
+            widget.set_pinned(last and not self._streaming)
+
+    def _apply_positions(self) -> None:
+        for slot in self._slots:
+            self._apply_position(slot)
+
+    def _apply_position(self, slot: _Slot) -> None:
+        if slot.widget is not None:
+            index, count = self._thread.position(slot.message_id) if self._thread else (1, 1)
+            slot.widget.set_position(index, count)
+
+    # -- building, visible first --------------------------------------------------------------
+
+    def content_width(self) -> int:
+        """The width of the column (known before the first layout from the viewport's)."""
+        if self.column.width() > 0 and self.column.isVisible():
+            return self.column.width()
+        return max(120, min(theme.COLUMN_WIDTH, self.viewport().width() - 2 * COLUMN_MARGIN))
+
+    def _build(self, slot: _Slot, *, step: bool = False) -> bool:
+        """Build a slot's message. With `step`, one half at a time — the widgets first, off
+        screen; then, on a later call, its place in the column (fit, show) — so that no
+        event-loop turn pays for a whole long message."""
+        if slot.widget is not None or slot.message is None:
+            return False
+        if slot.made is None:
+            slot.made = self._make(slot.message)
+            if step:
+                return True
+        widget, slot.made = slot.made, None
+        self._hold(slot, widget, live=False)
+        self._apply_actions(slot)
+        self._apply_position(slot)
+        return True
+
+    def _make(self, message: StoredMessage) -> MessageWidget:
+        if message.role == "user":
+            return UserMessageWidget(message.id, message.content)
+        widget = AssistantMessageWidget(message.id)
+        widget.show_stored(message, owned=self.owns_reply(message.id))
+        return widget
+
+    def schedule(self) -> None:
+        self._idle.clear()
+        if not self._pump_timer.isActive():
+            self._pump_timer.start()
+
+    def _visible_range(self, screens: float) -> tuple[int, int]:
+        """Indices [first, last) of the slots within `screens` viewport heights of the view."""
+        if not self._slots:
+            return 0, 0
+        top = self.verticalScrollBar().value() - self.column.y()
+        height = self.viewport().height()
+        low, high = top - screens * height, top + height + screens * height
+        bottoms = [s.bottom() for s in self._slots]
+        first = bisect.bisect_left(bottoms, low)
+        last = first
+        while last < len(self._slots) and self._slots[last].top() <= high:
+            last += 1
+        return first, max(last, min(first + 1, len(self._slots)))
+
+    def _work(self, slot: _Slot) -> bool:
+        """Do what a slot still needs (build, fit, re-colour), a step of it; whether anything was
+        done."""
+        did = self._build(slot, step=True)
+        if did and not slot.built:
+            return True
+        holder = slot.holder
+        if holder is not None and holder.needs_fit:
+            holder.fit(self.content_width())
+            did = True
+        if holder is not None and holder.stale_theme:
+            holder.stale_theme = False
+            holder.widget.retheme()
+            did = True
+        return did
+
+    def _pending(self, slot: _Slot) -> bool:
+        return (not slot.built and slot.message is not None) or slot.needs_fit or slot.stale_theme
+
+    def _build_region(self, deadline: float | None, screens: float = PREFETCH_SCREENS) -> bool:
+        """Build the slots near the viewport (bottom-up when at the bottom); False when the time
+        ran out first."""
+        first, last = self._visible_range(screens)
+        order = range(last - 1, first - 1, -1) if self._stick else range(first, last)
+        anchor = None if self._stick else self._anchor()
+        done = True
+        changed = False
+        for i in order:
+            slot = self._slots[i]
+            if self._pending(slot):
+                changed |= self._work(slot)
+                if deadline is not None and time.perf_counter() > deadline:
+                    done = False
+                    break
+        if changed:
+            self._flush_layout()
+            self._restore(anchor)
+        return done
+
+    def _anchor(self) -> tuple[_Slot, int] | None:
+        """The first slot in view and how far its top is above the viewport's top."""
+        first, _last = self._visible_range(0)
+        if first >= len(self._slots):
+            return None
+        slot = self._slots[first]
+        return slot, self.verticalScrollBar().value() - (self.column.y() + slot.top())
+
+    def _restore(self, anchor: tuple[_Slot, int] | None) -> None:
+        if anchor is None or self._stick:
+            if self._stick:
+                self.scroll_to_bottom()
+            return
+        slot, offset = anchor
+        self._restoring = True
+        try:
+            self.verticalScrollBar().setValue(self.column.y() + slot.top() + offset)
+        finally:
+            self._restoring = False
+
+    def _pump(self) -> None:
+        self._work_slice()
+        if not self._pump_timer.isActive():
+            self._idle.set()
+
+    def _work_slice(self) -> None:
+        if self._filling:
+            filled = self._build_region(time.perf_counter() + FILL_SLICE_S, screens=0)
+            first, last = self._visible_range(0)
+            if filled and not any(self._pending(s) for s in self._slots[first:last]):
+                self._end_fill()
+            self.schedule()
+            return
+        deadline = time.perf_counter() + SLICE_S
+        if not self._build_region(deadline):
+            self.schedule()
+            return
+        # Off-screen slots that are built but stale (a theme change, a new width): a slice a turn.
+        anchor = None if self._stick else self._anchor()
+        changed = False
+        for slot in reversed(self._slots):
+            if slot.built and (slot.needs_fit or slot.stale_theme):
+                changed |= self._work(slot)
+                if time.perf_counter() > deadline:
+                    break
+        if changed:
+            self._flush_layout()
+            self._restore(anchor)
+        if any(s.built and (s.needs_fit or s.stale_theme) for s in self._slots):
+            self.schedule()
+        elif self._graveyard:
+            self._dig(deadline)
+
+    def _flush_layout(self) -> None:
+        """Apply pending layout changes now, so slot positions and the scroll range are current."""
+        for _ in range(3):
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+
+    def _bury(self, slots: list[_Slot]) -> None:
+        """Take slots out of the column now; delete their widgets a slice at a time."""
+        for slot in slots:
+            if slot.spacer is not None:
+                self._layout.removeItem(slot.spacer)
+                slot.spacer = None
+            if slot.holder is not None:
+                self._layout.removeWidget(slot.holder)
+                slot.holder.hide()
+                self._graveyard.append(slot.holder)
+                slot.holder = None
+            if slot.made is not None:
+                self._graveyard.append(slot.made)
+                slot.made = None
+        if self._graveyard:
+            self.schedule()
+
+    def _dig(self, deadline: float) -> None:
+        """Delete buried widgets until the slice's time is up (deleteLater would delete them all
+        in one later turn: a long conversation's worth at once)."""
+        while self._graveyard and time.perf_counter() < deadline:
+            widget = self._graveyard.pop()
+            widget.setParent(None)  # now owned by its Python wrapper alone: deleted right here
+            del widget
+        if self._graveyard:
+            self.schedule()
+
+    def _start_prepare(self, messages: list[StoredMessage]) -> None:
+        """Parse and highlight the conversation's Markdown ahead of need, newest first."""
+        from app.gui.chat import markdown
+
+        self._stop_prepare()
+        texts = [m.content for m in reversed(messages) if m.role == "assistant" and m.content]
+        texts += [m.reasoning for m in reversed(messages) if m.reasoning]
+        if not texts:
+            return
+        stop = self._prepare_stop = threading.Event()
+        style = theme.current().pygments_style
+        threading.Thread(
+            target=markdown.prepare, args=(texts, style, stop, self._idle), name="hearth-markdown", daemon=True
+        ).start()
+
+    def _stop_prepare(self) -> None:
+        if self._prepare_stop is not None:
+            self._prepare_stop.set()
+            self._prepare_stop = None
+
+    def retheme(self) -> None:
+        """The theme changed: re-colour the slots in view now, the other built ones in slices."""
+        for slot in self._slots:
+            if slot.holder is not None:
+                slot.holder.stale_theme = True
+        first, last = self._visible_range(0)
+        for slot in self._slots[first:last]:
+            self._work(slot)
+        self.schedule()
 
     # -- scrolling ----------------------------------------------------------------------------
 
@@ -246,4 +749,10 @@ class ChatView(QScrollArea):
 
     def _on_value_changed(self, value: int) -> None:
         bar = self.verticalScrollBar()
-        self._stick = value >= bar.maximum() - STICK_MARGIN_PX
+        if not self._restoring:
+            self._stick = value >= bar.maximum() - STICK_MARGIN_PX
+        self.schedule()  # slots coming into view get built
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self.schedule()

@@ -91,7 +91,12 @@ class LibraryController(QObject):
 
             root = paths.models_dir()
             hw = hardware.probe(root, refresh=True, check_offload=False)
-            return hw, catalog.library(hw, catalog=self.catalog(), models_dir=root), catalog.disk_usage(root)
+            rows = catalog.library(hw, catalog=self.catalog(), models_dir=root)
+            for row in rows:
+                entry = self.catalog().get(str(row["id"])) if row.get("size_bytes") is None else None
+                if entry is not None:  # the hub tells the real size at download time; until then an estimate
+                    row["size_estimate"] = entry.estimated_size
+            return hw, rows, catalog.disk_usage(root)
 
         self.tasks.submit(work, self._on_rows, self._on_rows_failed, name="library")
 

@@ -23,7 +23,7 @@ from app.core import paths
 from app.core.catalog import Fit
 from app.core.downloads import DownloadJob, ErrorKind, HubModel, HubRepo, JobState
 from app.gui.library.controller import LibraryController
-from app.gui.library.widgets import FitBadge, JobProgress, chip, page_scaffold, repolish, size_text
+from app.gui.library.widgets import FitBadge, JobProgress, chip, page_scaffold, repolish, row_size_text, size_text
 from app.gui.theme import bold, named
 
 
@@ -137,7 +137,7 @@ class ModelCard(QFrame):
         self.description.setText(str(row.get("description") or row.get("repo") or ""))
         self.description.setVisible(bool(self.description.text()))
         bits = [
-            size_text(row.get("size_bytes")) if row.get("size_bytes") else "",
+            row_size_text(row),
             _context_text(row.get("context_length")),
             _params_text(row.get("parameters")),
             str(row.get("quantization") or ""),
@@ -304,10 +304,13 @@ class LibraryPage(QWidget):
 
         search_row = QHBoxLayout()
         self.search_edit = QLineEdit()
-        self.search_edit.setPlaceholderText("Search Hugging Face for GGUF models (needs the internet)")
-        self.search_edit.setAccessibleName("Search Hugging Face")
+        self.search_edit.setPlaceholderText(
+            "Filter the models below · Enter searches Hugging Face (needs the internet)"
+        )
+        self.search_edit.setAccessibleName("Filter models, or search Hugging Face")
         self.search_edit.setClearButtonEnabled(True)
         self.search_edit.returnPressed.connect(self.search)
+        self.search_edit.textChanged.connect(self.filter_cards)
         self.search_button = QPushButton("Search")
         self.search_button.setAccessibleName("Search Hugging Face")
         self.search_button.clicked.connect(self.search)
@@ -378,6 +381,7 @@ class LibraryPage(QWidget):
                 layout.addWidget(card)  # in order: re-adding moves it into place
         self.installed_title.setVisible(bool(installed))
         self.available_title.setVisible(bool(available))
+        self.filter_cards(self.search_edit.text())
         if self.controller.disk is not None:
             used, free = self.controller.disk
             self.disk_label.setText(
@@ -385,6 +389,29 @@ class LibraryPage(QWidget):
             )
         elif self.controller.refreshing:
             self.disk_label.setText("Reading the models folder…")
+
+    def filter_cards(self, text: str) -> None:
+        """Show only the cards whose name, id, family or description holds every typed word (as
+        the user types; Enter then searches Hugging Face as well)."""
+        words = text.casefold().split()
+        shown = {"installed": 0, "available": 0}
+        for card in self.cards.values():
+            row = card.row
+            haystack = " ".join(
+                str(row.get(k) or "") for k in ("name", "id", "repo", "description", "quantization")
+            ).casefold()
+            match = all(w in haystack for w in words)
+            card.setVisible(match)
+            if match:
+                shown["installed" if card.installed else "available"] += 1
+        has_installed = any(c.installed for c in self.cards.values())
+        has_available = any(not c.installed for c in self.cards.values())
+        self.installed_title.setVisible(has_installed and shown["installed"] > 0)
+        self.available_title.setVisible(has_available and shown["available"] > 0)
+        if words and not any(shown.values()):
+            self.show_notice(f"No model here matches “{text.strip()}”; press Enter to search Hugging Face.")
+        elif self.notice.text().startswith("No model here matches"):
+            self.show_notice("")
 
     def _on_job(self, job: DownloadJob | None) -> None:
         if job is None:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.downloads import DownloadJob, ErrorKind, JobState
+from app.core.units import format_bytes, format_rate
 from app.gui.theme import COLUMN_WIDTH, bold, current, named
 from app.gui.theme import repolish as theme_repolish
 
@@ -28,17 +29,18 @@ FIT_TEXT = {
 }
 
 
-def size_text(n: int | None) -> str:
-    if n is None:
-        return "size unknown"
-    for unit, scale in (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
+size_text = format_bytes  # the one formatter (app.core.units), under the name the pages use
+speed_text = format_rate
 
 
-def speed_text(bps: float) -> str:
-    return f"{size_text(int(bps))}/s" if bps > 0 else ""
+def row_size_text(row: dict[str, object]) -> str:
+    """A library row's size: the catalog's or the file's, else the estimate from its parameters."""
+    size, estimate = row.get("size_bytes"), row.get("size_estimate")
+    if isinstance(size, int) and size > 0:
+        return size_text(size)
+    if isinstance(estimate, int) and estimate > 0:
+        return f"about {size_text(estimate)}"
+    return ""
 
 
 def eta_text(seconds: float | None) -> str:

@@ -253,8 +253,9 @@ def test_cpu_only_8_gb_is_refused_with_a_clear_reason() -> None:
         r"gpt-oss-20b needs about (\d+\.\d) GB of memory; this machine has (\d+\.\d) GB available\.", plan.reason
     )
     assert m, plan.reason
-    assert 12.0 <= float(m.group(1)) <= 13.5
-    assert float(m.group(2)) == 6.0
+    # Decimal GB, the unit every screen uses (app.core.units): 12.0–13.5 GiB, 6.0 GiB available.
+    assert 12.0 * 1.074 <= float(m.group(1)) <= 13.5 * 1.074
+    assert float(m.group(2)) == 6.4
     assert step_down(plan, CPU_8GB, GPT_OSS_20B) is None
 
 
@@ -404,3 +405,14 @@ def test_step_down_keeps_the_gpu_for_the_cache_steps_when_ram_is_short() -> None
     assert smaller is not None
     assert smaller.n_gpu_layers == ALL_LAYERS and smaller.type_k == "q8_0"
     assert smaller.device == "cuda"
+
+
+def test_gpu_layers_chosen_in_the_model_settings_replace_the_planners() -> None:
+    from app.core.planner import with_gpu_layers
+
+    plan = plan_load(CPU_24GB, GPT_OSS_20B)
+    assert plan.n_gpu_layers == 0
+    chosen = with_gpu_layers(plan, 99)
+    assert chosen.n_gpu_layers == plan.n_layers_total == 25
+    assert chosen.reason.startswith(plan.reason) and chosen.reason.endswith("25 of 25 layers on the GPU.")
+    assert with_gpu_layers(plan, -3).n_gpu_layers == 0

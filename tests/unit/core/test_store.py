@@ -77,7 +77,7 @@ def assert_one_sentence(error: StoreError) -> None:
 
 def test_new_database_is_wal_with_current_schema(db_path: Path, store: ChatStore) -> None:
     conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"conversations_by_activity", "messages_by_conversation"} <= indexes
@@ -660,3 +660,116 @@ def test_store_used_from_another_thread(store: ChatStore) -> None:
     thread.join(30)
     assert [m.content for m in store.messages(conversation.id)] == ["from a worker"]
     assert results == store.messages(conversation.id)
+
+
+# -- alternatives (schema 3) and the search index (schema 4) -------------------------------------
+
+
+def test_migrates_a_version_2_database_into_one_branch_and_indexes_it(db_path: Path) -> None:
+    from app.core.store import _V1, _V2
+
+    conn = sqlite3.connect(db_path)
+    for statement in (*_V1, *_V2):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES (1, 'Old', 1.0, 9.0)")
+    conn.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES (2, 'Empty', 1.0, 2.0)")
+    conn.executemany(
+        "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, ?, ?, ?)",
+        [("user", "What is a Straße?", 2.0), ("assistant", "A street.", 3.0), ("user", "Thanks", 4.0)],
+    )
+    conn.commit()
+    conn.close()
+
+    with ChatStore(db_path) as store:
+        messages = store.messages(1)
+        assert [m.content for m in messages] == ["What is a Straße?", "A street.", "Thanks"]
+        assert [m.parent_id for m in messages] == [None, messages[0].id, messages[1].id]
+        assert store.thread(1).alternatives == {}
+        assert store.messages(2) == []
+        assert [c.id for c in store.search_conversations("STRASSE")] == [1]  # through the index
+        assert [c.id for c in store.search_conversations("a street")] == [1]
+        added = store.add_message(1, "assistant", "You are welcome.")
+        assert added.parent_id == messages[2].id
+        # Per-chat model settings (schema 3 too).
+        assert store.get_conversation(1).options == {}
+        assert store.update_conversation(1, options={"temperature": 0.4, "n_ctx": 8192}).options == {
+            "temperature": 0.4,
+            "n_ctx": 8192,
+        }
+        assert store.create_conversation("New", options={"top_p": 0.9}).options == {"top_p": 0.9}
+
+
+def test_regenerate_keeps_the_earlier_reply_as_an_alternative(store: ChatStore) -> None:
+    conversation = store.create_conversation()
+    question = store.add_message(conversation.id, "user", "Name a colour.")
+    first = store.add_message(conversation.id, "assistant", "Red.")
+    store.rewind_to(conversation.id, question.id)  # Regenerate: the prompt ends at the question
+    assert [m.id for m in store.messages(conversation.id)] == [question.id]
+    second_id = store.begin_reply(conversation.id, "m")
+    store.finish_reply(second_id, "Blue.", "", None, "complete")
+    thread = store.thread(conversation.id)
+    assert [m.content for m in thread.messages] == ["Name a colour.", "Blue."]
+    assert thread.alternatives == {second_id: (first.id, second_id)}
+    assert thread.position(second_id) == (2, 2) and thread.position(question.id) == (1, 1)
+    # Switching back shows the first reply, and a follow-up continues that branch.
+    assert [m.content for m in store.choose(first.id).messages] == ["Name a colour.", "Red."]
+    follow = store.add_message(conversation.id, "user", "Why red?")
+    assert follow.parent_id == first.id
+    assert [m.content for m in store.messages(conversation.id)] == ["Name a colour.", "Red.", "Why red?"]
+    assert {m.content for m in store.all_messages(conversation.id)} == {"Name a colour.", "Red.", "Blue.", "Why red?"}
+
+
+def test_edit_keeps_the_earlier_branch_and_each_branch_comes_back_as_it_was_left(store: ChatStore) -> None:
+    c = store.create_conversation().id
+    q1 = store.add_message(c, "user", "q1")
+    a1 = store.add_message(c, "assistant", "a1")
+    q2 = store.add_message(c, "user", "q2")
+    a2 = store.add_message(c, "assistant", "a2")
+    # Edit q2: a sibling of q2 after a1; the old q2 and its reply stay.
+    q2b = store.add_message(c, "user", "q2 edited", parent_id=q2.parent_id)
+    a2b = store.add_message(c, "assistant", "a2b")
+    assert [m.id for m in store.messages(c)] == [q1.id, a1.id, q2b.id, a2b.id]
+    assert store.thread(c).position(q2b.id) == (2, 2)
+    # Edit the very first message: a second first message.
+    q1b = store.add_message(c, "user", "q1 edited", parent_id=None)
+    assert [m.id for m in store.messages(c)] == [q1b.id]
+    assert store.thread(c).alternatives == {q1b.id: (q1.id, q1b.id)}
+    # Back to the first q1: its branch comes back with the edited q2 that was shown there last.
+    assert [m.id for m in store.choose(q1.id).messages] == [q1.id, a1.id, q2b.id, a2b.id]
+    assert [m.id for m in store.choose(q2.id).messages] == [q1.id, a1.id, q2.id, a2.id]
+    assert [m.id for m in store.choose(q1b.id).messages] == [q1b.id]
+    assert [m.id for m in store.choose(q1.id).messages] == [q1.id, a1.id, q2.id, a2.id]
+    with pytest.raises(NotFoundError):
+        store.add_message(c, "user", "x", parent_id=9999)
+
+
+def test_a_long_chain_deletes_without_recursion_limits(store: ChatStore) -> None:
+    """A cascade along parent links would recurse once per message (SQLite stops at 1,000)."""
+    c = store.create_conversation().id
+    ids = [store.add_message(c, "user" if i % 2 == 0 else "assistant", f"m{i}").id for i in range(1_500)]
+    assert len(store.messages(c)) == 1_500
+    assert store.delete_messages_after(c, ids[10]) == 1_489
+    assert [m.id for m in store.messages(c)] == ids[:11]
+    assert store.delete_conversation(c)
+    assert store.all_messages(c) == [] and store.search_conversations("m1") == []
+
+
+def test_the_search_index_follows_every_write_and_is_used(db_path: Path, store: ChatStore) -> None:
+    c = store.create_conversation("Chat").id
+    reply = store.begin_reply(c, None)
+    store.update_reply(reply, "the partial mentions zanzibar", "")
+    assert [x.id for x in store.search_conversations("ZANZIBAR")] == [c]
+    store.finish_reply(reply, "the final text mentions timbuktu", "", None, "complete")
+    assert store.search_conversations("zanzibar") == [] and [x.id for x in store.search_conversations("timbuk")] == [c]
+    store.delete_messages_after(c, reply, inclusive=True)
+    assert store.search_conversations("timbuk") == []
+    conn = sqlite3.connect(db_path)
+    plan = " ".join(
+        str(row[-1])
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT rowid FROM message_text WHERE message_text MATCH ?", ('"abc"',)
+        )
+    )
+    conn.close()
+    assert "VIRTUAL TABLE INDEX" in plan

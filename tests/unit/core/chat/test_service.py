@@ -267,3 +267,24 @@ def test_stream_yields_events_then_done_and_stores_nothing(service: Any, store: 
     items = list(svc.stream(GenerateRequest(Conversation((Message("user", "Capital of France?"),)))))
     assert items[:-1] == [AnswerDelta("Paris")] and isinstance(items[-1], Done)
     assert items[-1].stats.generated_tokens == 2 and store.list_conversations() == []
+
+
+def test_the_model_settings_gpu_layers_reach_the_backend(
+    service: tuple[ChatService, ScriptedBackend], inbox: queue.Queue[ServiceEvent], tmp_path: Path
+) -> None:
+    s, backend = service
+    seen: list[dict[str, Any]] = []
+    original = backend.load
+
+    def load(model: Path, **kwargs: Any) -> LoadResult:
+        seen.append(kwargs)
+        return original(model, ctx_cap=kwargs.get("ctx_cap"))
+
+    backend.load = load  # type: ignore[method-assign]
+    model = tmp_path / "m.gguf"
+    s.load(model, ctx_cap=8192, gpu_layers=5)
+    wait_for(inbox, Loaded)
+    s.load(model)  # nothing chosen: the backend is asked as before, without gpu_layers
+    wait_for(inbox, Loaded)
+    assert seen[0]["ctx_cap"] == 8192 and seen[0]["gpu_layers"] == 5
+    assert "gpu_layers" not in seen[1]

@@ -1,4 +1,5 @@
-"""Tool calls in the store: the migration from schema 2, round trips, cascades (real SQLite)."""
+"""Tool calls in the store: the migration from schema 4, round trips, cascades, calls on the
+alternatives of the message tree (real SQLite)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,31 @@ import pytest
 
 from app.core.store import MIGRATIONS, SCHEMA_VERSION, ChatStore, NotFoundError, ToolCall
 
-TOOLS_VERSION = 3  # the migration that adds tool calls (renumbered if merged after others)
+TOOLS_VERSION = 5  # the migration that adds tool calls (after the message tree, 3, and the search index, 4)
 
 
-def write_version_2(path: Path) -> None:
-    """A database exactly as Hearth with schema 2 wrote it, with a conversation in it."""
+def write_version_4(path: Path) -> None:
+    """A database exactly as Hearth with schema 4 wrote it: a conversation whose reply was
+    regenerated once (two alternatives under the user's message, the second one shown)."""
     conn = sqlite3.connect(path)
-    for migration in MIGRATIONS[:2]:
+    conn.create_function("hearth_fold", 1, lambda text: text.casefold() if text is not None else None)
+    for migration in MIGRATIONS[:TOOLS_VERSION - 1]:
         for statement in migration:
             conn.execute(statement)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute(f"PRAGMA user_version = {TOOLS_VERSION - 1}")
     conn.execute(
         "INSERT INTO conversations (id, title, created_at, updated_at, effort) VALUES (1, 'Weather', 1.0, 2.0, 'high')"
     )
     conn.executemany(
-        "INSERT INTO messages (conversation_id, role, content, reasoning, created_at) VALUES (1, ?, ?, ?, ?)",
-        [("user", "Weather in Paris?", "", 1.5), ("assistant", "Rainy.", "Look it up.", 1.6)],
+        "INSERT INTO messages (id, conversation_id, role, content, reasoning, created_at, parent_id, chosen_at)"
+        " VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
+        [
+            (1, "user", "Weather in Paris?", "", 1.5, None, 1.5),
+            (2, "assistant", "Sunny.", "Guess.", 1.6, 1, 1.6),
+            (3, "assistant", "Rainy.", "Look it up.", 1.7, 1, 1.7),
+        ],
     )
+    conn.execute("UPDATE conversations SET leaf_id = 3 WHERE id = 1")
     conn.commit()
     conn.close()
 
@@ -43,13 +52,16 @@ def call(message_id: int, round_: int = 0, position: int = 0, **fields: object) 
     return ToolCall(**values)  # type: ignore[arg-type]
 
 
-def test_a_version_2_database_migrates_and_keeps_everything(tmp_path: Path) -> None:
+def test_a_version_4_database_migrates_and_keeps_everything(tmp_path: Path) -> None:
     path = tmp_path / "chat.sqlite3"
-    write_version_2(path)
+    write_version_4(path)
     with ChatStore(path) as store:
-        [user, reply] = store.messages(1)
+        thread = store.thread(1)
+        [user, reply] = thread.messages
         assert (user.content, reply.content, reply.reasoning) == ("Weather in Paris?", "Rainy.", "Look it up.")
-        assert store.tool_calls([reply.id]) == {}
+        assert thread.position(reply.id) == (2, 2)
+        assert store.search_conversations("rainy") != []  # the index of schema 4 still answers
+        assert store.tool_calls([1, 2, 3]) == {}
         assert store.conversation_tools(1) is None
         stored = store.add_tool_call(call(reply.id, status="done", result="rain"))
         assert store.tool_calls([reply.id]) == {reply.id: [stored]}
@@ -88,6 +100,28 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
             store.update_tool_call(call(reply, 9, 9, call_id="missing"))
         with pytest.raises(ValueError):
             store.add_tool_call(call(reply, 2, 0, status="exploded"))
+
+
+def test_each_alternative_keeps_its_own_calls(tmp_path: Path) -> None:
+    """Regenerate keeps the earlier reply as an alternative: its calls stay with it, and the
+    branch shown finds the calls of the reply it shows."""
+    with ChatStore(tmp_path / "c.sqlite3") as store:
+        conv = store.create_conversation()
+        question = store.add_message(conv.id, "user", "Weather?")
+        first = store.begin_reply(conv.id, "m")
+        store.add_tool_call(call(first, result="sun"))
+        store.rewind_to(conv.id, question.id)
+        second = store.begin_reply(conv.id, "m")
+        store.add_tool_call(call(second, result="rain"))
+        store.add_tool_call(call(second, 1, 0, result="still rain"))
+        shown = [m.id for m in store.messages(conv.id)]
+        assert shown == [question.id, second]
+        calls = store.tool_calls(shown)
+        assert [c.result for c in calls[second]] == ["rain", "still rain"] and question.id not in calls
+        store.choose(first)
+        assert [c.result for c in store.tool_calls([m.id for m in store.messages(conv.id)])[first]] == ["sun"]
+        store.delete_messages_after(conv.id, question.id)  # both alternatives go, with their calls
+        assert store.tool_calls([first, second]) == {}
 
 
 def test_calls_go_with_their_message_and_conversation(tmp_path: Path) -> None:

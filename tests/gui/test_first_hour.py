@@ -1,0 +1,160 @@
+"""What a new user hit in the first hour (issue 12), each fixed and checked through the real window:
+Send waits for a model and offers the Library, sentences name the model as the picker does, Copy
+says it copied, Ctrl+Q quits, the keyboard focus is visible."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractButton, QApplication, QComboBox, QLineEdit, QWidget
+from pytestqt.qtbot import QtBot
+
+from app.core.store import ChatStore
+from app.gui.main_window import MainWindow
+from app.gui.model_picker import STARTER_KEY
+from tests.gui.conftest import SIGNAL_TIMEOUT_MS, WindowFactory
+from tests.gui.test_chat_flow import send_and_wait
+
+
+def test_send_waits_for_a_model_and_offers_the_library(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    window = make_window(store)
+    composer = window.composer
+    qtbot.keyClicks(composer.edit, "Hello?")
+    assert not composer.button.isEnabled() and not composer.can_send()
+    assert "No model is loaded" in composer.hint.text() and composer.library_button.isVisible()
+    qtbot.keyClick(composer.edit, Qt.Key.Key_Return)  # Enter does nothing yet; the text stays
+    assert composer.text() == "Hello?" and store.list_conversations() == []
+    assert not window.banner.isVisible() or "No model is loaded." not in window.banner.label.text()
+    qtbot.mouseClick(composer.library_button, Qt.MouseButton.LeftButton)
+    assert window.pages.currentWidget() is window.library_page()
+
+
+def test_send_works_once_the_model_is_ready(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
+) -> None:
+    window = make_window(store)
+    entry = window.header.entry(STARTER_KEY)
+    assert entry is not None
+    window.composer.set_text("Hi")
+    with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS):
+        window.load_model(entry)
+        assert window.composer.hint.text().startswith(f"Loading {entry.name}")
+        assert not window.composer.button.isEnabled() and not window.composer.library_button.isVisible()
+    assert window.composer.button.isEnabled() and not window.composer.library_button.isVisible()
+    window.session.max_tokens = 4
+    window.composer.edit.clear()
+    outcome = send_and_wait(qtbot, window, "Hello")
+    assert outcome.state == "complete"
+
+
+def test_a_load_failure_names_the_model_as_the_picker_does(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
+) -> None:
+    """The engine knows the starter by its file's name, "Gemma 3 270m"; the user by the picker's."""
+    window = make_window(store)
+    entry = window.header.entry(STARTER_KEY)
+    assert entry is not None and entry.name == "Gemma 3 270M (starter)"
+    with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS) as loaded:
+        window.load_model(entry)
+    internal = loaded.args[0].info.name
+    assert internal != entry.name and window.engine.engine_name == internal
+    assert internal not in window.header.plan_label.text()
+    window.engine.unload()
+    qtbot.waitUntil(lambda: not window.engine.is_loaded, timeout=SIGNAL_TIMEOUT_MS)
+    window.engine.loadFailed.emit(f"llama.cpp could not load {internal}.")  # as the engine words it
+    text = window.banner.label.text()
+    assert text == f"{entry.name} could not be loaded. llama.cpp could not load {entry.name}."
+    assert internal not in window.header.plan_label.text()
+
+
+def test_copy_says_it_copied(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    conv = store.create_conversation("Copy")
+    store.add_message(conv.id, "user", "Question?")
+    store.add_message(conv.id, "assistant", "The **answer**.")
+    window = make_window(store)
+    window.session.open(conv.id)
+    reply, user = window.view.last_assistant(), window.view.last_user()
+    assert reply is not None and user is not None
+    qtbot.waitUntil(lambda: reply.copy_button.isVisible(), timeout=10_000)
+    qtbot.mouseClick(reply.copy_button, Qt.MouseButton.LeftButton)
+    assert QApplication.clipboard().text() == "The **answer**." and reply.copy_button.text() == "Copied ✓"
+    qtbot.mouseClick(user.copy_button, Qt.MouseButton.LeftButton)
+    assert QApplication.clipboard().text() == "Question?" and user.copy_button.text() == "Copied ✓"
+    qtbot.waitUntil(lambda: reply.copy_button.text() == "Copy" and user.copy_button.text() == "Copy", timeout=5_000)
+
+
+def test_ctrl_q_quits(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    window = make_window(store)
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    assert not window.isVisible() and window._closed
+
+
+def test_the_keyboard_focus_is_visible_on_every_control_tab_reaches(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    """Tab through the window; each control, focused, looks different from itself unfocused."""
+    store.create_conversation("A chat")
+    window = make_window(store)
+    window.composer.edit.setFocus()
+    seen: list[str] = []
+    unmarked: list[str] = []
+    for _ in range(30):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        widget = QApplication.focusWidget()
+        if not isinstance(widget, (QAbstractButton, QComboBox, QLineEdit)) or widget.objectName() in seen:
+            continue
+        seen.append(widget.objectName() or type(widget).__name__)
+        focused = widget.grab().toImage()
+        window.setFocus()  # somewhere else: the same control unfocused
+        qtbot.waitUntil(lambda w=widget: not w.hasFocus(), timeout=5_000)
+        unfocused = widget.grab().toImage()
+        widget.setFocus(Qt.FocusReason.TabFocusReason)
+        if focused == unfocused:
+            unmarked.append(f"{type(widget).__name__} {widget.accessibleName()!r}")
+    assert len(seen) >= 5 and unmarked == []
+
+
+def test_a_mouse_click_leaves_no_focus_ring_on_a_button(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    window = make_window(store)
+    button: QWidget = window.sidebar.new_button
+    window.composer.edit.setFocus()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert not button.hasFocus() and button.focusPolicy() == Qt.FocusPolicy.TabFocus
+
+
+def test_a_window_without_a_model_is_not_auto_quiet(make_window: WindowFactory, store: ChatStore) -> None:
+    """Regenerate without a model says what to do instead of failing with a Retry that cannot help."""
+    conv = store.create_conversation("Old")
+    store.add_message(conv.id, "user", "Q")
+    store.add_message(conv.id, "assistant", "A")
+    window: MainWindow = make_window(store)
+    window.session.open(conv.id)
+    window.session.regenerate()
+    assert window.banner.isVisible() and window.banner.label.text() == "No model is loaded."
+    assert window.banner.action.text() == "Open the Library"
+    assert [m.content for m in store.messages(conv.id)] == ["Q", "A"]  # nothing was rewound
+
+
+def test_typing_in_the_library_search_filters_the_catalog_shown(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    window = make_window(store)
+    with qtbot.waitSignal(window.library.rowsChanged, timeout=60_000):
+        window.show_library()
+    page = window.library_page()
+    qtbot.waitUntil(lambda: bool(page.cards) and all(c.isVisible() for c in page.cards.values()), timeout=10_000)
+    everything = len(page.cards)
+    qtbot.keyClicks(page.search_edit, "qwen3 4b")
+    shown = [card.model_id for card in page.cards.values() if card.isVisibleTo(page)]
+    assert shown and len(shown) < everything and all(i.startswith("qwen3-4b") for i in shown)
+    page.search_edit.setText("no-such-model-anywhere")
+    assert not any(c.isVisibleTo(page) for c in page.cards.values())
+    assert "press Enter to search Hugging Face" in page.notice.text()
+    assert not page.installed_title.isVisibleTo(page) and not page.available_title.isVisibleTo(page)
+    page.search_edit.clear()
+    assert all(c.isVisibleTo(page) for c in page.cards.values()) and not page.notice.isVisibleTo(page)
