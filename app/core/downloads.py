@@ -111,6 +111,9 @@ class DownloadJob:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     installed_path: str | None = None  # the file to load, once done
+    # What the catalog says the GGUF holds (its architecture block); the downloaded file must agree.
+    expect_architecture: str | None = None
+    expect_layers: int | None = None
 
     @property
     def bytes_done(self) -> int:
@@ -385,7 +388,16 @@ class DownloadManager:
         """Queue a catalog entry (catalog.CatalogEntry). An unfinished job for the same model is
         resumed instead of duplicated."""
         files = [JobFile(f.name, f.size_bytes, f.sha256) for f in entry.files]
-        return self._enqueue(entry.id, entry.name, entry.repo, entry.revision, files, "catalog")
+        arch = getattr(entry, "architecture", None)
+        return self._enqueue(
+            entry.id,
+            entry.name,
+            entry.repo,
+            entry.revision,
+            files,
+            "catalog",
+            expect=(arch.name, arch.n_layers) if arch is not None else None,
+        )
 
     def enqueue_files(
         self, model_id: str, name: str, repo: str, files: list[str], revision: str = "main"
@@ -461,7 +473,14 @@ class DownloadManager:
     # -- queue plumbing -------------------------------------------------------------------------
 
     def _enqueue(
-        self, model_id: str, name: str, repo: str, revision: str, files: list[JobFile], source: str
+        self,
+        model_id: str,
+        name: str,
+        repo: str,
+        revision: str,
+        files: list[JobFile],
+        source: str,
+        expect: tuple[str, int] | None = None,
     ) -> DownloadJob:
         from app.core import catalog
 
@@ -485,6 +504,8 @@ class DownloadManager:
                     self.resume(existing.id)
                 return existing.snapshot()
             job = DownloadJob(uuid.uuid4().hex[:12], model_id, name, repo, revision, files, source)
+            if expect is not None:
+                job.expect_architecture, job.expect_layers = expect
             self._jobs.append(job)
             self._notify(job)
             self._persist(force=True)
@@ -629,6 +650,7 @@ class DownloadManager:
                 self._with_retries(job, functools.partial(self._fetch, job, f, token), token)
                 self._verify(job, f)
             self._check_interrupt()
+            self._check_model(job)
             self._install(job)
         except _Interrupted as stop:
             self._stopped(job, stop.reason)
@@ -655,13 +677,18 @@ class DownloadManager:
 
     def _with_retries(self, job: DownloadJob, step: Callable[[], None], token: str | None) -> None:
         """Run `step`, retrying network trouble with exponential backoff; attempts start over
-        whenever data arrived, so a flaky but working connection never gives up."""
+        whenever data arrived, so a flaky but working connection never gives up. When the hub
+        cannot be reached at all (no network, no DNS) the job waits, retrying every `backoff_max`
+        seconds at most, and carries on by itself once the connection is back."""
         attempt = 0
+        offline = False
         while True:
             self._check_interrupt()
             before = job.bytes_done
             try:
                 step()
+                if offline:
+                    log.info("download %s: Hugging Face can be reached again", job.id)
                 return
             except (_Interrupted, _Failure):
                 raise
@@ -672,7 +699,24 @@ class DownloadManager:
                 if job.bytes_done > before:
                     attempt = 0
                 attempt += 1
-                reason = secrets.redact(_describe(exc), token)
+                if _unreachable(exc):
+                    if not offline:
+                        log.info("download %s: Hugging Face cannot be reached (%s)", job.id, _describe(exc))
+                    offline = True
+                    delay = min(self.backoff_max, self.backoff * 2 ** min(attempt - 1, 16))
+                    self._update(
+                        job,
+                        message="Hugging Face cannot be reached (is this computer offline?); the download "
+                        f"continues by itself when the connection is back (next try in {delay:.0f} s).",
+                    )
+                    if self._interrupt.wait(delay):
+                        self._check_interrupt()
+                    continue
+                if offline:
+                    offline = False
+                    self._update(job, message="Connected again; continuing.")
+                reason = secrets.redact(_network_reason(exc), token)
+                log.info("download %s: %s (%s)", job.id, reason, secrets.redact(_describe(exc), token))
                 if attempt > self.retries:
                     raise _Failure(
                         JobState.PAUSED,
@@ -770,33 +814,33 @@ class DownloadManager:
                 JobState.FAILED, ErrorKind.GATED, _gated_message(job.name, f"{self._endpoint_url()}/{job.repo}", None)
             )
         siblings = {s.rfilename: s for s in (info.siblings or [])}
-        # A catalog pinned to a commit is a promise: any difference is an error. On a branch
-        # ("main") the repo may have been re-uploaded since the catalog was written; the hub's
-        # metadata for the commit we fetch is then what the bytes must match.
-        pinned = _is_commit(job.revision)
+        # The catalog is what the user chose: a curated model is installed only if the hub's file is
+        # the one the catalog describes (its size, its sha256 where the catalog pins one), on a
+        # branch as much as on a pinned commit. Values the catalog leaves open come from the hub.
         for f in job.files:
             s = siblings.get(f.name)
             if s is None:
                 raise _Failure(JobState.FAILED, ErrorKind.NOT_FOUND, f"{f.name} is not in {job.repo} on Hugging Face.")
             hub_size = s.lfs.size if s.lfs else s.size
             hub_sha = s.lfs.sha256 if s.lfs else None
-            size_differs = f.size is not None and hub_size is not None and hub_size != f.size
-            sha_differs = bool(f.sha256 and hub_sha and hub_sha != f.sha256)
-            if (size_differs or sha_differs) and pinned:
-                raise _Failure(
-                    JobState.FAILED,
-                    ErrorKind.CHANGED,
-                    f"{f.name} on Hugging Face differs from the file Hearth's catalog pins "
-                    f"(revision {job.revision[:8]}); update Hearth to get the new catalog.",
-                )
-            if size_differs or sha_differs:
-                log.info(
-                    "%s in %s changed upstream since the catalog was written; verifying against the hub's metadata",
-                    f.name,
-                    job.repo,
-                )
-            f.size = hub_size if hub_size is not None else f.size
-            f.sha256 = hub_sha or f.sha256
+            if job.source == "catalog":
+                if f.size is not None and hub_size is not None and hub_size != f.size:
+                    raise _Failure(
+                        JobState.FAILED,
+                        ErrorKind.CHANGED,
+                        f"Hugging Face offers {f.name} with {hub_size:,} bytes, but Hearth's catalog expects "
+                        f"{f.size:,}: it is not the file the catalog describes, so Hearth did not download it. "
+                        "Update Hearth to get a catalog that knows the new file.",
+                    )
+                if f.sha256 and hub_sha and hub_sha != f.sha256:
+                    raise _Failure(
+                        JobState.FAILED,
+                        ErrorKind.CHANGED,
+                        f"{f.name} on Hugging Face has another checksum (sha256) than the one Hearth's catalog "
+                        "pins, so Hearth did not download it. Update Hearth to get a catalog that knows the new file.",
+                    )
+            f.size = f.size if f.size is not None else hub_size
+            f.sha256 = f.sha256 or hub_sha
         job.commit = info.sha or job.commit
         self._update(job, message="Starting the download…")
 
@@ -886,8 +930,8 @@ class DownloadManager:
             raise _Failure(
                 JobState.FAILED,
                 ErrorKind.CHANGED,
-                f"Hugging Face serves {f.name} with {total:,} bytes, not the {f.size:,} expected; "
-                "the file changed upstream. Cancel and download it again.",
+                f"Hugging Face serves {f.name} with {total:,} bytes, not the {f.size:,} expected, so Hearth "
+                "stopped: the file changed upstream or is not the one that was chosen.",
             )
 
     def _receive(self, job: DownloadJob, f: JobFile, part: Path, have: int, chunks: Iterator[bytes]) -> None:
@@ -991,7 +1035,9 @@ class DownloadManager:
         dest_dir.mkdir(parents=True, exist_ok=True)
         placed: list[Path] = []
         for f in job.files:
-            src = self._part_path(job, f)
+            src = self._ready_path(job, f)
+            if not src.exists():
+                src = self._part_path(job, f)
             dest = dest_dir / Path(f.name).name
             if not src.exists() and dest.is_file() and dest.stat().st_size == f.size:
                 placed.append(dest)  # moved by a run that stopped before writing the manifest
@@ -1011,6 +1057,47 @@ class DownloadManager:
         shutil.rmtree(self.staging_dir(job.id), ignore_errors=True)
         job.installed_path = str(placed[0])
         self._set_state(job, JobState.DONE, f"{job.name} is installed and verified.")
+
+    def _ready_path(self, job: DownloadJob, f: JobFile) -> Path:
+        """Where a verified file waits under its own name, so that the validator can read a split model."""
+        return self.staging_dir(job.id) / "ready" / Path(f.name).name
+
+    def _check_model(self, job: DownloadJob) -> None:
+        """The verified files must be a model llama.cpp can load, and the one the catalog describes
+        (its architecture and layer count). Otherwise everything fetched is deleted and nothing is
+        installed: the checksum only proves the bytes are the hub's, not that they are what was chosen."""
+        from app.core.gguf_file import GGUFError, inspect_gguf
+
+        ready = []
+        for f in job.files:
+            target = self._ready_path(job, f)
+            part = self._part_path(job, f)
+            if part.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(part, target)
+            ready.append(target)
+        self._set_state(job, JobState.VERIFYING, f"Checking that {job.name} is a usable model…")
+        problem = None
+        try:
+            info = inspect_gguf(ready[0])
+        except GGUFError as exc:
+            problem = f"The downloaded file is not a model Hearth can use ({exc})"
+        else:
+            if job.expect_architecture and info.architecture != job.expect_architecture:
+                problem = (
+                    f"The downloaded file holds a '{info.architecture}' model, but {job.name} is a "
+                    f"'{job.expect_architecture}' model"
+                )
+            elif job.expect_layers and info.n_layers != job.expect_layers:
+                problem = f"The downloaded file has {info.n_layers:,} layers, but {job.name} has {job.expect_layers:,}"
+        if problem is not None:
+            size = sum(p.stat().st_size for p in ready if p.exists())
+            self._discard_staging(job)
+            raise _Failure(
+                JobState.FAILED,
+                ErrorKind.CHANGED,
+                f"{problem}; it was not installed and its {format_bytes(size)} were deleted.",
+            )
 
     def _discard_staging(self, job: DownloadJob) -> None:
         shutil.rmtree(self.staging_dir(job.id), ignore_errors=True)
@@ -1144,10 +1231,6 @@ def _gated_message(name: str, page: str, token: str | None) -> str:
     )
 
 
-def _is_commit(revision: str) -> bool:
-    return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
-
-
 def _status(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     return getattr(response, "status_code", None)
@@ -1160,6 +1243,33 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
     return f"{name}: {text}"[:160] if text else name
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The hub cannot be reached at all: no route, no DNS, nothing listening (not a cut transfer)."""
+    for module in ("httpx2", "httpx"):
+        try:
+            mod = __import__(module)
+        except ImportError:
+            continue
+        if isinstance(exc, (mod.ConnectError, mod.ConnectTimeout)):
+            return True
+    return False
+
+
+def _network_reason(exc: BaseException) -> str:
+    """What went wrong with the connection, in words (the exception's text goes to the log)."""
+    status = _status(exc)
+    if status is not None:
+        return f"Hugging Face answered HTTP {status}"
+    if isinstance(exc, _Transient):
+        return str(exc)
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return "the connection timed out"
+    if name in ("RemoteProtocolError", "ReadError", "WriteError", "ProtocolError", "NetworkError"):
+        return "the connection was cut off"
+    return _describe(exc)
 
 
 def _content_range(value: str) -> tuple[int, int | None]:

@@ -65,7 +65,8 @@ class ModelInfo:
     eos_token_id: int | None = None
     bos_token: str = ""  # text of the BOS token, e.g. "<bos>" (what templates call bos_token)
     eos_token: str = ""
-    control_tokens: tuple[str, ...] = ()  # texts of CONTROL / USER_DEFINED tokens (for the guard)
+    control_tokens: tuple[str, ...] = ()  # texts of CONTROL / USER_DEFINED / UNKNOWN tokens
+    user_defined_tokens: tuple[str, ...] = ()  # the USER_DEFINED ones among them (mostly ordinary text: see guard.py)
     file_type: str = ""  # quantization label, e.g. "MXFP4", "Q4_K_M"
     tensor_bytes: int = 0  # sum of tensor data sizes
     output_tensor_bytes: int = 0  # token_embd / output, kept on CPU or GPU depending on offload
@@ -150,7 +151,7 @@ _U32 = _SCALARS[_UINT32]
 _U64 = _SCALARS[_UINT64]
 _HEADER = struct.Struct("<4sIQQ")
 
-_TOKEN_CONTROL, _TOKEN_USER_DEFINED = 3, 4  # gguf.TokenType
+_TOKEN_UNKNOWN, _TOKEN_CONTROL, _TOKEN_USER_DEFINED = 2, 3, 4  # gguf.TokenType
 _GGML_MXFP4 = 39  # gguf.GGMLQuantizationType.MXFP4
 # ggml types / file types the installed gguf package may not know yet.
 _EXTRA_QUANT_SIZES: dict[int, tuple[int, int]] = {42: (64, 18)}  # Q2_0: (block size, bytes per block)
@@ -683,16 +684,18 @@ def _file_type_label(md: dict[str, Any], tensors: list[_Tensor]) -> str:
     return _type_name(max(by_type, key=lambda k: by_type[k])) if by_type else ""
 
 
-def _control_tokens(tokens: _StringArray, types: Any) -> tuple[str, ...]:
-    """Texts of the CONTROL and USER_DEFINED tokens (what the prompt guard must neutralise)."""
+def _control_tokens(tokens: _StringArray, types: Any, kinds: tuple[int, ...] = ()) -> tuple[str, ...]:
+    """Texts of the tokens llama.cpp's special-token pass matches in text (CONTROL, USER_DEFINED and
+    UNKNOWN types; the prompt guard decides which of them to neutralise), or of the given `kinds`."""
     if not isinstance(types, tuple) and type(types).__name__ != "ndarray":
         return ()
     import numpy as np
 
-    kinds = np.asarray(types)[: len(tokens)]
-    if kinds.dtype.kind not in "iub":
+    found = np.asarray(types)[: len(tokens)]
+    if found.dtype.kind not in "iub":
         return ()
-    ids = np.flatnonzero((kinds == _TOKEN_CONTROL) | (kinds == _TOKEN_USER_DEFINED))
+    wanted = kinds or (_TOKEN_CONTROL, _TOKEN_USER_DEFINED, _TOKEN_UNKNOWN)
+    ids = np.flatnonzero(np.isin(found, wanted))
     return tuple(map(tokens.__getitem__, ids.tolist()))
 
 
@@ -1095,6 +1098,7 @@ def inspect_gguf(path: str | Path, *, checks: bool = True) -> ModelInfo:
     if not isinstance(tokens, _StringArray):
         tokens = _StringArray()
     control = _control_tokens(tokens, md.get("tokenizer.ggml.token_type"))
+    user_defined = _control_tokens(tokens, md.get("tokenizer.ggml.token_type"), (_TOKEN_USER_DEFINED,))
     bos = md.get("tokenizer.ggml.bos_token_id")
     eos = md.get("tokenizer.ggml.eos_token_id")
     bos_id = int(bos) if isinstance(bos, int) else None
@@ -1107,7 +1111,8 @@ def inspect_gguf(path: str | Path, *, checks: bool = True) -> ModelInfo:
         path=parts[0].path,  # llama.cpp must be given the first part of a split model
         file_size=sum(p.size for p in parts),
         architecture=arch,
-        name=name if isinstance(name, str) and name.strip() else _display_stem(path),
+        # Shown in the window's header and lists: a damaged file's "name" may be megabytes of anything.
+        name=_shown(name.strip(), 200) if isinstance(name, str) and name.strip() else _display_stem(path),
         n_layers=n_layers,
         n_ctx_train=n_ctx_train,
         n_embd=n_embd,
@@ -1126,6 +1131,7 @@ def inspect_gguf(path: str | Path, *, checks: bool = True) -> ModelInfo:
         bos_token=_token_text(tokens, bos_id),
         eos_token=_token_text(tokens, eos_id),
         control_tokens=control,
+        user_defined_tokens=user_defined,
         file_type=_file_type_label(md, tensors),
         tensor_bytes=sum(t.nbytes for t in tensors),
         output_tensor_bytes=sum(t.nbytes for t in tensors if t.name in output_names),

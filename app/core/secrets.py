@@ -4,11 +4,15 @@ reach a user or a log (error messages from HTTP libraries can echo request detai
 
 keyring picks the platform's backend (macOS Keychain, Windows Credential Locker, Secret Service on
 Linux). Tests install their own in-memory backend with `keyring.set_keyring(...)`.
+
+`HF_TOKEN` in the environment, when set, is used instead of the stored token (as Hugging Face's own
+tools do): a headless machine without a keyring can still download gated models.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 
@@ -16,6 +20,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "Hearth"
 HF_TOKEN_USER = "huggingface-token"
+HF_TOKEN_ENV = "HF_TOKEN"
 REDACTED = "hf_***"
 
 # What Hugging Face tokens look like (hf_ + 30-40 letters); used to scrub any token-shaped text,
@@ -33,9 +38,23 @@ def _keyring() -> Any:
     return keyring
 
 
+def env_token() -> str | None:
+    """HF_TOKEN from the environment, or None when unset or blank."""
+    value = os.environ.get(HF_TOKEN_ENV, "").strip()
+    return value or None
+
+
 def get_hf_token() -> str | None:
-    """The stored token, or None when there is none or no keyring is usable (downloads of public
-    models must keep working on a machine without a keyring)."""
+    """HF_TOKEN from the environment, else the stored token; None when there is neither or no
+    keyring is usable (downloads of public models must keep working on a machine without one)."""
+    from_env = env_token()
+    if from_env is not None:
+        return from_env
+    return stored_hf_token()
+
+
+def stored_hf_token() -> str | None:
+    """The token in the keyring only."""
     try:
         value = _keyring().get_password(SERVICE, HF_TOKEN_USER)
     except Exception as exc:  # keyring.errors.KeyringError and backend-specific failures
@@ -74,9 +93,10 @@ def has_hf_token() -> bool:
 
 
 def redact(text: str, token: str | None = None) -> str:
-    """`text` with the given token and anything token-shaped replaced by a placeholder."""
-    if token:
-        text = text.replace(token, REDACTED)
+    """`text` with the given token (and HF_TOKEN's) and anything token-shaped replaced by a placeholder."""
+    for secret in (token, env_token()):
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, REDACTED)
     return _TOKEN_SHAPE.sub(REDACTED, text)
 
 

@@ -33,6 +33,12 @@ def starter_model_path() -> Path | None:
         return target
     partial = target.with_suffix(".partial")
     partial.unlink(missing_ok=True)
-    pkg.assemble(partial, overwrite=True)  # verifies the sha256 before we publish the file
+    try:
+        pkg.assemble(partial, overwrite=True)  # verifies the sha256 before we publish the file
+    except OSError as exc:
+        partial.unlink(missing_ok=True)  # a full disk: leave no 200 MB fragment behind
+        if exc.filename is None:  # say where (a failed write() knows no file name)
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
     partial.replace(target)
     return target

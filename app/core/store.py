@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -151,6 +152,15 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class StoreError(Exception):
     """A problem with the chat database, worded as one sentence a user can read."""
+
+
+class DamagedDatabaseError(StoreError):
+    """The database file is damaged or is not Hearth's; `move_aside(self.path)` keeps it under
+    another name so that Hearth can start with an empty one."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class NotFoundError(StoreError, LookupError):
@@ -310,6 +320,11 @@ def _dump_stats(stats: dict[str, Any] | None) -> str | None:
     return None if stats is None else json.dumps(stats, ensure_ascii=False)
 
 
+def _error(exc: sqlite3.Error, path: Path) -> StoreError:
+    message = _describe(exc, path)
+    return DamagedDatabaseError(message, path) if "damaged" in message else StoreError(message)
+
+
 def _describe(exc: sqlite3.Error, path: Path) -> str:
     text = str(exc).lower()
     if "not a database" in text or "malformed" in text or "corrupt" in text:
@@ -319,7 +334,7 @@ def _describe(exc: sqlite3.Error, path: Path) -> str:
     if "readonly" in text or "read-only" in text:
         return f"The chat database {path} is read-only, so Hearth cannot save to it."
     if "disk" in text and "full" in text:
-        return f"The disk holding the chat database {path} is full."
+        return f"The disk holding the chat database {path} is full; free up some space and start Hearth again."
     if "unable to open" in text:
         return f"The chat database {path} cannot be opened: check the folder exists and is writable."
     return f"The chat database {path} failed: {exc}."
@@ -342,7 +357,7 @@ class ChatStore:
                 check_same_thread=False,  # the lock below makes cross-thread use safe
             )
         except sqlite3.Error as exc:
-            raise StoreError(_describe(exc, self._path)) from exc
+            raise _error(exc, self._path) from exc
         try:
             conn.row_factory = sqlite3.Row
             conn.create_function("hearth_fold", 1, _fold, deterministic=True)
@@ -371,8 +386,9 @@ class ChatStore:
             if version == 0:
                 tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]
                 if tables:
-                    raise StoreError(
-                        f"The file {self._path} is an SQLite database of another program, so Hearth left it untouched."
+                    raise DamagedDatabaseError(
+                        f"The file {self._path} is an SQLite database of another program, so Hearth left it untouched.",
+                        self._path,
                     )
             conn.execute("PRAGMA journal_mode = WAL")
             # In WAL mode NORMAL survives any crash of the app; only a power cut may lose the last
@@ -407,7 +423,7 @@ class ChatStore:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StoreError(_describe(exc, self._path)) from exc
+            raise _error(exc, self._path) from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -923,6 +939,24 @@ def _descend(tree: dict[int, tuple[int | None, float]], start: int) -> int:
             break
         seen.add(node)
     return node
+
+
+def move_aside(path: str | Path | None = None) -> Path:
+    """Rename a database Hearth refused (and its -wal / -shm files) to `<name>.damaged-<time>`,
+    keeping every byte, so that the next ChatStore starts an empty one there. Returns the new name."""
+    source = Path(path) if path is not None else paths.database_path()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = source.with_name(f"{source.name}.damaged-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = source.with_name(f"{source.name}.damaged-{stamp}-{n}")
+    for suffix in ("-wal", "-shm"):  # first: a journal without its database is harmless, the reverse is not
+        side = source.with_name(source.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    os.replace(source, target)
+    return target
 
 
 class ReplyWriter:

@@ -68,6 +68,16 @@ class BuildChoiceLookup(QObject):
         self.choice = choice
 
 
+def show_log_folder() -> bool:
+    """Open the logs folder in the system's file manager; False where there is none to open it."""
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices
+
+    from app.core import logs
+
+    return bool(QDesktopServices.openUrl(QUrl.fromLocalFile(str(logs.log_folder()))))
+
+
 def build_text(choice: BuildChoice | None) -> str:
     if choice is None:
         return "Checking which llama.cpp build this computer can run…"
@@ -120,6 +130,10 @@ class AboutDialog(QDialog):
         self.notices.setMinimumHeight(220)
         layout.addWidget(self.notices, 1)
         buttons = QHBoxLayout()
+        self.log_button = QPushButton("Show log folder")
+        self.log_button.setToolTip("The folder of Hearth's log file, to look at or to send with a problem report.")
+        self.log_button.clicked.connect(show_log_folder)
+        buttons.addWidget(self.log_button)
         buttons.addStretch(1)
         close = named(QPushButton("Close"), "PrimaryButton")
         close.clicked.connect(self.accept)

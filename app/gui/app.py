@@ -6,16 +6,22 @@ folder: the first holds a lock file and, once its window is up, listens on a loc
 start that finds the lock taken asks that socket to bring the first window forward, and exits.
 Python's cyclic garbage collector is paused until the first frame (start-up creates many objects
 and frees almost none; `hearth` pauses it before the window's imports).
+
+Qt's own messages go to the log (qInstallMessageHandler), not to stderr. A chat database Hearth
+must refuse (damaged, or another program's) is never touched; the user is offered to move it aside
+(it is kept under another name) and start with an empty one — `--move-damaged-database` does that
+where nobody can answer a question (offscreen).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -23,7 +29,12 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 if TYPE_CHECKING:
     from PySide6.QtNetwork import QLocalServer
 
+    from app.core.store import ChatStore, DamagedDatabaseError
+
 from app.core import locks, paths
+
+log = logging.getLogger("hearth.gui")
+qt_log = logging.getLogger("hearth.qt")
 
 APP_NAME = "Hearth"
 DESKTOP_ID = "io.github.hearth_chat.Hearth"  # resources/linux/<id>.desktop, the AppStream id
@@ -40,6 +51,29 @@ def ensure_platform() -> None:
     if sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM"):
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+
+def install_qt_log() -> Any:
+    """Qt's messages (warnings of its plugins, style sheets, fonts) into the log, at their level. A
+    handler that was there before (pytest-qt's, in tests) still gets each message; it is returned."""
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    levels = {
+        QtMsgType.QtDebugMsg: logging.DEBUG,
+        QtMsgType.QtInfoMsg: logging.INFO,
+        QtMsgType.QtWarningMsg: logging.WARNING,
+        QtMsgType.QtCriticalMsg: logging.ERROR,
+        QtMsgType.QtFatalMsg: logging.CRITICAL,
+    }
+    previous: list[Any] = []
+
+    def handler(kind: Any, context: Any, message: str) -> None:
+        qt_log.log(levels.get(kind, logging.WARNING), "%s", message)
+        if previous and callable(previous[0]):
+            previous[0](kind, context, message)
+
+    previous.append(qInstallMessageHandler(handler))
+    return previous[0]
 
 
 def application(argv: Sequence[str] | None = None) -> QApplication:
@@ -155,7 +189,9 @@ def run(
     model: str | None = None,
     argv: Sequence[str] | None = None,
     screenshot: str | None = None,
+    move_damaged_database: bool = False,
 ) -> int:
+    install_qt_log()
     app = application(argv)
     if selftest:
         from app.gui.selftest import run_selftest
@@ -178,14 +214,15 @@ def run(
         # The other Hearth does not answer: open a second window; both work on the same database
         # safely (SQLite WAL, one writer at a time).
 
-    from app.core.store import ChatStore, StoreError
+    from app.core.store import DamagedDatabaseError, StoreError
     from app.gui.main_window import MainWindow
     from app.gui.theme import ThemeManager
 
     themes = ThemeManager(app)
     try:
-        store = ChatStore()
-        store.recover_interrupted()
+        store = open_store(ask_fresh_start if not move_damaged_database else lambda _exc: True)
+    except DamagedDatabaseError as exc:
+        return _fatal(f"{exc} {MOVE_ASIDE_HINT}" if QApplication.platformName() == "offscreen" else str(exc))
     except StoreError as exc:
         return _fatal(str(exc))
     from app.gui.theme import SETTING_THEME
@@ -211,6 +248,49 @@ def run(
         store.close()
         if lock is not None:
             locks.release(lock)
+
+
+FRESH_START_BUTTON = "Move it aside and start fresh"
+MOVE_ASIDE_HINT = "Start Hearth with --move-damaged-database to keep it under another name and start fresh."
+
+
+def open_store(fresh_start: Callable[[DamagedDatabaseError], bool]) -> ChatStore:
+    """The chat store; for a database Hearth refuses, `fresh_start(error)` decides whether to move it
+    aside (kept, renamed) and start with an empty one. Raises StoreError otherwise."""
+    from app.core.store import ChatStore, DamagedDatabaseError, move_aside
+
+    try:
+        store = ChatStore()
+    except DamagedDatabaseError as exc:
+        if not fresh_start(exc):
+            raise
+        kept = move_aside(exc.path)
+        log.warning("the chat database %s was refused (%s); kept as %s, starting an empty one", exc.path, exc, kept)
+        store = ChatStore()
+    store.recover_interrupted()
+    return store
+
+
+def ask_fresh_start(exc: DamagedDatabaseError) -> bool:
+    """Ask whether to move a refused database aside; offscreen nobody can answer, so the refusal
+    stands (and the sentence says how to do it from the command line)."""
+    if QApplication.platformName() == "offscreen":
+        return False
+    box, fresh = fresh_start_box(exc)
+    box.exec()
+    return box.clickedButton() is fresh
+
+
+def fresh_start_box(exc: DamagedDatabaseError) -> tuple[QMessageBox, object]:
+    """The question, with its "move aside" button."""
+    box = QMessageBox(QMessageBox.Icon.Warning, APP_NAME, str(exc))
+    box.setInformativeText(
+        "Hearth can move it aside — it is kept, renamed, next to where it is — and start with an empty chat list."
+    )
+    fresh = box.addButton(FRESH_START_BUTTON, QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(fresh)
+    return box, fresh
 
 
 def _fatal(message: str) -> int:

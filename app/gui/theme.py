@@ -311,18 +311,28 @@ QPlainTextEdit:focus, QTextEdit:focus {{ border: 1px solid {t.accent}; }}
 
 def chevron_path(t: Theme) -> str:
     """A small down chevron in the muted colour, as an SVG file (style sheets need a file)."""
+    import tempfile
+    from pathlib import Path
+
     from app.core import paths
 
-    path = paths.cache_dir() / "ui" / f"chevron-{t.muted.lstrip('#')}.svg"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10" viewBox="0 0 10 10">'
-            f'<path d="M2 3.5 L5 6.5 L8 3.5" fill="none" stroke="{t.muted}" stroke-width="1.5" '
-            'stroke-linecap="round" stroke-linejoin="round"/></svg>',
-            encoding="utf-8",
-        )
-    return path.as_posix()
+    name = f"chevron-{t.muted.lstrip('#')}.svg"
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10" viewBox="0 0 10 10">'
+        f'<path d="M2 3.5 L5 6.5 L8 3.5" fill="none" stroke="{t.muted}" stroke-width="1.5" '
+        'stroke-linecap="round" stroke-linejoin="round"/></svg>'
+    )
+    # A cache the window can do without: a full or read-only disk must not stop it from starting.
+    for folder in (lambda: paths.cache_dir() / "ui", lambda: Path(tempfile.gettempdir()) / "hearth-ui"):
+        try:
+            path = folder() / name
+            if not path.exists() or path.read_text(encoding="utf-8") != svg:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(svg, encoding="utf-8")
+            return path.as_posix()
+        except OSError:
+            continue
+    return ""
 
 
 def markdown_css(t: Theme, *, muted: bool = False) -> str:

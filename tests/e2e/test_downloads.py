@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -199,9 +200,112 @@ def test_catalog_sizes_and_pinned_hashes_are_checked(hub: HubServer, make_manage
     wrong = m.enqueue(entry("pinned-wrong", revision=commit, sizes=(SIZE,), shas=("0" * 64,)))
     failed = m.wait(wrong.id, 60)
     assert failed.state == JobState.FAILED and failed.error_kind == ErrorKind.CHANGED
-    assert "update Hearth" in failed.message
+    assert "Update Hearth" in failed.message
     assert hub.body_bytes() == SIZE, "a pinned mismatch is caught before any byte is fetched"
     assert_not_installed("pinned-wrong")
+
+
+# ---- the file must be what the catalog describes (on a branch too) -----------------------------------
+
+
+def _catalog_entry(model_id: str, size: int, arch: str = "gpt-oss", layers: int = 2, sha: str | None = None) -> dict:
+    return {
+        "id": model_id, "name": f"Model {model_id}", "repo": REPO, "revision": "main",
+        "files": [{"name": NAME, "size_bytes": size, "sha256": sha}],
+        "quantization": "Q4_K_M", "context_length": 4096, "parameters": {"total": 1_000_000},
+        "architecture": {"name": arch, "n_layers": layers, "n_embd": 64, "n_head": 4, "n_head_kv": 2, "head_dim": 16},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def test_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., catalog.Catalog]:
+    """A catalog file of the test's own, used by everything through HEARTH_CATALOG (the CLI too)."""
+
+    def write(*entries: dict) -> catalog.Catalog:
+        path = tmp_path / "catalog.json"
+        path.write_text(json.dumps({"schema": 1, "entries": list(entries)}), encoding="utf-8")
+        monkeypatch.setenv(catalog.CATALOG_ENV, str(path))
+        return catalog.load_catalog()
+
+    return write
+
+
+def test_a_file_matching_the_catalog_is_installed(hub: HubServer, make_manager, test_catalog) -> None:
+    entries = test_catalog(_catalog_entry("right", SIZE, sha=hashlib.sha256(DATA).hexdigest()))
+    m = make_manager()
+    done = run(m, m.enqueue(entries.require("right")))
+    assert done.state == JobState.DONE, done.message
+    assert_installed("right", {NAME: DATA})
+
+
+@pytest.mark.parametrize(
+    ("claimed", "expected"),
+    [
+        (None, "with 8,000,000 bytes, but Hearth's catalog expects 720,425,600"),  # the hub tells the truth
+        (720_425_600, "not the 720,425,600 expected"),  # the hub's metadata lies about the size
+    ],
+)
+def test_a_small_file_under_a_large_catalog_entry_is_refused(
+    hub: HubServer, make_manager, test_catalog, claimed: int | None, expected: str
+) -> None:
+    """The reproduction: a small file served for an entry of 720 MB on the branch "main"."""
+    hub.repos[REPO].files[NAME].claimed_size = claimed
+    entries = test_catalog(_catalog_entry("big", 720_425_600))
+    m = make_manager()
+    failed = run(m, m.enqueue(entries.require("big")))
+    assert failed.state == JobState.FAILED and failed.error_kind == ErrorKind.CHANGED, failed.message
+    assert expected in failed.message and "Hearth" in failed.message
+    assert failed.message.endswith(".") and "\n" not in failed.message
+    assert_not_installed("big")
+    assert not part_files()
+
+
+def test_a_hash_the_catalog_pins_is_checked_on_a_branch(hub: HubServer, make_manager, test_catalog) -> None:
+    entries = test_catalog(_catalog_entry("pinned-on-main", SIZE, sha="ab" * 32))
+    m = make_manager()
+    failed = run(m, m.enqueue(entries.require("pinned-on-main")))
+    assert failed.error_kind == ErrorKind.CHANGED and "checksum" in failed.message
+    assert hub.body_bytes() == 0
+    assert_not_installed("pinned-on-main")
+
+
+def test_the_hub_lying_about_the_hash_is_caught_by_the_catalog(hub: HubServer, make_manager, test_catalog) -> None:
+    """The hub's metadata agrees with the catalog, its bytes do not: the catalog's sha256 decides."""
+    hub.repos[REPO].files[NAME].claimed_sha256 = "cd" * 32
+    entries = test_catalog(_catalog_entry("lied-to", SIZE, sha="cd" * 32))
+    m = make_manager()
+    failed = run(m, m.enqueue(entries.require("lied-to")))
+    assert failed.state == JobState.FAILED and "checksum" in failed.message and "deleted" in failed.message
+    assert_not_installed("lied-to")
+    assert not part_files()
+
+
+@pytest.mark.parametrize(
+    ("arch", "layers", "expected"),
+    [
+        ("gemma3", 2, "holds a 'gpt-oss' model, but Model wrong-arch is a 'gemma3' model"),
+        ("gpt-oss", 24, "has 2 layers, but Model wrong-arch has 24"),
+    ],
+)
+def test_a_file_of_another_architecture_is_refused(
+    hub: HubServer, make_manager, test_catalog, arch: str, layers: int, expected: str
+) -> None:
+    entries = test_catalog(_catalog_entry("wrong-arch", SIZE, arch=arch, layers=layers))
+    m = make_manager()
+    failed = run(m, m.enqueue(entries.require("wrong-arch")))
+    assert failed.state == JobState.FAILED and failed.error_kind == ErrorKind.CHANGED, failed.message
+    assert expected in failed.message and "was not installed" in failed.message
+    assert_not_installed("wrong-arch")
+    assert not m.staging_dir(failed.id).exists()
+    assert "wrong-arch" not in {r["id"] for r in catalog.library() if r["installed"]}
+
+
+def test_a_hub_file_that_is_no_model_is_refused(hub: HubServer, make_manager) -> None:
+    hub.add_repo("org/junk-GGUF", {"junk.gguf": b"GGUF" + bytes(200_000)})
+    m = make_manager()
+    failed = run(m, m.enqueue_files("hub-junk", "Junk", "org/junk-GGUF", ["junk.gguf"]))
+    assert failed.state == JobState.FAILED and "not a model Hearth can use" in failed.message
+    assert catalog.find_installed("hub-junk") is None
 
 
 def test_no_network_until_a_download_runs(hub: HubServer, make_manager) -> None:
@@ -596,26 +700,138 @@ def cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_cli_download_then_models_shows_it_installed(hub: HubServer, tmp_path: Path) -> None:
-    from tests.fixtures.tiny_gptoss import write_tiny_gptoss
-
-    model = write_tiny_gptoss(tmp_path / GEMMA_FILE)
+def test_cli_download_then_models_shows_it_installed(hub: HubServer, tmp_path: Path, test_catalog) -> None:
+    model = hub_model(tmp_path)
     hub.add_repo(GEMMA_REPO, {GEMMA_FILE: model})
-    code, out, err = cli("download", "gemma-3-1b-it-qat")
+    test_catalog(_cli_entry(model.stat().st_size))
+    code, out, err = cli("download", "tiny-chat")
     assert code == 0, err
-    assert "Installed Gemma 3 1B (QAT)" in out and "100.0 %" in out
-    assert_installed("gemma-3-1b-it-qat", {GEMMA_FILE: model})
+    assert "Installed Tiny chat" in out and "100.0 %" in out
+    assert_installed("tiny-chat", {GEMMA_FILE: model})
 
     code, out, _ = cli("models", "--json")
     rows = {r["id"]: r for r in json.loads(out)}
-    assert code == 0 and rows["gemma-3-1b-it-qat"]["installed"] is True
-    assert rows["gemma-3-1b-it-qat"]["fit"]["fits"] is True
-    assert rows["gpt-oss-20b"]["installed"] is False
+    assert code == 0 and rows["tiny-chat"]["installed"] is True
+    assert rows["tiny-chat"]["fit"]["fits"] is True
 
-    code, out, _ = cli("download", "gemma-3-1b-it-qat")
+    code, out, _ = cli("download", "tiny-chat")
     assert code == 0 and "already installed" in out
     code, _, err = cli("download", "no-such-model")
-    assert code == 1 and "no model 'no-such-model'" in err and "gpt-oss-20b" in err
+    assert code == 1 and "no model 'no-such-model'" in err and "tiny-chat" in err
+
+
+def test_cli_refuses_a_file_that_is_not_the_catalog_model(hub: HubServer, tmp_path: Path) -> None:
+    """The real catalog's Gemma 3 1B entry (720 MB) served a 134 kB tiny gpt-oss: one sentence, exit 1."""
+    hub.add_repo(GEMMA_REPO, {GEMMA_FILE: hub_model(tmp_path)})
+    code, out, err = cli("download", "gemma-3-1b-it-qat")
+    assert code == 1 and "catalog expects 720,425,600" in err and len(err.strip().splitlines()) == 1
+    assert_not_installed("gemma-3-1b-it-qat")
+    code, out, _ = cli("models", "--json")
+    assert not {r["id"]: r for r in json.loads(out)}["gemma-3-1b-it-qat"]["installed"]
+
+
+def hub_model(folder: Path) -> Path:
+    from tests.fixtures.tiny_gptoss import write_tiny_gptoss
+
+    return write_tiny_gptoss(folder / GEMMA_FILE)
+
+
+def _cli_entry(size: int) -> dict:
+    entry = _catalog_entry("tiny-chat", size)
+    entry.update(name="Tiny chat", repo=GEMMA_REPO, files=[{"name": GEMMA_FILE, "size_bytes": size}])
+    return entry
+
+
+def test_cli_downloads_any_hub_gguf_by_repo_and_file(hub: HubServer, tmp_path: Path) -> None:
+    parts = {f"Q4/big-0000{i}-of-00002.gguf": make_gguf_like(400_000 + i, seed=i) for i in (1, 2)}
+    hub.add_repo("someone/Any-GGUF", {**parts, "other-Q8_0.gguf": DATA, "README.md": b"hi"})
+    code, _, err = cli("download", "someone/Any-GGUF")
+    assert code == 1 and "holds 2 GGUF models" in err and "hearth download someone/Any-GGUF FILE" in err
+    assert "Q4/big-00001-of-00002.gguf" in err and "other-Q8_0.gguf" in err
+
+    code, out, err = cli("download", "someone/Any-GGUF", "big-00002-of-00002.gguf")  # any part names the model
+    assert code == 0, err
+    installed = [m for m in catalog.installed_models(include_starter=False) if m.source == "hub"]
+    assert [p.name for m in installed for p in m.files] == ["big-00001-of-00002.gguf", "big-00002-of-00002.gguf"]
+    code, _, err = cli("download", "someone/Any-GGUF", "absent.gguf")
+    assert code == 1 and "has no GGUF file absent.gguf" in err
+    code, _, err = cli("download", "nobody/nothing")
+    assert code == 1 and "not found" in err
+
+    hub.add_repo("someone/One-GGUF", {"only.gguf": DATA})
+    code, out, err = cli("download", "someone/One-GGUF")
+    assert code == 0 and "Installed only.gguf" in out, err
+
+
+def test_cli_honours_hf_token_in_the_environment(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub.add_repo("meta/gated-GGUF", {NAME: DATA}, gated=True, tokens=(GOOD_TOKEN,))
+    code, _, err = cli("download", "meta/gated-GGUF")
+    assert code == 1 and "licence" in err
+    monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
+    code, out, err = cli("download", "meta/gated-GGUF")
+    assert code == 0, err
+    assert GOOD_TOKEN not in out + err
+
+
+def test_cli_token_set_reads_stdin_into_the_keyring(hearth_home: Path) -> None:
+    store = hearth_home / "keyring.json"
+    env = {
+        **os.environ,
+        "HEARTH_HOME": str(hearth_home),
+        "PYTHONPATH": str(ROOT),
+        "PYTHON_KEYRING_BACKEND": "tests.fixtures.keyring.FileKeyring",
+        "HEARTH_TEST_KEYRING": str(store),
+    }
+    env.pop("HF_TOKEN", None)
+
+    def hearth(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app", *argv],
+            input=stdin, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        )  # fmt: skip
+
+    assert "No Hugging Face token" in hearth("token", "status").stdout
+    result = hearth("token", "set", stdin=GOOD_TOKEN + "\n")
+    assert result.returncode == 0 and "saved" in result.stdout, result.stderr
+    assert GOOD_TOKEN not in result.stdout + result.stderr
+    assert json.loads(store.read_text(encoding="utf-8")) == {"Hearth/huggingface-token": GOOD_TOKEN}
+    assert "saved in the system keyring" in hearth("token", "status").stdout
+    bad = hearth("token", "set", stdin="hf_has spaces\n")
+    assert bad.returncode == 1 and "no spaces" in bad.stderr
+    assert hearth("token", "delete").returncode == 0
+    assert json.loads(store.read_text(encoding="utf-8")) == {}
+    for f in hearth_home.rglob("*"):
+        if f.is_file():
+            assert GOOD_TOKEN.encode() not in f.read_bytes() or f == store
+
+
+def test_no_network_says_so_and_the_download_resumes_when_it_is_back(
+    make_manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listens on the hub's port at first (a refused connection, as with no network), then
+    the hub comes up: the job waits with a sentence, never gives up, and finishes by itself."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    m = make_manager(retries=2, backoff=0.05, backoff_max=0.2)
+    messages: list[str] = []
+    m.subscribe(lambda j: messages.append(j.message))
+    job = m.enqueue(entry())
+    m.start()
+    wait_until(lambda: sum("cannot be reached" in msg for msg in messages) >= 5)  # more than `retries` tries
+    current = m.job(job.id)
+    assert current.state == JobState.RUNNING
+    assert "Hugging Face cannot be reached" in current.message and "when the connection is back" in current.message
+    assert not any("Errno" in msg or "ConnectError" in msg for msg in messages)
+    server = HubServer(port=port).start()
+    try:
+        server.add_repo(REPO, {NAME: DATA})
+        done = m.wait(job.id, 60)
+        assert done.state == JobState.DONE, done.message
+        assert_installed("tiny", {NAME: DATA})
+    finally:
+        server.stop()
 
 
 def test_cli_reports_a_gated_model_in_one_sentence(hub: HubServer) -> None:
@@ -626,10 +842,11 @@ def test_cli_reports_a_gated_model_in_one_sentence(hub: HubServer) -> None:
 
 
 @pytest.mark.slow
-def test_cli_ctrl_c_pauses_and_running_again_resumes(hub: HubServer, hearth_home: Path) -> None:
+def test_cli_ctrl_c_pauses_and_running_again_resumes(hub: HubServer, hearth_home: Path, test_catalog) -> None:
     size = 12_000_000
     data = make_gguf_like(size, seed=3)
     hub.add_repo(GEMMA_REPO, {GEMMA_FILE: data})
+    test_catalog(_cli_entry(size))  # HEARTH_CATALOG reaches the child processes too
     hub.inject(GEMMA_REPO, GEMMA_FILE, Fault("trickle", at=0, rate=2_000_000))
     env = dict(
         os.environ,
@@ -639,7 +856,7 @@ def test_cli_ctrl_c_pauses_and_running_again_resumes(hub: HubServer, hearth_home
         PYTHONPATH=str(ROOT),
     )
     first = subprocess.Popen(
-        [sys.executable, "-c", _CLI, "download", "gemma-3-1b-it-qat"],
+        [sys.executable, "-c", _CLI, "download", "tiny-chat"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -657,11 +874,11 @@ def test_cli_ctrl_c_pauses_and_running_again_resumes(hub: HubServer, hearth_home
     assert "paused" in err and "again to resume" in err
     kept = part_size()
     assert 1_000_000 <= kept < size
-    assert_not_installed("gemma-3-1b-it-qat")
+    assert_not_installed("tiny-chat")
 
     hub.clear_faults()
     second = subprocess.run(
-        [sys.executable, "-c", _CLI, "download", "gemma-3-1b-it-qat"],
+        [sys.executable, "-c", _CLI, "download", "tiny-chat"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -670,7 +887,7 @@ def test_cli_ctrl_c_pauses_and_running_again_resumes(hub: HubServer, hearth_home
     )
     assert second.returncode == 0, second.stderr
     assert "Resuming" in second.stdout and "Installed" in second.stdout
-    assert_installed("gemma-3-1b-it-qat", {GEMMA_FILE: data})
+    assert_installed("tiny-chat", {GEMMA_FILE: data})
     resumed = [r for r in hub.requests("GET", GEMMA_FILE) if r.server == "cdn" and r.range]
     assert [r.range for r in resumed] == [f"bytes={kept}-"]
 

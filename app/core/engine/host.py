@@ -14,6 +14,7 @@ ended by killing the process; `needs_reload` then tells the caller to load the m
 from __future__ import annotations
 
 import collections
+import io
 import logging
 import os
 import queue
@@ -55,6 +56,7 @@ START_TIMEOUT_S = 120.0  # a frozen app on a slow disk takes a while to import; 
 STOP_TIMEOUT_S = 5.0
 SAVE_AND_STOP_TIMEOUT_S = 30.0  # a long conversation's KV state may be hundreds of MB to write
 _TAIL_LINES = 64
+_MAX_LOG_LINE = 16 << 10  # bytes of one line of the engine's stderr that reach the log
 _EXITED = object()
 
 _processes: weakref.WeakSet[EngineProcess] = weakref.WeakSet()
@@ -243,9 +245,12 @@ class EngineProcess:
         self._on_exit(self)
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
+        # Buffered: readline() on the raw pipe reads one byte per system call, and llama-cpp-python
+        # prints a file's whole metadata on one line (a damaged file's 20 MB "name" took 40 s).
+        buffered = io.BufferedReader(stream, 1 << 16) if isinstance(stream, io.RawIOBase) else stream
         try:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", errors="replace").rstrip()
+            for raw in iter(buffered.readline, b""):
+                line = raw[:_MAX_LOG_LINE].decode("utf-8", errors="replace").rstrip()
                 if not line:
                     continue
                 m = _TAGGED.match(line)

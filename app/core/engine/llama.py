@@ -42,7 +42,7 @@ from app.core.formats.base import (
     RenderOptions,
     ToolCallEvent,
 )
-from app.core.formats.guard import guard_for
+from app.core.formats.guard import guard_for_model
 from app.core.formats.stops import StopMatcher
 from app.core.formats.tool_guard import guard_conversation
 from app.core.gguf_file import ModelInfo, inspect_gguf
@@ -64,7 +64,7 @@ class PreparedPrompt:
 def render_prompt(info: ModelInfo, fmt: ChatFormat, conv: Conversation, effort: str, date: str | None) -> str:
     """The exact prompt text for a conversation, with user text and tools neutralised (see guard.py
     and tool_guard.py)."""
-    guarded = guard_conversation(guard_for(info.control_tokens), conv)
+    guarded = guard_conversation(guard_for_model(info, fmt), conv)
     options = RenderOptions(effort=effort, date=date or _dt.date.today().isoformat())  # type: ignore[arg-type]
     return fmt.render(guarded, options)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from app.core.formats.base import Conversation, Message, RenderOptions, StreamParser
 from app.core.formats.think import ThinkParser
 from app.core.formats.tool_tags import ToolTagParser, uses_tool_tags
+
+log = logging.getLogger("hearth.formats")
 
 
 class TemplateRenderError(ValueError):
@@ -168,6 +171,7 @@ def template_syntax_error(source: str) -> str | None:
     except RecursionError:  # e.g. thousands of nested brackets: the parser recurses per level
         return "it is nested too deeply"
     except Exception as exc:  # foreign text: whatever the parser raises means it does not parse
+        log.info("a chat template does not parse", exc_info=True)
         return str(exc) or type(exc).__name__
     return None
 
@@ -209,6 +213,7 @@ class TemplateFormat:
         except TemplateRenderError:
             raise
         except Exception as exc:  # a template is foreign code: any failure is a render failure
+            log.info("a chat template failed to render", exc_info=True)
             raise TemplateRenderError(f"The model's chat template failed on this conversation: {exc}.") from exc
         # Reasoning templates (Qwen3, DeepSeek-R1) may open the <think> block themselves.
         self._opens_think = text.rstrip().endswith("<think>")

@@ -5,11 +5,14 @@ through a queued signal and is handed to the callback given with the work."""
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
+
+log = logging.getLogger("hearth.gui.tasks")
 
 
 class Background(QObject):
@@ -40,6 +43,9 @@ class Background(QObject):
             try:
                 result = fn()
             except BaseException as exc:  # noqa: BLE001 (handed to the GUI thread as a message)
+                from app.core import logs
+
+                logs.failure(log, exc, f"background {name} failed")
                 self._emit(self._failed, ticket, exc)
             else:
                 self._emit(self._done, ticket, result)

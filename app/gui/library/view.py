@@ -184,10 +184,10 @@ class ModelCard(QFrame):
         gated = job is not None and job.error_kind == ErrorKind.GATED and job.state != JobState.DONE
         self.token_button.setVisible(gated)
         problem = str(self.row.get("problem") or "")
-        if job is not None and job.state == JobState.CANCELLED:
+        cancelled = job is not None and job.state == JobState.CANCELLED
+        if job is not None and (cancelled or (job.state == JobState.FAILED and not downloading)):
             problem = job.message
-        elif job is not None and job.state == JobState.FAILED and not downloading:
-            problem = job.message
+        repolish(self.problem, "Muted" if cancelled else "ErrorLabel")  # a cancel is no error
         self.problem.setText(problem)
         self.problem.setVisible(bool(problem))
 

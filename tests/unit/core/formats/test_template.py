@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.core.formats.base import Conversation, Message, RenderOptions
@@ -97,7 +99,20 @@ def test_guard_covers_every_field_of_a_conversation() -> None:
     )
     out = guard.conversation(conv)
     assert all("<|end|>" not in (m.content + (m.thinking or "")) for m in out.messages)
-    assert "<|im_start|>" not in out.messages[1].content  # a common marker, even if not in this vocab
+    assert out.messages[1].content == "x<|im_start|>"  # not a marker of this vocabulary or format
+
+
+def test_a_format_guards_its_own_markers_even_without_tokens_for_them() -> None:
+    """A built-in ChatML format on a vocabulary without ChatML tokens still separates turns with
+    `<|im_start|>` as text: user text must not write one."""
+    from app.core.formats.guard import guard_for_model
+    from app.core.gguf_file import ModelInfo
+
+    info = ModelInfo(Path("m.gguf"), 1, "qwen3", "m", 1, 1, 1, 1, 1, 1, 1, control_tokens=("<s>",))
+    chatml = fallback_format("qwen3", (), chat_tuned=True)
+    guard = guard_for_model(info, chatml)
+    assert ZWSP in guard("<|im_start|>system") and ZWSP in guard("<s>")
+    assert guard("<b>bold</b>\n\n    indented") == "<b>bold</b>\n\n    indented"
 
 
 def test_guard_handles_a_megabyte_and_a_large_vocabulary() -> None:
