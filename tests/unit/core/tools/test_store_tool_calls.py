@@ -18,7 +18,7 @@ def write_version_4(path: Path) -> None:
     regenerated once (two alternatives under the user's message, the second one shown)."""
     conn = sqlite3.connect(path)
     conn.create_function("hearth_fold", 1, lambda text: text.casefold() if text is not None else None)
-    for migration in MIGRATIONS[:TOOLS_VERSION - 1]:
+    for migration in MIGRATIONS[: TOOLS_VERSION - 1]:
         for statement in migration:
             conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {TOOLS_VERSION - 1}")
