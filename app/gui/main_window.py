@@ -39,6 +39,9 @@ from app.gui.workers import EngineController
 if TYPE_CHECKING:
     from app.core.engine import LoadResult
     from app.core.planner import LoadPlan
+    from app.core.tools.approval import Approvals
+    from app.core.tools.mcp import McpManager
+    from app.core.tools.registry import ToolRegistry
     from app.gui.library.downloads_page import DownloadsPage
     from app.gui.library.view import LibraryPage
 
@@ -164,6 +167,13 @@ class MainWindow(QMainWindow):
         composer_row.addStretch(0)
         pane_layout.addLayout(composer_row)
         self.session = ChatSession(store, self.engine, self.view, self.composer, self)
+        self.mcp: McpManager | None = None
+        self.session.tools_factory = self._make_tools
+        tools_button = self.composer.tools_button
+        tools_button.entries = self.session.tool_entries
+        tools_button.current = self.session.chat_tools
+        tools_button.changed.connect(self.session.set_chat_tools)
+        tools_button.setVisible(True)
 
         self._connect()
         self._shortcuts()
@@ -576,7 +586,23 @@ class MainWindow(QMainWindow):
 
     # -- conversations ------------------------------------------------------------------------
 
+    def _make_tools(self) -> tuple[ToolRegistry, Approvals]:
+        """The tool registry (built-in tools, the MCP servers of Settings) and the approvals."""
+        from app.core.tools.approval import Approvals
+        from app.core.tools.mcp import McpManager
+        from app.core.tools.mcp_config import SETTING, load_configs
+        from app.core.tools.registry import ToolRegistry
+
+        configs, problems = load_configs(self.store.get_setting(SETTING, []))
+        for problem in problems:
+            self.banner.show_message(problem)
+        self.mcp = McpManager(configs)
+        python = bool(self.store.get_setting("tools_python", False))
+        return ToolRegistry(self.mcp, python=python), Approvals(self.store)
+
     def _on_conversation_changed(self, conversation: StoredConversation | None) -> None:
+        if self.session.tools_factory is not None and self.session._registry is not None:
+            self.composer.tools_button.refresh()
         self.sidebar.set_current(conversation.id if conversation else None)
         self.sidebar.refresh()
         self.header.effort.set_effort(self.session.effort)
@@ -626,6 +652,8 @@ class MainWindow(QMainWindow):
         self._save_layout()
         self.library.close()
         self.engine.shutdown()
+        if self.mcp is not None:
+            self.mcp.stop_all()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)

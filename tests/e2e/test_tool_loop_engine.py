@@ -14,17 +14,14 @@ from __future__ import annotations
 import queue
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app.core.chat.prompt import prompt_conversation
 from app.core.chat.service import ChatService, Loaded, LoadFailed, ReplyOutcome, ServiceEvent, ToolCallUpdate
-from app.core.engine.host import LocalBackend
-from app.core.engine.types import CancelToken, GenerateRequest, Sampling
-from app.core.formats.base import Event, RenderOptions
+from app.core.engine.types import Sampling
+from app.core.formats.base import RenderOptions
 from app.core.formats.harmony import HarmonyFormat
 from app.core.store import ChatStore
 from app.core.tools.approval import Approvals, Decision
@@ -32,48 +29,12 @@ from app.core.tools.mcp import McpManager
 from app.core.tools.mcp_config import McpServerConfig
 from app.core.tools.registry import ToolRegistry
 from tests.fixtures.tiny_gptoss import tiny_gptoss_path  # noqa: F401  (fixture)
+from tests.fixtures.tool_model import ADD_CALL, CALCULATOR_CALL, FINAL, GrammarScript
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDED = Sampling(temperature=1.0, top_p=1.0, top_k=0, min_p=0.0, seed=5)
-
-
-def gbnf(text: str) -> str:
-    return "root ::= " + '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-CALCULATOR_CALL = (
-    "<|channel|>analysis<|message|>Need math.<|end|>"
-    "<|start|>assistant to=functions.calculator<|channel|>commentary json<|message|>"
-    '{"expression": "6*7"}<|call|>'
-)
-ADD_CALL = (
-    "<|channel|>analysis<|message|>And add.<|end|>"
-    '<|start|>assistant to=functions.add<|channel|>commentary json<|message|>{"a": 2, "b": 40}<|call|>'
-)
-FINAL = "<|channel|>final<|message|>It is 42.<|return|>"
-
-
-class GrammarScript:
-    """The real engine process, with each round's grammar chosen by how many tool results the
-    conversation already holds (the stand-in for a tool-trained model, see the module docstring)."""
-
-    def __init__(self, rounds: list[str]) -> None:
-        self.inner = LocalBackend()
-        self.rounds = rounds
-        self.requests: list[GenerateRequest] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def generate(self, request: GenerateRequest, cancel: CancelToken | None = None) -> Iterator[Event]:
-        done = sum(1 for m in request.conversation.messages if m.role == "tool")
-        request = replace(
-            request, grammar=gbnf(self.rounds[min(done, len(self.rounds) - 1)]), sampling=SEEDED, max_tokens=200
-        )
-        self.requests.append(request)
-        return self.inner.generate(request, cancel)
 
 
 @pytest.fixture

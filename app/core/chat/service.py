@@ -192,7 +192,9 @@ class _ReplyJob:
     listener: Listener
     # The tool loop runs only for a reply given a ToolSet (the window, hearth ask). The API server
     # passes its clients' tools in the conversation and no ToolSet: its callers get tool_calls back.
-    tools: ToolSet | None = None
+    # A ToolSet, or a function that makes one on the service thread (it may start MCP servers,
+    # which the GUI thread must not wait for).
+    tools: ToolSet | Callable[[], ToolSet] | None = None
     approvals: Approvals | None = None
     auto_approve: bool = False  # hearth ask --yes
 
@@ -290,15 +292,17 @@ class ChatService:
         message_id: int | None = None,
         listener: Listener | None = None,
         *,
-        tools: ToolSet | None = None,
+        tools: ToolSet | Callable[[], ToolSet] | None = None,
         approvals: Approvals | None = None,
         auto_approve: bool = False,
     ) -> int:
         """Queue a reply; returns its job id. With a `message_id` (from `store.begin_reply`) the
         reply is saved as it streams. With `tools`, the model's calls run through approval and the
         tools, and generation goes on with their results (the tool loop)."""
-        if tools is not None and tools.specs:
-            request = replace(request, conversation=replace(request.conversation, tools=tools.definitions()))
+        if tools is not None and not callable(tools):
+            tools = tools if tools.specs else None
+            if tools is not None:
+                request = replace(request, conversation=replace(request.conversation, tools=tools.definitions()))
         with self._lock:
             self._next_job += 1
             job_id = self._next_job
@@ -311,7 +315,7 @@ class ChatService:
                 request,
                 token,
                 listener or self._listener,
-                tools if tools is not None and tools.specs else None,
+                tools,
                 approvals,
                 auto_approve,
             )
@@ -333,7 +337,7 @@ class ChatService:
         model_name: str | None = None,
         max_tokens: int | None = None,
         sampling: Sampling | None = None,
-        tools: ToolSet | None = None,
+        tools: ToolSet | Callable[[], ToolSet] | None = None,
         approvals: Approvals | None = None,
         auto_approve: bool = False,
     ) -> tuple[int, int]:
@@ -497,7 +501,15 @@ class ChatService:
 
         try:
             with Batcher(send, self._emit_interval, on_tick=save_if_due, name="hearth-reply-batcher") as batcher:
-                if job.tools is not None:
+                if callable(job.tools):
+                    made_set = job.tools()
+                    job = replace(job, tools=made_set if made_set.specs else None)
+                    if made_set.specs:
+                        conversation = replace(job.request.conversation, tools=made_set.definitions())
+                        job = replace(job, request=replace(job.request, conversation=conversation))
+                    for notice in made_set.notices():
+                        _call(job.listener, ReplyNotice(job.job_id, notice))
+                elif job.tools is not None:
                     for notice in job.tools.notices():
                         _call(job.listener, ReplyNotice(job.job_id, notice))
                 request = job.request
@@ -602,9 +614,10 @@ class ChatService:
         from app.core.tools.approval import Decision
         from app.core.tools.loop import apply, cancelled_result, denied_result, run_call
 
-        assert job.tools is not None
+        tools = job.tools
+        assert tools is not None and not callable(tools)
         for position, event in enumerate(made):
-            spec = job.tools.find(event.name)
+            spec = tools.find(event.name)
             call = ToolCall(
                 job.message_id,
                 round_,
@@ -640,7 +653,7 @@ class ChatService:
                 self._save_call(job, call, outcome)
                 continue
             call = self._save_call(job, replace(call, status="running", started_at=time.time()), outcome)
-            result = run_call(job.tools, event.name, event.arguments, job.cancel)
+            result = run_call(tools, event.name, event.arguments, job.cancel)
             call = self._save_call(job, apply(call, result), outcome)
             if job.cancel.is_set():
                 return

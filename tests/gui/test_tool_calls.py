@@ -1,0 +1,108 @@
+"""Tool calls through the window, with real widgets, the real engine process running the tiny
+gpt-oss, the built-in calculator and a real stdio MCP server (tests/fixtures/mcp_server.py).
+
+What is scripted: the tiny model's sampling is forced per round by a llama.cpp grammar into the
+calls a tool-trained model would make (tests/fixtures/tool_model.py); nothing else is faked.
+Flow: call → card → (Allow once | Deny) → the MCP tool runs → result → the model continues →
+final answer stored → reopened, the cards come back from the store.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from pytestqt.qtbot import QtBot
+
+from app.core.store import ChatStore
+from app.core.tools.mcp_config import SETTING, McpServerConfig
+from app.gui.chat.messages import AssistantMessageWidget
+from app.gui.chat.tool_card import ToolCard
+from app.gui.workers import EngineController
+from tests.fixtures.tool_model import ADD_CALL, CALCULATOR_CALL, FINAL, GrammarScript
+from tests.gui.conftest import SIGNAL_TIMEOUT_MS, WindowFactory, load
+from tests.gui.test_chat_flow import type_and_send, wait_reply
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def configure_math_server(store: ChatStore) -> None:
+    server = McpServerConfig(
+        name="math", command=sys.executable, args=("-m", "tests.fixtures.mcp_server"), env={"PYTHONPATH": str(ROOT)}
+    )
+    store.set_setting(SETTING, [server.to_json()])
+
+
+def cards(reply: AssistantMessageWidget) -> list[ToolCard]:
+    return [reply.tool_cards[k] for k in sorted(reply.tool_cards)]
+
+
+def test_allow_once_deny_and_reopen(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, tiny_gptoss_path: Path
+) -> None:
+    configure_math_server(store)
+    backend = GrammarScript([CALCULATOR_CALL, ADD_CALL, FINAL])
+    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))  # type: ignore[arg-type]
+    load(qtbot, window, tiny_gptoss_path)
+
+    # The per-chat tools menu: the calculator and the math server, turned on for this chat.
+    button = window.composer.tools_button
+    assert button.isVisibleTo(window)
+    entries = dict(window.session.tool_entries())
+    assert entries["builtin/calculator"] == "Calculator" and entries["math/*"] == "math (MCP)"
+    button.menu_.aboutToShow.emit()
+    actions = {a.text(): a for a in button.menu_.actions()}
+    actions["Calculator"].setChecked(True)
+    actions["math (MCP)"].setChecked(True)
+    assert window.session.chat_tools() == ["builtin/calculator", "math/*"]
+    assert button.text() == "Tools: Calculator, math (MCP)"
+
+    type_and_send(qtbot, window, "What is 6 times 7?")
+    reply = window.view.last_assistant()
+    assert reply is not None
+    # The calculator is safe and runs at once; the MCP tool waits in its card, not in a dialog.
+    qtbot.waitUntil(lambda: len(reply.tool_cards) == 2 and cards(reply)[1].waiting_for_user, timeout=SIGNAL_TIMEOUT_MS)
+    calc, add = cards(reply)
+    assert calc.status.text().startswith("Done in") and calc.title.text() == "CALCULATOR · BUILTIN"
+    assert add.title.text() == "ADD · MATH" and add.status.text() == "Waiting for you"
+    assert window.composer.hint.text() == "Waiting for your approval"
+    assert '"a": 2' in add.arguments.toPlainText()
+    assert QGuiApplication.focusWindow() is not None and add.allow_once.hasFocus()  # keyboard reachable
+    qtbot.mouseClick(add.allow_once, Qt.MouseButton.LeftButton)
+    outcome = wait_reply(qtbot, window)
+    assert outcome.state == "complete" and outcome.answer == "It is 42."
+    assert add.status.text().startswith("Done in") and not add.waiting_for_user
+    assert not add.result_shown  # collapsed by default
+    qtbot.mouseClick(add.result_toggle, Qt.MouseButton.LeftButton)
+    assert add.result_shown and add.result is not None and add.result.toPlainText() == "42"
+    assert reply.answer_text() == "It is 42."  # Copy copies the answer, not the tool plumbing
+    first_chat = outcome.conversation_id
+    stored = store.tool_calls([outcome.message_id or 0])[outcome.message_id or 0]
+    assert [(c.name, c.status, c.approval) for c in stored] == [
+        ("calculator", "done", "always"),
+        ("add", "done", "once"),
+    ]
+
+    # Deny, in a new chat with the same tools.
+    window.new_chat()
+    window.session.set_chat_tools(["builtin/calculator", "math/*"])
+    type_and_send(qtbot, window, "And again?")
+    reply2 = window.view.last_assistant()
+    assert reply2 is not None and reply2 is not reply
+    qtbot.waitUntil(
+        lambda: len(reply2.tool_cards) == 2 and cards(reply2)[1].waiting_for_user, timeout=SIGNAL_TIMEOUT_MS
+    )
+    qtbot.mouseClick(cards(reply2)[1].deny, Qt.MouseButton.LeftButton)
+    outcome2 = wait_reply(qtbot, window)
+    assert cards(reply2)[1].status.text() == "Denied" and outcome2.calls[1].status == "denied"
+    assert outcome2.answer == "It is 42.", (outcome2.error, outcome2.stats)  # the model went on without the tool
+    assert "denied" in (backend.requests[-1].conversation.messages[-1].content)
+
+    # Reopen the first chat: its cards come back from the store.
+    window.session.open(first_chat)
+    again = window.view.last_assistant()
+    assert again is not None and again is not reply
+    assert [c.status.text()[:7] for c in cards(again)] == ["Done in", "Done in"]
+    assert again.answer_text() == "It is 42."
