@@ -315,7 +315,10 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> None:
         from app.gui.settings import SettingsDialog
 
-        SettingsDialog(self.store, self.library, self, about=self.open_about).exec()
+        self.session.registry  # noqa: B018 (made on first use: the MCP servers' settings need it)
+        tools = (self.mcp, self.session.approvals) if self.mcp is not None and self.session.approvals else None
+        SettingsDialog(self.store, self.library, self, about=self.open_about, tools=tools).exec()
+        self.composer.tools_button.refresh()
 
     def open_about(self) -> None:
         from app.gui.about import AboutDialog

@@ -26,6 +26,9 @@ from app.gui.theme import SETTING_THEME, named
 
 if TYPE_CHECKING:
     from app.core.llama_builds import BuildChoice
+    from app.core.tools.approval import Approvals
+    from app.core.tools.mcp import McpManager
+    from app.gui.mcp_settings import McpServersPanel
 
 THEMES = (("Follow the system", "system"), ("Light", "light"), ("Dark", "dark"))
 ENGINES: tuple[tuple[str, str | None], ...] = (
@@ -48,6 +51,7 @@ class SettingsDialog(QDialog):
         library: LibraryController,
         parent: QWidget | None = None,
         about: Callable[[], None] | None = None,
+        tools: tuple[McpManager, Approvals] | None = None,
     ) -> None:
         super().__init__(parent)
         self.store = store
@@ -112,6 +116,12 @@ class SettingsDialog(QDialog):
         self.engine_state.setAccessibleName("Engine in use")
         engine_row.addWidget(self.engine_state)
         form.addRow("Engine", engine_row)
+        self.mcp_panel: McpServersPanel | None = None
+        if tools is not None:
+            from app.gui.mcp_settings import McpServersPanel
+
+            self.mcp_panel = McpServersPanel(store, tools[0], tools[1])
+            form.addRow("Tool servers (MCP)", self.mcp_panel)
         layout.addLayout(form)
 
         self.notice = named(QLabel(), "NoticeLabel")
