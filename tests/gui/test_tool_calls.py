@@ -17,6 +17,7 @@ from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
 from app.core.store import ChatStore
+from app.core.tools.base import ToolSpec
 from app.core.tools.mcp_config import SETTING, McpServerConfig
 from app.gui.chat.messages import AssistantMessageWidget
 from app.gui.chat.tool_card import ToolCard
@@ -33,6 +34,10 @@ def configure_math_server(store: ChatStore) -> None:
         name="math", command=sys.executable, args=("-m", "tests.fixtures.mcp_server"), env={"PYTHONPATH": str(ROOT)}
     )
     store.set_setting(SETTING, [server.to_json()])
+
+
+def _spec(server: str, tool: str) -> ToolSpec:
+    return ToolSpec(tool, server, tool)
 
 
 def cards(reply: AssistantMessageWidget) -> list[ToolCard]:
@@ -100,9 +105,41 @@ def test_allow_once_deny_and_reopen(
     assert outcome2.answer == "It is 42.", (outcome2.error, outcome2.stats)  # the model went on without the tool
     assert "denied" in (backend.requests[-1].conversation.messages[-1].content)
 
+    # Always allow in this chat: the next turn of this chat runs the MCP tool without asking.
+    type_and_send(qtbot, window, "Once more?")
+    reply3 = window.view.last_assistant()
+    assert reply3 is not None and reply3 is not reply2
+    qtbot.waitUntil(
+        lambda: len(reply3.tool_cards) == 2 and cards(reply3)[1].waiting_for_user, timeout=SIGNAL_TIMEOUT_MS
+    )
+    qtbot.mouseClick(cards(reply3)[1].allow_chat, Qt.MouseButton.LeftButton)
+    assert wait_reply(qtbot, window).calls[1].approval == "always"
+    type_and_send(qtbot, window, "And the last time?")
+    outcome4 = wait_reply(qtbot, window)
+    reply4 = window.view.last_assistant()
+    assert reply4 is not None and not any(c.waiting_for_user for c in cards(reply4))
+    assert [(c.status, c.approval) for c in outcome4.calls] == [("done", "always"), ("done", "always")]
+    assert window.session.approvals is not None
+    assert not window.session.approvals.allowed(_spec("math", "add"), first_chat)  # only in that chat
+
     # Reopen the first chat: its cards come back from the store.
     window.session.open(first_chat)
     again = window.view.last_assistant()
     assert again is not None and again is not reply
     assert [c.status.text()[:7] for c in cards(again)] == ["Done in", "Done in"]
     assert again.answer_text() == "It is 42."
+
+    # Regenerate across the tool loop: a new alternative with its own calls; the old one keeps its own.
+    again.set_pinned(True)
+    qtbot.mouseClick(again.regenerate_button, Qt.MouseButton.LeftButton)
+    regenerated = window.view.last_assistant()
+    assert regenerated is not None and regenerated is not again
+    qtbot.waitUntil(
+        lambda: len(regenerated.tool_cards) == 2 and cards(regenerated)[1].waiting_for_user, timeout=SIGNAL_TIMEOUT_MS
+    )
+    qtbot.mouseClick(cards(regenerated)[1].allow_once, Qt.MouseButton.LeftButton)
+    outcome5 = wait_reply(qtbot, window)
+    assert outcome5.answer == "It is 42." and outcome5.message_id != outcome.message_id
+    assert regenerated.switcher.text() == "‹ 2/2 ›"
+    both = store.tool_calls([outcome.message_id or 0, outcome5.message_id or 0])
+    assert [len(v) for v in both.values()] == [2, 2]
