@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +386,53 @@ def test_approvals_defaults_and_revoking(store: ChatStore) -> None:
 
 def test_threads_are_left_behind_by_no_test() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("hearth-chat-service")]
+
+
+# A Qwen-style template (the shape of Qwen3's for tool calls and results, shortened).
+QWEN_LIKE = (
+    "{% for m in messages %}"
+    "{% if m.role == 'assistant' and m.tool_calls %}"
+    "<|im_start|>assistant\n{{ m.content }}"
+    "{% for c in m.tool_calls %}"
+    '<tool_call>\n{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments }}}\n</tool_call>'
+    "{% endfor %}<|im_end|>\n"
+    "{% elif m.role == 'tool' %}"
+    "<|im_start|>user\n<tool_response>\n{{ m.content }}\n</tool_response><|im_end|>\n"
+    "{% else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_a_template_model_s_rounds_rebuild_from_the_store(store: ChatStore) -> None:
+    """The same loop for a `<tool_call>` model: its rounds go back through the model's own
+    template, in the round's order, the same during the reply and once it is reopened."""
+    from app.core.formats.template import TemplateFormat
+
+    model = ScriptedModel([[ToolCallEvent("calculator", '{"expression": "6*7"}'), *call_round()[2:]], FINAL])
+    run = Run(store, model)
+    try:
+        outcome, _ = run.turn("6*7?", builtin_tools(), Approvals())
+    finally:
+        run.close()
+    fmt = TemplateFormat("qwen-like", QWEN_LIKE)
+    options = RenderOptions()
+    cid = outcome.conversation_id or 0
+    conv = store.get_conversation(cid)
+    assert conv is not None
+    messages = store.messages(cid)
+    calls = store.tool_calls([m.id for m in messages])
+    during = prompt_conversation(conv, messages, calls, current=messages[-1].id)
+    assert (
+        fmt.render(during, options)
+        == fmt.render(replace(model.requests[1].conversation, tools=()), options)
+        == (
+            "<|im_start|>user\n6*7?<|im_end|>\n"
+            "<|im_start|>assistant\n"
+            '<tool_call>\n{"name": "calculator", "arguments": {"expression": "6*7"}}\n</tool_call>'
+            "<|im_end|>\n<|im_start|>user\n<tool_response>\n42\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+        )
+    )
+    after = fmt.render(prompt_conversation(conv, messages, calls), options)
+    assert after.endswith(
+        "</tool_response><|im_end|>\n<|im_start|>assistant\nIt is 42.<|im_end|>\n<|im_start|>assistant\n"
+    )
