@@ -285,3 +285,18 @@ def test_a_hostile_server_s_description_and_result_stay_text(stdio_server: McpCo
         return sorted(m for m in harmony_control_markers() for _ in range(text.count(m)))
 
     assert markers(render(hostile.description, result)) == markers(render("Helpful.", "ok"))
+
+
+def test_a_server_with_200_tools_stays_within_the_prompt_budget_and_says_which_are_left_out() -> None:
+    from app.core.tools.registry import MAX_TOOLS, ToolRegistry
+
+    manager = McpManager([stdio_config("many", mode="many")], secret_reader=lambda _k: None)
+    try:
+        tools = ToolRegistry(manager).toolset(["many/*"], budget_tokens=6_000)
+    finally:
+        manager.stop_all()
+    offered = sum(s.estimated_tokens() for s in tools.specs)
+    assert 0 < len(tools.specs) <= MAX_TOOLS and offered <= 6_000
+    assert len(tools.specs) + len(tools.left_out) == 200  # the server's 207, capped at 200 when listed
+    [notice] = tools.notices()
+    assert f"{len(tools.left_out)} tools left out" in notice and "and " in notice and "more" in notice
