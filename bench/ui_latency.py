@@ -4,11 +4,17 @@
    into the real chat view (offscreen) in batches as the engine thread sends them; the time spent
    on the GUI thread for the last 1,000 tokens ÷ that for the first 1,000. Near 1 means appending
    costs the same at the end of a long reply as at its start (target <= 1.5).
-2. ui_max_stall_ms: a 5 ms heartbeat timer runs on the GUI thread while the real model streams a
+2. stream_cost_ratio: the GUI time per streamed token in a chat of 100 stored messages ÷ that in
+   an empty chat (the same 1,000 tokens, fed as the engine's batches; rounds alternate the two,
+   the median of each is compared). Near 1 means a token costs the same however long the
+   conversation (target <= 1.2).
+3. ui_max_stall_ms: a 5 ms heartbeat timer runs on the GUI thread while the real model streams a
    reply at full speed through the app (Send pressed to reply finished); the longest gap between
    two beats is the longest the window could not react (target <= 50).
 
-    python bench/ui_latency.py --model FILE [--tokens 8000] [--batch 2] [--rounds 3]
+    python bench/ui_latency.py --model FILE [--tokens 8000] [--batch 2] [--rounds 3] [--no-model]
+
+--no-model measures 1 and 2 only (no model needed).
 
 Last line: ui_max_stall_ms X.
 """
@@ -99,6 +105,48 @@ def render_cost_ratio(app: QApplication, window: MainWindow, n_tokens: int, batc
     return last / first
 
 
+def stream_cost_ms(app: QApplication, window: MainWindow, conv_id: int | None, n_tokens: int, batch: int) -> float:
+    """GUI milliseconds per token for streaming a reply into `conv_id` (None: a new, empty chat)."""
+    if conv_id is None:
+        window.session.new_chat()
+    else:
+        window.session.open(conv_id)
+    for _ in range(50):  # the stored messages are built a step per event-loop turn: let them settle
+        app.processEvents()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    window.view.add_user(10_000_001, "Explain how tides are measured.")
+    reply = window.view.add_assistant(10_000_002)
+    reply.start()
+    pieces = synthetic_tokens(n_tokens)
+    spent = 0.0
+    for i in range(0, len(pieces), batch):
+        started = time.perf_counter()
+        reply.add_events([AnswerDelta("".join(pieces[i : i + batch]))])
+        reply.flush()
+        app.processEvents()
+        spent += time.perf_counter() - started
+    reply.finish("complete", None, None)
+    return spent * 1000 / len(pieces)
+
+
+def stream_cost_ratio(app: QApplication, window: MainWindow, store: ChatStore, rounds: int, batch: int) -> float:
+    long_chat = store.create_conversation("A long chat")
+    for i in range(50):
+        store.add_message(long_chat.id, "user", f"Question {i}: what does `tide_height` return at step {i}?")
+        store.add_message(long_chat.id, "assistant", SECTION.format(n=i, a=100 + i, b=80 + i))
+    empty_ms: list[float] = []
+    long_ms: list[float] = []
+    for _ in range(max(rounds, 3)):
+        empty_ms.append(stream_cost_ms(app, window, None, 1000, batch))
+        long_ms.append(stream_cost_ms(app, window, long_chat.id, 1000, batch))
+    empty, long = statistics.median(empty_ms), statistics.median(long_ms)
+    print(
+        f"streaming 1,000 tokens: empty chat {empty:.3f} ms per token, chat of 100 stored messages {long:.3f} ms "
+        f"(rounds: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(empty_ms, long_ms))})"
+    )
+    return long / empty
+
+
 def max_stall_ms(window: MainWindow, conv_id: int, prompt: str, first: bool) -> tuple[float, float, int]:
     if first:
         window.session.open(conv_id)  # showing the stored conversation is not part of the reply
@@ -129,12 +177,15 @@ def max_stall_ms(window: MainWindow, conv_id: int, prompt: str, first: bool) -> 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model")
+    ap.add_argument("--no-model", action="store_true", help="only the rendering and streaming-cost ratios")
     ap.add_argument("--tokens", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=2, help="tokens per GUI update in the render test")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ctx", type=int, default=4096)
     args = ap.parse_args()
+    if not args.model and not args.no_model:
+        ap.error("--model FILE is needed (or --no-model for the ratios only)")
 
     app = application()
     ThemeManager(app, forced="light")
@@ -145,6 +196,12 @@ def main() -> int:
 
     ratio = render_cost_ratio(app, window, args.tokens, args.batch)
     print(f"render_cost_ratio {ratio:.2f}", flush=True)
+    stream_ratio = stream_cost_ratio(app, window, store, args.rounds, args.batch)
+    print(f"stream_cost_ratio {stream_ratio:.2f}", flush=True)
+    if args.no_model:
+        window.close()
+        store.close()
+        return 0
 
     path = Path(args.model)
     window.load_model(ModelEntry(str(path), path.stem, path, path.stat().st_size))

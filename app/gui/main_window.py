@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut, QShowEvent
@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core import paths
+from app.core import paths, remotes
 from app.core.store import ChatStore, StoreError
 from app.core.store import Conversation as StoredConversation
 from app.gui import theme
@@ -31,14 +31,16 @@ from app.gui.chat.composer import Composer
 from app.gui.chat.session import ChatSession
 from app.gui.chat.view import ChatView
 from app.gui.library.controller import LibraryController
-from app.gui.model_picker import STARTER_KEY, HeaderBar, ModelEntry, SystemPromptDialog, installed_models
+from app.gui.model_picker import STARTER_KEY, HeaderBar, ModelEntry, installed_models, remote_entries
+from app.gui.model_settings import CHAT, DEFAULTS, SETTING_DEFAULTS, Baseline, ModelSettingsPanel
 from app.gui.sidebar import Sidebar
 from app.gui.theme import named, repolish
 from app.gui.workers import EngineController
 
 if TYPE_CHECKING:
-    from app.core.engine import LoadResult
+    from app.core.engine import LoadResult, Sampling
     from app.core.planner import LoadPlan
+    from app.core.remotes import RemoteModel
     from app.core.tools.approval import Approvals
     from app.core.tools.mcp import McpManager
     from app.core.tools.registry import ToolRegistry
@@ -54,6 +56,7 @@ SETTING_EXTRA_MODELS = "model.opened_files"
 # while loading it, so it is not loaded again automatically (it could do the same again).
 SETTING_LOADING = "model.loading"
 SETTING_CRASHED = "model.crashed"  # the model whose load made the engine process die
+SETTING_EFFORT = "chat.effort"  # the reasoning effort new chats start with: the last one chosen
 AUTOLOAD_DELAY_MS = 50
 PREWARM_DELAY_MS = 700
 
@@ -120,6 +123,7 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._resumed_downloads = False
         self._prewarmed = False
+        self._offer_shown = False  # the banner shows a "switch to this chat's model" offer
         self._loading_name = ""
         self._requested_key = self._loaded_key = ""
         self._requested_entry: ModelEntry | None = None
@@ -155,8 +159,16 @@ class MainWindow(QMainWindow):
         pane_layout.addLayout(banner_row)
         self.banner = ErrorBanner()
         banner_row.addWidget(self.banner)
+        body = QHBoxLayout()  # the conversation and its composer | the model settings panel
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(0)
+        pane_layout.addLayout(body, 1)
+        chat_column = QVBoxLayout()
+        chat_column.setContentsMargins(0, 0, 0, 0)
+        chat_column.setSpacing(0)
+        body.addLayout(chat_column, 1)
         self.view = ChatView()
-        pane_layout.addWidget(self.view, 1)
+        chat_column.addWidget(self.view, 1)
         composer_row = QHBoxLayout()
         composer_row.setContentsMargins(24, 8, 24, 12)
         composer_row.addStretch(0)
@@ -165,7 +177,12 @@ class MainWindow(QMainWindow):
         self.composer.setMaximumWidth(theme.COLUMN_WIDTH)
         composer_row.addWidget(self.composer, 1)
         composer_row.addStretch(0)
-        pane_layout.addLayout(composer_row)
+        chat_column.addLayout(composer_row)
+        self.model_panel = ModelSettingsPanel()
+        self.model_panel.setVisible(False)
+        body.addWidget(self.model_panel)
+        self._model_sampling: Sampling | None = None  # the loaded model's own sampling
+        self._load_options: tuple[int | None, int | None] = (None, None)  # what the model was loaded with
         self.session = ChatSession(store, self.engine, self.view, self.composer, self)
         self.mcp: McpManager | None = None
         self.session.tools_factory = self._make_tools
@@ -174,12 +191,17 @@ class MainWindow(QMainWindow):
         tools_button.current = self.session.chat_tools
         tools_button.changed.connect(self.session.set_chat_tools)
         tools_button.setVisible(True)
+        from app.gui.api_server import ApiServerController
+
+        self.api = ApiServerController(store, self.engine, self)
+        self._remote_models: dict[str, list[RemoteModel]] = {}  # per server, as last listed
 
         self._connect()
         self._shortcuts()
         theme.keyboard_focus_only(self)
         self._restore_layout()
         self._refresh_models(model)
+        self._start_draft()
         self._on_conversation_changed(None)
         self.composer.edit.setFocus()
         # Loaded only once the window is on screen: nothing slow happens before that.
@@ -207,8 +229,15 @@ class MainWindow(QMainWindow):
         h.modelChosen.connect(self.load_model)
         h.openFileRequested.connect(self.open_model_file)
         h.libraryRequested.connect(self._library_from_picker)
-        h.effortChanged.connect(s.set_effort)
+        h.effortChanged.connect(self._set_effort)
         h.systemPromptRequested.connect(self.edit_system_prompt)
+        h.settingsRequested.connect(self.toggle_model_settings)
+        self.sidebar.exportRequested.connect(self.export_chat)
+        self.sidebar.importRequested.connect(self.import_chat)
+        h.unloadRequested.connect(self.unload_model)
+        self.model_panel.applied.connect(self._apply_model_settings)
+        self.model_panel.closeRequested.connect(self.close_model_settings)
+        self.engine.unloaded.connect(self._on_unloaded)
         h.sidebarToggleRequested.connect(self.toggle_sidebar)
         self.engine.loadStarted.connect(self._on_load_started)
         self.engine.planReady.connect(self._on_plan)
@@ -225,6 +254,8 @@ class MainWindow(QMainWindow):
         self.library.rowsChanged.connect(self._update_recommendation)
         self.library.jobChanged.connect(lambda _job: self._update_downloads_note())
         self.library.modelsChanged.connect(self._on_models_changed)
+        self.api.stateChanged.connect(self.sidebar.network.set_api)
+        self.api.failed.connect(self.banner.show_message)
 
     def _shortcuts(self) -> None:
         def bind(keys: QKeySequence | str, slot: object) -> QShortcut:
@@ -250,8 +281,20 @@ class MainWindow(QMainWindow):
 
     def new_chat(self) -> None:
         self.show_chat()
+        self._start_draft()
         self.session.new_chat()
         self.composer.edit.setFocus()
+
+    def _start_draft(self) -> None:
+        """A new chat starts from the defaults: their system prompt, the last reasoning level."""
+        defaults = self._defaults()
+        self.session.draft_system_prompt = str(defaults.get("system_prompt") or "")
+        self.session.draft_options = {}
+        try:
+            effort = self.store.get_setting(SETTING_EFFORT, "medium")
+        except StoreError:
+            effort = "medium"
+        self.session.draft_effort = effort if effort in ("low", "medium", "high") else "medium"
 
     # -- pages: chat, library, downloads --------------------------------------------------------
 
@@ -317,7 +360,10 @@ class MainWindow(QMainWindow):
 
         self.session.registry  # noqa: B018 (made on first use: the MCP servers' settings need it)
         tools = (self.mcp, self.session.approvals) if self.mcp is not None and self.session.approvals else None
-        SettingsDialog(self.store, self.library, self, about=self.open_about, tools=tools).exec()
+        dialog = SettingsDialog(self.store, self.library, self, about=self.open_about, api=self.api, tools=tools)
+        dialog.engines.modelsListed.connect(self._on_remote_models)
+        dialog.exec()
+        dialog.deleteLater()
         self.composer.tools_button.refresh()
 
     def open_about(self) -> None:
@@ -357,17 +403,18 @@ class MainWindow(QMainWindow):
             return False
 
     def _update_recommendation(self) -> None:
-        """The first catalog model (the catalog is in order of preference) that fits this machine."""
+        """The first catalog model (the catalog is in order of preference) that fits this machine,
+        by the Library's own verdict (the same rows it shows). A recommendation stays while that
+        verdict still says it fits: a refresh with a little more free memory does not change it."""
         from app.gui.library.widgets import size_text
 
-        best = next(
-            (
-                r
-                for r in self.library.rows
-                if r.get("source") == "catalog" and not r.get("installed") and r.get("fit", {}).get("fits")
-            ),
-            None,
-        )
+        candidates = [
+            r
+            for r in self.library.rows
+            if r.get("source") == "catalog" and not r.get("installed") and r.get("fit", {}).get("fits")
+        ]
+        shown = self.view.empty.recommended
+        best = next((r for r in candidates if r.get("id") == shown), None) or next(iter(candidates), None)
         if best is None:
             self.view.empty.set_recommendation("", "", "")
             return
@@ -414,11 +461,225 @@ class MainWindow(QMainWindow):
         self.composer.set_text(prompt)
         self.composer.edit.setFocus()
 
+    # -- model settings (the side panel) ------------------------------------------------------
+
     def edit_system_prompt(self) -> None:
-        dialog = SystemPromptDialog(self.session.system_prompt, self)
-        if dialog.exec():
-            self.session.set_system_prompt(dialog.text())
-            self._update_system_button()
+        """The system prompt lives in the model settings panel: open it there, for this chat."""
+        self.open_model_settings(CHAT)
+        self.model_panel.focus_system_prompt()
+
+    def toggle_model_settings(self) -> None:
+        if self.model_panel.isVisible():
+            self.close_model_settings()
+        else:
+            self.open_model_settings()
+
+    def open_model_settings(self, scope: str | None = None) -> None:
+        self._fill_model_panel()
+        if scope is not None:
+            self.model_panel.set_scope(scope)
+        self.model_panel.setVisible(True)
+        self.header.settings_button.setChecked(True)
+
+    def close_model_settings(self) -> None:
+        self.model_panel.setVisible(False)
+        self.header.settings_button.setChecked(False)
+        self.composer.edit.setFocus()
+
+    def _defaults(self) -> dict[str, Any]:
+        from app.gui.model_settings import read_defaults
+
+        return read_defaults(self.store)
+
+    def _fill_model_panel(self) -> None:
+        defaults = self._defaults()
+        self.model_panel.set_values(
+            self.session.options,
+            self.session.system_prompt,
+            defaults,
+            str(defaults.get("system_prompt") or ""),
+            loaded=self._load_options if self.engine.result is not None and self._loaded_key else None,
+        )
+
+    def _apply_model_settings(self, scope: str, options: dict[str, Any], prompt: str) -> None:
+        """Save what the panel applied; reload the model when its context or GPU layers changed."""
+        from app.gui.model_settings import effective, load_options
+
+        if scope == DEFAULTS:
+            before = str(self._defaults().get("system_prompt") or "")
+            try:
+                self.store.set_setting(SETTING_DEFAULTS, {**options, "system_prompt": prompt})
+            except StoreError as exc:
+                self.banner.show_message(str(exc))
+                return
+            if self.session.conversation is None and self.session.draft_system_prompt == before:
+                self.session.draft_system_prompt = prompt  # a new chat not yet written to
+        else:
+            self.session.set_options(options)
+            self.session.set_system_prompt(prompt)
+        self._update_system_button()
+        self._use_model_settings()
+        wanted = load_options(effective(self.session.options, self._defaults()))
+        entry = self._requested_entry
+        if wanted != self._load_options and entry is not None and self.engine.result is not None and self._loaded_key:
+            self.load_model(entry)
+
+    def _use_model_settings(self) -> None:
+        """Hand the session what this chat's settings (else the defaults) ask for."""
+        from app.gui.model_settings import effective, sampling_for
+
+        chosen = effective(self.session.options, self._defaults())
+        self.session.options_sampling = sampling_for(chosen, self._model_sampling)
+        max_tokens = chosen.get("max_tokens")
+        self.session.options_max_tokens = int(max_tokens) if max_tokens else None
+
+    def _set_effort(self, effort: str) -> None:
+        self.session.set_effort(effort)
+        try:
+            self.store.set_setting(SETTING_EFFORT, effort)
+        except StoreError:
+            pass  # only the next new chat's starting level is lost
+
+    def _update_baseline(self, result: LoadResult) -> None:
+        """What the panel's defaults mean for this model: its sampling, the planner's own plan
+        (worked out on a background thread: the catalog read and the hardware probe)."""
+        info, cap = result.info, self.engine.ctx_cap
+        if info is None:  # a remote model: no plan here, its server decides
+            self._model_sampling = None
+            self.model_panel.set_baseline(Baseline(reason=result.reason))
+            return
+
+        def plan() -> tuple[Sampling, LoadPlan]:
+            from app.core.engine.types import default_sampling
+            from app.core.hardware import probe
+            from app.core.planner import plan_load
+
+            return default_sampling(info), plan_load(probe(info.path.parent), info, ctx_cap=cap)
+
+        def show(found: tuple[Sampling, LoadPlan]) -> None:
+            sampling, planned = found
+            if self.engine.result is not result:
+                return  # another model was loaded meanwhile
+            self._model_sampling = sampling
+            self._use_model_settings()
+            self.model_panel.set_baseline(
+                Baseline(
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    n_ctx=planned.n_ctx,
+                    ctx_limit=info.n_ctx_train or 131_072,
+                    gpu_layers=planned.n_gpu_layers,
+                    layers_total=planned.n_layers_total,
+                    gpu=planned.device != "cpu",
+                    reason=self._shown_name(planned.reason),
+                )
+            )
+
+        self.library.tasks.submit(plan, show, lambda _exc: None, name="plan")
+
+    # -- export and import ----------------------------------------------------------------------
+
+    def export_chat(self, conversation_id: int, kind: str) -> None:
+        """Ask where, then write the chat there on a background thread; the banner says how it went."""
+        conversation = self.store.get_conversation(conversation_id)
+        if conversation is None:
+            return
+        safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in conversation.title).strip() or "chat"
+        suffix, filters = (".md", "Markdown (*.md)") if kind == "markdown" else (".json", "JSON (*.json)")
+        name, _filter = QFileDialog.getSaveFileName(
+            self, "Export the chat", str(Path.home() / (safe + suffix)), filters
+        )
+        if name:
+            self.export_chat_to(conversation_id, name)
+
+    def export_chat_to(self, conversation_id: int, name: str) -> None:
+        from app.core import chat_export
+
+        def done(path: Path) -> None:
+            self.banner.show_message(f"Exported the chat to {path}.")
+
+        def failed(exc: BaseException) -> None:
+            self.banner.show_message(
+                str(exc) if isinstance(exc, ValueError) else f"The chat could not be exported: {exc}"
+            )
+
+        self.library.tasks.submit(
+            lambda: chat_export.export_chat(self.store, conversation_id, name), done, failed, name="export"
+        )
+
+    def import_chat(self) -> None:
+        name, _filter = QFileDialog.getOpenFileName(
+            self, "Import a chat", str(Path.home()), "Chats in the OpenAI messages shape (*.json);;All files (*)"
+        )
+        if name:
+            self.import_chat_from(name)
+
+    def import_chat_from(self, name: str) -> None:
+        """Read the file on a background thread; the new chat opens when it is in the store."""
+        from app.core import chat_export
+
+        def done(result: tuple[StoredConversation, int]) -> None:
+            conversation, skipped = result
+            if self._closed:
+                return
+            self.show_chat()
+            self.sidebar.refresh()
+            self.session.open(conversation.id)
+            left = f" {skipped} tool message{'s' if skipped != 1 else ''} left out." if skipped else ""
+            self.banner.show_message(f"Imported “{conversation.title}”.{left}")
+
+        def failed(exc: BaseException) -> None:
+            self.banner.show_message(
+                str(exc) if isinstance(exc, ValueError) else f"The chat could not be imported: {exc}"
+            )
+
+        self.library.tasks.submit(lambda: chat_export.import_chat(self.store, name), done, failed, name="import-chat")
+
+    # -- unload ---------------------------------------------------------------------------------
+
+    def unload_model(self) -> None:
+        """Free the model's memory now (the engine process ends); say how much it held."""
+        if self.engine.result is None or self.session.streaming and not self._confirm_stop():
+            return
+        self._freeing = self._engine_memory()
+        self.engine.unload()
+
+    def _confirm_stop(self) -> bool:
+        self.session.stop()
+        return True
+
+    def _engine_memory(self) -> int:
+        """What the engine process holds in RAM now plus the plan's GPU memory, in bytes (the
+        plan's estimate when the process cannot be asked; 0 for a remote model)."""
+        result = self.engine.result
+        plan = result.plan if result is not None else None
+        if plan is None:
+            return 0
+        pid = self.engine.service.backend_pid if self.engine.is_loaded else None
+        if pid is not None:
+            try:
+                import psutil
+
+                return int(psutil.Process(pid).memory_info().rss) + plan.est_vram_bytes
+            except Exception:  # noqa: BLE001 (the process may be gone already: fall back to the plan)
+                pass
+        return plan.est_vram_bytes + plan.est_ram_bytes
+
+    def _on_unloaded(self) -> None:
+        from app.core.units import format_bytes
+
+        entry = self._requested_entry
+        name = entry.name if entry is not None else "The model"
+        freed = getattr(self, "_freeing", 0)
+        self._freeing = 0
+        self._loaded_key = ""
+        self.session.model_name = None
+        self.session.model_key = None
+        self._load_options = (None, None)
+        self.composer.set_model_state("none")
+        note = f"{name} is unloaded" + (f": about {format_bytes(freed)} of memory freed." if freed else ".")
+        self.header.set_unloaded(note + " Pick it in the list to load it again.")
+        self.banner.show_message(note, ("Load it again", lambda: self.load_model(entry)) if entry else None)
 
     def _update_system_button(self) -> None:
         has = bool(self.session.system_prompt.strip())
@@ -429,12 +690,37 @@ class MainWindow(QMainWindow):
         if not name:
             self.header.select(self.store.get_setting(SETTING_MODEL, "") or "")
             return
+        self.open_model_path(name)
+
+    def open_model_path(self, name: str) -> None:
+        """Use a GGUF file from anywhere: it loads now, and it is recorded among the installed
+        models (the manifest, on a background thread: the file's header is read) so the Library's
+        "On this computer" and `hearth models` list it, and the Library can forget it. Until that
+        is done, and if the file cannot be recorded, the window remembers it by itself."""
         opened = [p for p in self.store.get_setting(SETTING_EXTRA_MODELS, []) if p != name] + [name]
         self.store.set_setting(SETTING_EXTRA_MODELS, opened[-10:])
         self._refresh_models(name)
         entry = self.header.entry(name)
         if entry is not None:
             self.load_model(entry)
+
+        def record() -> object:
+            from app.core import catalog
+
+            return catalog.import_model(name)
+
+        def recorded(_model: object) -> None:
+            if self._closed:
+                return
+            try:  # the manifest lists it now: the Library's Delete makes it disappear everywhere
+                kept = [p for p in self.store.get_setting(SETTING_EXTRA_MODELS, []) if p != name]
+                self.store.set_setting(SETTING_EXTRA_MODELS, kept)
+            except StoreError:
+                pass
+            self.library.refresh()
+            self.library.modelsChanged.emit()
+
+        self.library.tasks.submit(record, recorded, lambda _exc: None, name="record-opened")
 
     def _shown_name(self, text: str) -> str:
         """`text` with the engine's name for the model (a file's internal "Gemma 3 270m") replaced
@@ -454,6 +740,8 @@ class MainWindow(QMainWindow):
     def load_model(self, entry: ModelEntry) -> None:
         if self._closed:
             return
+        from app.gui.model_settings import effective, load_options
+
         self._requested_key = entry.key
         self._requested_entry = entry
         self.header.select(entry.key)
@@ -466,7 +754,13 @@ class MainWindow(QMainWindow):
             self.store.set_setting(SETTING_LOADING, entry.key)
         except StoreError as exc:
             self.banner.show_message(str(exc))
-        self.engine.load(entry.path)
+        if entry.remote:  # its server decides its context and layers
+            self._load_options = (None, None)
+            self.engine.load_remote(entry.remote, entry.name)
+        else:
+            n_ctx, gpu_layers = load_options(effective(self.session.options, self._defaults()))
+            self._load_options = (n_ctx, gpu_layers)
+            self.engine.load(entry.path, ctx_cap=n_ctx, gpu_layers=gpu_layers)
 
     def _forget_setting(self, key: str) -> None:
         try:
@@ -508,6 +802,11 @@ class MainWindow(QMainWindow):
         if preferred is not None and Path(preferred).exists():
             extra.append(Path(preferred))
         entries = installed_models(extra)
+        remembered = remotes.parse_key(str(self.store.get_setting(SETTING_MODEL) or ""))
+        listed = [m for models in self._remote_models.values() for m in models]
+        if remembered is not None and remembered.server in remotes.servers(self.store) and remembered not in listed:
+            listed.insert(0, remembered)  # until its server answers
+        entries += remote_entries(listed)
         key = str(preferred) if preferred is not None else self.store.get_setting(SETTING_MODEL)
         if key and not any(e.key == key for e in entries):
             key = None
@@ -554,9 +853,34 @@ class MainWindow(QMainWindow):
         self._forget_setting(SETTING_LOADING)
         if self.store.get_setting(SETTING_CRASHED) == self._loaded_key:
             self._forget_setting(SETTING_CRASHED)
-        self.header.set_loaded(result)
+        self.header.set_loaded(result, self._shown_name(result.reason))
+        self.sidebar.network.set_remote(result.remote or None)
         self.header.effort.set_effort(self.session.effort)
+        self._update_baseline(result)
+        self._use_model_settings()
+        if self.model_panel.isVisible():
+            self._fill_model_panel()
         self.modelLoaded.emit(result)
+
+    def _start_network_features(self) -> None:
+        if self._closed:
+            return
+        self.api.restore()
+        from app.gui.remote_engines import ModelsLookup
+
+        servers = remotes.servers(self.store)
+        if servers:
+            self._models_lookup = ModelsLookup(self)
+            self._models_lookup.ready.connect(lambda server, models, _error: self._on_remote_models(server, models))
+            for server in servers:
+                self._models_lookup.start(server)
+
+    def _on_remote_models(self, server: str, models: list[RemoteModel]) -> None:
+        if models:
+            self._remote_models[server] = models
+        else:
+            self._remote_models.pop(server, None)
+        self._refresh_models()
 
     def _on_load_failed(self, message: str) -> None:
         self._forget_setting(SETTING_LOADING)
@@ -610,8 +934,65 @@ class MainWindow(QMainWindow):
         self.sidebar.refresh()
         self.header.effort.set_effort(self.session.effort)
         self._update_system_button()
+        self._use_model_settings()
+        if self.model_panel.isVisible():
+            self._fill_model_panel()
+        self._offer_chat_model(conversation)
         title = conversation.title if conversation else "New chat"
         self.setWindowTitle(f"{title} — Hearth")
+
+    def _offer_chat_model(self, conversation: StoredConversation | None) -> None:
+        """A chat opened that was written with another model: offer to switch to that one."""
+        if self._offer_shown:
+            self.banner.hide()
+            self._offer_shown = False
+        wanted = conversation.model if conversation is not None else None
+        current = self._requested_key or self._loaded_key
+        if not wanted or wanted in (current, self.engine.engine_name):
+            self._offer_chat_load(conversation)
+            return
+        entry = self.header.entry(wanted) or next(
+            (e for e in self.header.entries() if wanted in (e.name, e.path.stem if e.path else None)), None
+        )
+        if entry is not None and entry.key == current:
+            self._offer_chat_load(conversation)
+            return
+        if entry is not None:
+            self.banner.show_message(
+                f"This chat was written with {entry.name}.", (f"Switch to {entry.name}", lambda: self.load_model(entry))
+            )
+        else:
+            name = Path(wanted).stem if ("/" in wanted or "\\" in wanted) else wanted
+            self.banner.show_message(
+                f"This chat was written with {name}, which is not on this computer now.",
+                ("Open the Library", self.show_library),
+            )
+        self._offer_shown = True
+
+    def _offer_chat_load(self, conversation: StoredConversation | None) -> None:
+        """A chat opened whose own context size or GPU layers differ from how the loaded model runs:
+        offer to reload it so (not automatically: a reload takes seconds)."""
+        from app.gui.model_settings import effective, load_options
+
+        entry = self._requested_entry
+        if conversation is None or not conversation.options or entry is None or self.engine.result is None:
+            return
+        if not self._loaded_key or self.engine.loading:
+            return
+        wanted = load_options(effective(dict(conversation.options), self._defaults()))
+        if wanted == self._load_options:
+            return
+        n_ctx, layers = wanted
+        parts = [
+            f"a context of {n_ctx:,} tokens" if n_ctx else "",
+            f"{layers} GPU layers" if layers is not None else "",
+        ]
+        what = " and ".join(p for p in parts if p) or "the planner's context and GPU layers"
+        self.banner.show_message(
+            f"This chat's model settings ask for {what}; {entry.name} is loaded otherwise.",
+            ("Reload with them", lambda: self.load_model(entry)),
+        )
+        self._offer_shown = True
 
     def _on_deleted(self, conversation_id: int) -> None:
         if self.session.conversation is not None and self.session.conversation.id == conversation_id:
@@ -654,6 +1035,7 @@ class MainWindow(QMainWindow):
         self.sidebar.commit_deletes()
         self._save_layout()
         self.library.close()
+        self.api.shutdown()
         self.engine.shutdown()
         if self.mcp is not None:
             self.mcp.stop_all()
@@ -673,6 +1055,8 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(PREWARM_DELAY_MS, self._prewarm)
         if not self._resumed_downloads:
             self._resumed_downloads = True
+            # The network features the user turned on: the local API, the remote servers' models.
+            QTimer.singleShot(AUTOLOAD_DELAY_MS, self._start_network_features)
             # A download left unfinished by the last session continues (after the first frame).
             QTimer.singleShot(AUTOLOAD_DELAY_MS, self.library.resume_unfinished)
 

@@ -1,5 +1,6 @@
 """The header above the conversation: model picker with a load-state dot and progress, the
-planner's sentence, the reasoning-effort switch (gpt-oss only) and the system prompt button."""
+planner's sentence, Unload, the reasoning-effort switch (gpt-oss only), and the buttons that open
+the model settings side panel (its system prompt, or all of it)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QProgressBar,
     QSizePolicy,
     QToolButton,
@@ -30,6 +28,7 @@ from app.gui.theme import named
 
 if TYPE_CHECKING:
     from app.core.engine import LoadResult
+    from app.core.remotes import RemoteModel
 
 STARTER_KEY = "starter"
 OPEN_FILE_KEY = "open-file"
@@ -42,10 +41,19 @@ class ModelEntry:
     name: str
     path: Path | None  # None: the starter model, assembled on the engine thread
     size_bytes: int
+    remote: str = ""  # a remote engine's API root; `name` is the model's id there
 
     @property
     def label(self) -> str:
+        if self.remote:
+            from app.core.remotes import host_of
+
+            return f"{self.name}  ·  remote on {host_of(self.remote)}"
         return f"{self.name}  ·  {format_bytes(self.size_bytes)}" if self.size_bytes else self.name
+
+
+def remote_entries(models: list[RemoteModel]) -> list[ModelEntry]:
+    return [ModelEntry(m.key, m.name, None, 0, m.server) for m in models]
 
 
 def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
@@ -92,27 +100,6 @@ def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
     return entries
 
 
-class SystemPromptDialog(QDialog):
-    def __init__(self, text: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("System prompt")
-        layout = QVBoxLayout(self)
-        intro = named(QLabel("Instructions the model follows for this conversation."), "Muted")
-        self.edit = QPlainTextEdit(text)
-        self.edit.setAccessibleName("System prompt")
-        self.edit.setPlaceholderText("e.g. You are a concise assistant. Answer in British English.")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(intro)
-        layout.addWidget(self.edit)
-        layout.addWidget(buttons)
-        self.resize(520, 280)
-
-    def text(self) -> str:
-        return self.edit.toPlainText().strip()
-
-
 class EffortSelector(QWidget):
     """Low / Medium / High as a segmented control."""
 
@@ -157,6 +144,8 @@ class HeaderBar(QWidget):
     libraryRequested = Signal()
     effortChanged = Signal(str)
     systemPromptRequested = Signal()
+    settingsRequested = Signal()
+    unloadRequested = Signal()
     sidebarToggleRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -188,16 +177,31 @@ class HeaderBar(QWidget):
         self.effort = EffortSelector()
         self.effort.changed.connect(self.effortChanged)
         self.effort.setVisible(False)
+        self.unload_button = named(QToolButton(), text="Unload")
+        self.unload_button.setAccessibleName("Unload the model")
+        self.unload_button.setToolTip("Free the memory the model holds (it loads again when you pick it)")
+        self.unload_button.clicked.connect(self.unloadRequested)
+        self.unload_button.setVisible(False)
         self.system_button = named(QToolButton(), text="System prompt")
         self.system_button.setAccessibleName("Edit the system prompt")
+        self.system_button.setToolTip("This chat's system prompt, in the model settings")
         self.system_button.clicked.connect(self.systemPromptRequested)
+        self.settings_button = named(QToolButton(), text="Model settings")
+        self.settings_button.setAccessibleName("Model settings")
+        self.settings_button.setToolTip(
+            "Temperature, top-p, reply length, context, GPU layers: this chat's or the defaults"
+        )
+        self.settings_button.setCheckable(True)
+        self.settings_button.clicked.connect(self.settingsRequested)
         row.addWidget(self.sidebar_button)
         row.addWidget(self.dot)
         row.addWidget(self.picker)
         row.addWidget(self.progress)
+        row.addWidget(self.unload_button)
         row.addStretch(1)
         row.addWidget(self.effort)
         row.addWidget(self.system_button)
+        row.addWidget(self.settings_button)
         outer.addLayout(row)
         self.plan_label = named(QLabel(), "PlanLabel")
         self.plan_label.setWordWrap(True)
@@ -259,21 +263,33 @@ class HeaderBar(QWidget):
     def set_loading(self, name: str) -> None:
         self._set_dot("loading")
         self.progress.setVisible(True)
+        self.unload_button.setVisible(False)
         self.plan_label.setText(f"Loading {name}…")
 
     def set_plan(self, reason: str, name: str) -> None:
         self.plan_label.setText(f"Loading {name}… {reason}")
 
-    def set_loaded(self, result: LoadResult) -> None:
+    def set_loaded(self, result: LoadResult, reason: str | None = None) -> None:
+        """`reason`: the plan's sentence as the window words it (the model named as it shows it)."""
         self._set_dot("loaded")
         self.progress.setVisible(False)
+        self.unload_button.setVisible(True)
         notices = " ".join(result.notices)
-        self.plan_label.setText(f"{result.reason} Loaded in {result.load_s:.1f} s. {notices}".strip())
+        sentence = reason if reason is not None else result.reason
+        self.plan_label.setText(f"{sentence} Loaded in {result.load_s:.1f} s. {notices}".strip())
         self.effort.setVisible(result.takes_effort)
+
+    def set_unloaded(self, note: str) -> None:
+        self._set_dot("none")
+        self.progress.setVisible(False)
+        self.unload_button.setVisible(False)
+        self.effort.setVisible(False)
+        self.plan_label.setText(note)
 
     def set_failed(self, message: str) -> None:
         self._set_dot("failed")
         self.progress.setVisible(False)
+        self.unload_button.setVisible(False)
         self.plan_label.setText(message)
         self.effort.setVisible(False)
 

@@ -1,5 +1,6 @@
 """Settings (Ctrl+,): appearance, where models are kept, the Hugging Face token, the llama.cpp build
-(engine). Each change applies at once; the engine choice from the next model load on."""
+(engine), remote engines and the local API. Each change applies at once; the engine choice from
+the next model load on."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from app.core.llama_builds import BuildChoice
     from app.core.tools.approval import Approvals
     from app.core.tools.mcp import McpManager
+    from app.gui.api_server import ApiServerController
     from app.gui.mcp_settings import McpServersPanel
 
 THEMES = (("Follow the system", "system"), ("Light", "light"), ("Dark", "dark"))
@@ -51,6 +53,7 @@ class SettingsDialog(QDialog):
         library: LibraryController,
         parent: QWidget | None = None,
         about: Callable[[], None] | None = None,
+        api: ApiServerController | None = None,
         tools: tuple[McpManager, Approvals] | None = None,
     ) -> None:
         super().__init__(parent)
@@ -116,6 +119,13 @@ class SettingsDialog(QDialog):
         self.engine_state.setAccessibleName("Engine in use")
         engine_row.addWidget(self.engine_state)
         form.addRow("Engine", engine_row)
+        from app.gui.remote_engines import ApiPanel, EnginesPanel
+
+        self.engines = EnginesPanel(store)
+        form.addRow("Remote engines", self.engines)
+        self.api_panel = ApiPanel(api) if api is not None else None
+        if self.api_panel is not None:
+            form.addRow("Local API", self.api_panel)
         self.mcp_panel: McpServersPanel | None = None
         if tools is not None:
             from app.gui.mcp_settings import McpServersPanel
@@ -130,8 +140,9 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.notice)
         privacy = named(
             QLabel(
-                "Hearth makes no network request unless you download a model or search Hugging "
-                "Face. Chats stay in a database on this computer."
+                "Hearth makes no network request unless you download a model, search Hugging Face or "
+                "add a remote engine; the sidebar names every host it contacted. Chats stay in a "
+                "database on this computer."
             ),
             "Muted",
         )

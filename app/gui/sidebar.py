@@ -1,4 +1,5 @@
-"""The sidebar: New chat, search, conversations grouped by last activity, the Offline indicator.
+"""The sidebar: New chat, search, conversations grouped by last activity, the network indicator
+(Offline until something reaches another machine).
 
 Rename edits the title in place (F2 or the context menu). Delete hides the conversation at once
 and offers Undo for a few seconds; only then is it removed from the store. A search runs on a
@@ -135,6 +136,8 @@ class Sidebar(QWidget):
     libraryRequested = Signal()
     downloadsRequested = Signal()
     settingsRequested = Signal()
+    exportRequested = Signal(int, str)  # conversation id, "markdown" | "json"
+    importRequested = Signal()
     searchFinished = Signal()  # the list shows the current query's results
 
     def __init__(self, store: ChatStore, parent: QWidget | None = None) -> None:
@@ -223,21 +226,18 @@ class Sidebar(QWidget):
         self.settings_button.setAccessibleName("Settings")
         self.settings_button.setToolTip("Appearance, models folder, Hugging Face token (Ctrl+,)")
         self.settings_button.clicked.connect(self.settingsRequested)
-        for button in (self.library_button, self.downloads_button, self.settings_button):
+        self.import_button = named(QPushButton("Import a chat…"), "NavButton")
+        self.import_button.setAccessibleName("Import a chat")
+        self.import_button.setToolTip("A chat exported as JSON (the OpenAI messages shape), from Hearth or elsewhere")
+        self.import_button.clicked.connect(self.importRequested)
+        for button in (self.library_button, self.downloads_button, self.settings_button, self.import_button):
             button.setCursor(Qt.CursorShape.PointingHandCursor)
             layout.addWidget(button)
 
-        footer = named(QWidget(), "SidebarFooter")
-        footer_layout = QHBoxLayout(footer)
-        footer_layout.setContentsMargins(4, 4, 4, 0)
-        dot = named(QFrame(), "OfflineDot")
-        dot.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        dot.setFixedSize(8, 8)
-        offline = QLabel("Offline · nothing leaves this computer")
-        offline.setAccessibleName("Offline: nothing leaves this computer")
-        footer_layout.addWidget(dot)
-        footer_layout.addWidget(offline, 1)
-        layout.addWidget(footer)
+        from app.gui.network_indicator import NetworkIndicator
+
+        self.network = NetworkIndicator()
+        layout.addWidget(self.network)
         self.refresh()
 
     def set_downloads_progress(self, text: str, fraction: float | None = None) -> None:
@@ -437,7 +437,15 @@ class Sidebar(QWidget):
         rename.triggered.connect(lambda: self.begin_rename(item))
         delete = QAction("Delete", menu)
         delete.triggered.connect(lambda: self.delete(int(item.data(ID_ROLE))))
+        conversation_id = int(item.data(ID_ROLE))
+        as_markdown = QAction("Export as Markdown…", menu)
+        as_markdown.triggered.connect(lambda: self.exportRequested.emit(conversation_id, "markdown"))
+        as_json = QAction("Export as JSON…", menu)
+        as_json.triggered.connect(lambda: self.exportRequested.emit(conversation_id, "json"))
         menu.addAction(rename)
+        menu.addAction(as_markdown)
+        menu.addAction(as_json)
+        menu.addSeparator()
         menu.addAction(delete)
         menu.exec(self.list.viewport().mapToGlobal(pos))  # type: ignore[call-overload]
 

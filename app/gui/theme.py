@@ -228,6 +228,7 @@ QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
 #CapChip {{ color: {t.muted}; background: {t.hover}; border-radius: 9px; padding: 1px 8px; }}
 #RecommendedTag {{ color: {t.accent}; font-weight: 600; padding-left: 6px; }}
 #OfflineDot {{ background: {t.ok}; border-radius: 4px; }}
+#OnlineDot {{ background: {t.warn}; border-radius: 4px; }}
 #UndoBar {{ background: {t.surface}; border: 1px solid {t.faint}; border-radius: 8px; }}
 
 #Header {{ background: {t.window}; border-bottom: 1px solid {t.faint}; }}
@@ -284,6 +285,12 @@ QPushButton:disabled, QToolButton:disabled {{ color: {t.muted}; }}
 #CodeBar QLabel {{ color: {t.muted}; }}
 #CodeScroll, #CodeScroll > QWidget > QWidget {{ background: transparent; }}
 #Card {{ background: {t.surface}; border: 1px solid {t.faint}; border-radius: 12px; }}
+#SidePanel {{ background: {t.sidebar}; border-left: 1px solid {t.faint}; }}
+#SidePanelBody {{ background: {t.sidebar}; }}
+#SidePanel QSpinBox, #SidePanel QDoubleSpinBox {{
+    background: {t.surface}; color: {t.text}; border: 1px solid {t.faint}; border-radius: 6px; padding: 4px 6px;
+}}
+#SidePanel QSpinBox:focus, #SidePanel QDoubleSpinBox:focus {{ border-color: {t.accent}; }}
 #Banner {{ background: {t.surface}; border: 1px solid {t.faint}; border-radius: 8px; }}
 QProgressBar {{ background: {t.faint}; border: none; border-radius: 2px; max-height: 4px; }}
 QProgressBar::chunk {{ background: {t.accent}; border-radius: 2px; }}

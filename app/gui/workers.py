@@ -89,9 +89,24 @@ class EngineController(QObject):
     def is_loaded(self) -> bool:
         return self._service is not None and self._service.loaded
 
-    def load(self, path: Path | None) -> None:
-        """Load a model (None: the starter). A running reply is stopped first."""
-        self.service.load(path)
+    def load(self, path: Path | None, *, ctx_cap: int | None = None, gpu_layers: int | None = None) -> None:
+        """Load a model (None: the starter). A running reply is stopped first. `ctx_cap` and
+        `gpu_layers` come from the model settings (None: the window's cap, the planner's layers)."""
+        self.service.load(path, ctx_cap if ctx_cap is not None else self._ctx_cap, gpu_layers=gpu_layers)
+
+    def load_remote(self, server: str, name: str) -> None:
+        """Load a remote engine's model: its backend is made off the GUI thread (the API key comes
+        from the keyring, which may be slow to answer), then the service loads it like any model."""
+        import threading
+
+        service = self.service
+
+        def run() -> None:
+            from app.core import remotes
+
+            service.load(name, backend=remotes.backend(server))
+
+        threading.Thread(target=run, name="hearth-remote-load", daemon=True).start()
 
     def unload(self) -> None:
         self.service.unload()

@@ -24,10 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from app.core import catalog, downloads, paths, secrets
+from app.core import catalog, downloads, netlog, paths, secrets
 from app.core.catalog import CatalogEntry, CatalogFile, Sampling
 from app.core.downloads import DownloadJob, DownloadManager, ErrorKind, JobState
 from app.core.gguf_file import inspect_gguf
@@ -158,8 +159,14 @@ def test_real_gguf_download_is_verified_and_installed(hub: HubServer, make_manag
         threads.add(threading.current_thread().name)
 
     m.subscribe(listen)
+    netlog.clear()
     job = m.enqueue(entry("starter-copy", (starter_file.name,), repo="ggml-org/gemma-3-270m-GGUF"))
     done = run(m, job, timeout=300)
+    # The window's network indicator hears of the hub and of the host its redirect led to.
+    assert {(c.host, c.purpose) for c in netlog.contacts()} == {
+        (urlsplit(hub.url).netloc, "download"),
+        (urlsplit(hub.cdn_url).netloc, "download"),
+    }
 
     assert done.state == JobState.DONE, done.message
     assert_installed("starter-copy", {starter_file.name: starter_file})
@@ -901,7 +908,9 @@ def test_search_lists_gguf_models_with_split_parts_grouped(hub: HubServer, make_
         "someone/Big-Model-GGUF",
         {**parts, "small-Q8_0.gguf": DATA[:1000], "mmproj-F16.gguf": b"GGUF", "README.md": b"hi"},
     )
+    netlog.clear()
     assert [r.id for r in downloads.search_gguf_repos("big-model")] == ["someone/Big-Model-GGUF"]
+    assert [(c.host, c.purpose) for c in netlog.contacts()] == [(urlsplit(hub.url).netloc, "hub search")]
     assert hub.requests("GET", "/api/models?")  # the search itself went to HF_ENDPOINT
 
     models = {m.name: m for m in downloads.repo_gguf_models("someone/Big-Model-GGUF")}

@@ -127,3 +127,15 @@ def test_turn_two_evaluates_only_the_answer_and_the_new_message(tiny_gptoss_path
         assert done_cold.stats.generated_tokens == done2.stats.generated_tokens
     finally:
         cold.unload()
+
+
+def test_harmony_markers_reach_the_parser(gptoss: Engine) -> None:
+    """Control tokens that no format reads are shown as nothing (the starter's test); the markers
+    the harmony parser reads must keep their text, every one of them."""
+    from app.core.formats.harmony import harmony_control_markers
+
+    llm = gptoss._require()
+    fmt = gptoss._format
+    for marker in harmony_control_markers():
+        if marker in SPECIAL_IDS:
+            assert gptoss._shown_piece(llm, fmt, SPECIAL_IDS[marker]) == marker.encode()

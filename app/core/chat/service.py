@@ -179,6 +179,7 @@ def sentence(exc: BaseException) -> str:
 class _LoadJob:
     path: Path | str | None  # a file (local), a model's name (remote), None: the starter model
     ctx_cap: int | None
+    backend: Backend | None = None  # None: the service's own (local) backend
     gpu_layers: int | None = None  # None: the planner's choice
 
 
@@ -235,6 +236,7 @@ class ChatService:
 
             backend = LocalBackend(on_crash=self._on_idle_crash)
         self.backend: Backend = backend
+        self._own_backend = backend  # the one a load without a backend of its own uses
         self._jobs: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._cancels: dict[int, CancelToken] = {}  # replies asked for and not finished
@@ -270,16 +272,23 @@ class ChatService:
 
     # -- requests (any thread) ------------------------------------------------------------------
 
-    def load(self, path: Path | str | None, ctx_cap: int | None = None, gpu_layers: int | None = None) -> None:
+    def load(
+        self,
+        path: Path | str | None,
+        ctx_cap: int | None = None,
+        backend: Backend | None = None,
+        gpu_layers: int | None = None,
+    ) -> None:
         """Load a model (None: the starter). A running reply is stopped and a load in progress is
-        abandoned first: the newest choice wins."""
+        abandoned first: the newest choice wins. With a `backend` (a remote engine) the model is
+        its name there; the model loaded before is freed when the load switches backends."""
         self.cancel_all()
         with self._lock:
             self._pending_loads += 1
             abandon = self._pending_loads > 1
         if abandon:
             self.backend.interrupt_load()
-        self._jobs.put(_LoadJob(path, ctx_cap if ctx_cap is not None else self.ctx_cap, gpu_layers))
+        self._jobs.put(_LoadJob(path, ctx_cap if ctx_cap is not None else self.ctx_cap, backend, gpu_layers))
 
     def unload(self) -> None:
         self.cancel_all()
@@ -420,6 +429,8 @@ class ChatService:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self.backend.close()
+        if self._own_backend is not self.backend:
+            self._own_backend.close()
 
     # -- the worker thread ----------------------------------------------------------------------
 
@@ -459,10 +470,14 @@ class ChatService:
                     )
             else:
                 self._emit(LoadStarted(path.stem if isinstance(path, Path) else path))
+            wanted = job.backend or self._own_backend
+            if wanted is self._own_backend:
+                self._switch_backend(wanted)  # a remote engine holds no memory here: free it first
             extra = {"gpu_layers": job.gpu_layers} if job.gpu_layers is not None else {}
-            result = self.backend.load(
+            result = wanted.load(
                 path, ctx_cap=job.ctx_cap, on_plan=lambda info, plan: self._emit(PlanReady(info.name, plan)), **extra
             )
+            self._switch_backend(wanted)  # a remote model: the local one answered until the server said yes
         except EngineCrashedError as exc:
             self.result = None
             self._emit(LoadFailed(sentence(exc), path, crashed=True))
@@ -471,11 +486,25 @@ class ChatService:
             self._emit(LoadFailed(sentence(exc), path))
         else:
             self.result = result
-            self._last_load = _LoadJob(path, job.ctx_cap, job.gpu_layers)
+            self._last_load = _LoadJob(path, job.ctx_cap, job.backend, job.gpu_layers)
             self._emit(Loaded(result))
         finally:
             with self._lock:
                 self._pending_loads = max(0, self._pending_loads - 1)
+
+    def _switch_backend(self, wanted: Backend) -> None:
+        """Before a load: free what the current backend holds when another one is wanted (a local
+        model's engine process stops; a remote engine's connections close)."""
+        if wanted is self.backend:
+            return
+        old, self.backend = self.backend, wanted
+        self.result = None
+        try:
+            old.unload()
+            if old is not self._own_backend:
+                old.close()
+        except Exception:
+            log.exception("freeing the previous backend failed")
 
     def _reply(self, job: _ReplyJob) -> None:
         outcome = ReplyOutcome(job.job_id, job.conversation_id, job.message_id, "complete")

@@ -96,6 +96,7 @@ class Engine:
         self._job_cancel: threading.Event | None = None
         self._sampling = Sampling()
         self._eog: set[int] = set()
+        self._pieces: dict[int, bytes] = {}  # what each generated token shows (control tokens: nothing)
         # Kept alive for as long as llama.cpp holds a pointer to it.
         self._abort_cb: Any = None
 
@@ -149,6 +150,7 @@ class Engine:
         self._info, self._plan, self._format = info, plan, format_for(info)
         self._sampling = default_sampling(info)
         self._eog = _end_of_generation_tokens(self._llm, self._format)
+        self._pieces = {}
         self._install_abort_callback()
         self._session, self._session_dirty = None, False
         self._kv_key = self._state_key(info, plan) if self._kv_dir is not None else ""
@@ -394,7 +396,7 @@ class Engine:
                     break
                 generated += 1
                 last_at = now
-                text = stops.feed(decoder.decode(llm.detokenize([token], special=True)))
+                text = stops.feed(decoder.decode(self._shown_piece(llm, fmt, token)))
                 if text:
                     for event in parser.feed(text):
                         called = called or isinstance(event, ToolCallEvent)
@@ -435,6 +437,20 @@ class Engine:
         )
         yield Done(stats, stop_reason, error)
 
+    def _shown_piece(self, llm: Any, fmt: Any, token: int) -> bytes:
+        """The bytes a generated token adds to the reply. A control token (its text exists only
+        with special=True: gpt-oss's `<|reserved_272|>`, Gemma's `<unused5>`) adds nothing unless
+        the format reads it (harmony's markers, a stop string, a think tag): such tokens are never
+        shown as text. Cached per token for the loaded model."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = llm.detokenize([token], special=True)
+            if piece and piece != llm.detokenize([token], special=False):
+                if piece.decode("utf-8", errors="replace") not in _format_markers(fmt):
+                    piece = b""
+            self._pieces[token] = piece
+        return piece
+
     def _require(self) -> Any:
         if self._llm is None:
             raise EngineError("No model is loaded.")
@@ -466,6 +482,18 @@ def _grammar(text: str) -> Any:
         return llama_cpp.LlamaGrammar.from_string(text, verbose=False)
     except ValueError as exc:
         raise EngineError(f"The grammar for this reply is not valid GBNF: {exc}") from None
+
+
+def _format_markers(fmt: Any) -> frozenset[str]:
+    """The control texts a format's parser or stop matcher reads from the generated text."""
+    # The tool-call tags of Qwen-style templates are control tokens in some vocabularies: the
+    # tool-tag parser reads them.
+    kept = {*getattr(fmt, "stop_strings", ()), "<think>", "</think>", "<tool_call>", "</tool_call>"}
+    if getattr(fmt, "name", "") == "harmony":
+        from app.core.formats.harmony import harmony_control_markers
+
+        kept.update(harmony_control_markers())
+    return frozenset(kept)
 
 
 def _piece(llm: Any, token: int) -> str:

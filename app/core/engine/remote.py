@@ -108,8 +108,9 @@ class RemoteBackend:
         *,
         ctx_cap: int | None = None,
         on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
-        gpu_layers: int | None = None,  # the remote server places its layers itself
+        gpu_layers: int | None = None,
     ) -> LoadResult:
+        """`gpu_layers` is ignored: the server decides how it runs its model."""
         name = str(model)
         started = time.perf_counter()
         offered = self.models()

@@ -71,10 +71,14 @@ class ChatSession(QObject):
         self.branch: Thread | None = None
         self.model_name: str | None = None  # the loaded model's name (stored with each reply)
         self.model_key: str | None = None  # what the window's picker knows it by (stored per chat)
-        self.max_tokens: int | None = None
-        self.sampling: Sampling | None = None  # None: the model's defaults
+        self.max_tokens: int | None = None  # an override (benchmarks, tests); None: the settings'
+        self.sampling: Sampling | None = None  # an override; None: the model settings'
+        # What the model settings (this chat's, else the defaults) ask for; None: the model's own.
+        self.options_sampling: Sampling | None = None
+        self.options_max_tokens: int | None = None
         self.draft_effort = "medium"
         self.draft_system_prompt = ""
+        self.draft_options: dict[str, object] = {}  # a new chat's model settings until it is saved
         self._active: ActiveReply | None = None
         self._detached: dict[int, ActiveReply] = {}  # stopped replies still finishing
         # Tools: the registry and approvals the window gives (None: no tools at all); the tools a
@@ -250,6 +254,20 @@ class ChatSession(QObject):
         except StoreError as exc:
             self.errorOccurred.emit(str(exc))
 
+    @property
+    def options(self) -> dict[str, object]:
+        """This chat's own model settings (a new chat's until it is saved)."""
+        return dict(self.conversation.options) if self.conversation else dict(self.draft_options)
+
+    def set_options(self, options: dict[str, object]) -> None:
+        if self.conversation is None:
+            self.draft_options = dict(options)
+            return
+        try:
+            self.conversation = self.store.update_conversation(self.conversation.id, options=dict(options))
+        except StoreError as exc:
+            self.errorOccurred.emit(str(exc))
+
     # -- sending ------------------------------------------------------------------------------
 
     @property
@@ -278,6 +296,7 @@ class ChatSession(QObject):
                     system_prompt=self.draft_system_prompt,
                     model=self.model_key,
                     effort=self.draft_effort,
+                    options=dict(self.draft_options),
                 )
                 self.conversationChanged.emit(self.conversation)
             elif self.model_key and self.conversation.model != self.model_key:
@@ -366,8 +385,8 @@ class ChatSession(QObject):
             job_id, message_id = self.engine.start_turn(
                 conversation.id,
                 model_name=self.model_name,
-                max_tokens=self.max_tokens,
-                sampling=self.sampling,
+                max_tokens=self.max_tokens if self.max_tokens is not None else self.options_max_tokens,
+                sampling=self.sampling or self.options_sampling,
                 tools=tools,
                 approvals=self.approvals,
             )

@@ -38,7 +38,7 @@ from app.core.store import Message as StoredMessage
 from app.core.store import Thread
 from app.gui import theme
 from app.gui.chat.messages import AssistantMessageWidget, UserMessageWidget
-from app.gui.theme import bold, named
+from app.gui.theme import bold, named, repolish
 
 EXAMPLE_PROMPTS = (
     "Explain how a transformer model reads a sentence",
@@ -105,9 +105,11 @@ class EmptyState(QWidget):
             "Muted",
         )
         card_text.setWordWrap(True)
+        self.card_text = card_text
         library_button = named(QPushButton("Browse the library"), "PrimaryButton")
         library_button.setMinimumHeight(32)
         library_button.clicked.connect(self.libraryRequested)
+        self.library_button = library_button
         open_button = QPushButton("Open a GGUF file…")
         open_button.setMinimumHeight(32)
         open_button.clicked.connect(self.openModelRequested)
@@ -130,7 +132,14 @@ class EmptyState(QWidget):
         buttons.addStretch(1)
         card.addLayout(buttons)
         self.no_model_card.setMaximumWidth(520)
-        layout.addWidget(self.no_model_card, 0, Qt.AlignmentFlag.AlignHCenter)
+        # Not added with an alignment: an aligned item gets its size hint's width and the wrapped
+        # labels a height for another width (their text was cut mid-line). Stretches centre it.
+        card_row = QHBoxLayout()
+        card_row.setContentsMargins(24, 0, 24, 0)
+        card_row.addStretch(1)
+        card_row.addWidget(self.no_model_card, 100)
+        card_row.addStretch(1)
+        layout.addLayout(card_row)
         self.no_model_card.setVisible(False)
         layout.addStretch(3)
 
@@ -145,6 +154,13 @@ class EmptyState(QWidget):
         self.recommend_button.setAccessibleName(f"Download {name}")
         self.recommendation.setVisible(bool(model_id))
         self.recommend_button.setVisible(bool(model_id))
+        # One primary action: Download when there is a recommendation, else Browse the library.
+        self.library_button.setObjectName("" if model_id else "PrimaryButton")
+        repolish(self.library_button)
+
+    @property
+    def recommended(self) -> str:
+        return self._recommended
 
 
 class _Holder(QWidget):
