@@ -119,6 +119,7 @@ class SettingsDialog(QDialog):
         self.engine_state.setAccessibleName("Engine in use")
         engine_row.addWidget(self.engine_state)
         form.addRow("Engine", engine_row)
+        form.addRow("Saved chat state", self._kv_row())
         from app.gui.remote_engines import ApiPanel, EnginesPanel
 
         self.engines = EnginesPanel(store)
@@ -173,6 +174,48 @@ class SettingsDialog(QDialog):
             library.check_token()
         else:
             self._on_token(library.has_token)
+
+    def _kv_row(self) -> QVBoxLayout:
+        """How much disk the engine may use for chats' KV states (a long chat reopens at once)."""
+        from app.core.engine import kvcache
+
+        row = QVBoxLayout()
+        self.kv_cap = QComboBox()
+        self.kv_cap.setAccessibleName("Disk for saved chat state")
+        for cap in kvcache.CAP_CHOICES:
+            self.kv_cap.addItem("Keep none" if cap == 0 else f"Up to {cap >> 30} GiB", cap)
+        self.kv_cap.setCurrentIndex(max(0, self.kv_cap.findData(kvcache.configured_cap())))
+        self.kv_cap.currentIndexChanged.connect(self._on_kv_cap)
+        row.addWidget(self.kv_cap)
+        self.kv_state = named(
+            QLabel(
+                "The model's memory of each chat is saved on disk, so a long chat answers again "
+                "without reading its whole history; the least recently used go first."
+            ),
+            "Muted",
+        )
+        self.kv_state.setWordWrap(True)
+        row.addWidget(self.kv_state)
+        return row
+
+    def _on_kv_cap(self) -> None:
+        from app.core.engine import kvcache
+
+        cap = int(self.kv_cap.currentData())
+        try:
+            freed = kvcache.set_configured_cap(cap)
+        except OSError as exc:
+            self._on_message(f"The choice could not be saved: {exc.strerror or exc}.")
+            return
+        size = (
+            f"{freed / 1e9:.1f} GB"
+            if freed >= 1e9
+            else f"{freed / 1e6:.1f} MB"
+            if freed >= 1e6
+            else f"{freed / 1e3:.0f} kB"
+        )
+        done = f"Freed {size}. " if freed else ""
+        self.kv_state.setText(f"{done}Takes effect the next time a model loads.")
 
     def _on_theme(self) -> None:
         mode = str(self.theme.currentData())

@@ -175,3 +175,29 @@ def test_a_one_off_question_is_not_kept(starter_path: Path, tmp_path: Path) -> N
     finally:
         backend.close()
     assert state_files(kv) == []
+
+
+def test_the_cap_chosen_in_settings_is_obeyed(starter_path: Path) -> None:
+    """The Settings choice (kvcache.set_configured_cap) reaches the engine process: "Keep none"
+    saves nothing; a cap saves again, under the cache folder the app uses (HEARTH_HOME: the test's)."""
+    from app.core.engine import kvcache
+
+    chat = (SYSTEM, Message("user", "Name three rivers."))
+    kvcache.set_configured_cap(0)
+    assert kvcache.configured_cap() == 0
+    backend = LocalBackend()
+    try:
+        backend.load(starter_path, ctx_cap=4096)
+        run(backend, chat, session="c1-1")
+        backend.save_session()
+        backend.unload()
+        assert state_files(kvcache.cache_root()) == []
+        kvcache.set_configured_cap(1 << 30)
+        backend.load(starter_path, ctx_cap=4096)
+        run(backend, chat, session="c1-1")
+    finally:
+        backend.close()
+    (saved,) = state_files(kvcache.cache_root())
+    assert saved.stat().st_size < 1 << 30
+    kvcache.set_configured_cap(0)  # the folder is brought under the new cap at once
+    assert state_files(kvcache.cache_root()) == []

@@ -82,3 +82,22 @@ def test_models_folder_and_token_from_settings(
     open_settings(qtbot, window, act)
     assert states == [str(chosen), str(paths.data_dir() / "models")]
     assert paths.models_dir() == paths.data_dir() / "models"
+
+
+def test_saved_chat_state_cap_from_settings(make_window: WindowFactory, store: ChatStore, qtbot: QtBot) -> None:
+    from app.core.engine import kvcache
+
+    state = kvcache.cache_root() / "somemodel" / "c1-1.kv"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"x" * 4096)
+    window = make_window(store)
+    seen: list[str] = []
+
+    def act(dialog: SettingsDialog) -> None:
+        assert dialog.kv_cap.currentData() == kvcache.DEFAULT_CAP_BYTES
+        dialog.kv_cap.setCurrentIndex(dialog.kv_cap.findData(0))
+        seen.append(dialog.kv_state.text())
+
+    open_settings(qtbot, window, act)
+    assert kvcache.configured_cap() == 0 and not state.exists()
+    assert seen == ["Freed 4 kB. Takes effect the next time a model loads."]

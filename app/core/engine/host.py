@@ -447,8 +447,10 @@ class LocalBackend:
             from app.core.engine import kvcache
 
             kv_dir = self.kv_dir if self.kv_dir is not None else kvcache.cache_root()
-            proc.send({"op": "load", "path": str(info.path), "plan": encode_plan(plan), "kv_dir": str(kv_dir),
-                       "kv_cap": self.kv_cap or kvcache.DEFAULT_CAP_BYTES})  # fmt: skip
+            cap = self.kv_cap if self.kv_cap is not None else kvcache.configured_cap()
+            # A cap of 0 (Settings: "Keep none"): no folder, so the engine saves no state at all.
+            load = {"op": "load", "path": str(info.path), "plan": encode_plan(plan)}
+            proc.send({**load, "kv_dir": str(kv_dir) if cap > 0 else "", "kv_cap": cap})
             while True:
                 message = proc.next()
                 if message is None:

@@ -42,8 +42,34 @@ _SAMPLE = 1 << 20
 _SESSION = re.compile(r"^[A-Za-z0-9_.-]{1,96}$")
 
 
+CAP_FILE = "kv-cache-cap"  # in the config folder: the Settings choice, in bytes (0: keep none)
+CAP_CHOICES = (0, 1 << 30, 4 << 30, 16 << 30, 64 << 30)  # what Settings offers
+
+
 def cache_root() -> Path:
     return paths.cache_dir() / "kv"
+
+
+def configured_cap() -> int:
+    """The size cap chosen in Settings (bytes; 0: chats' KV states are not kept), or the default."""
+    try:
+        text = (paths.config_dir(create=False) / CAP_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return DEFAULT_CAP_BYTES
+    return int(text) if text.isdigit() and int(text) in CAP_CHOICES else DEFAULT_CAP_BYTES
+
+
+def set_configured_cap(cap_bytes: int, root: Path | None = None) -> int:
+    """Save the Settings choice and bring the folder under it now; returns the bytes freed.
+    Raises OSError when the config folder is not writable, ValueError for a size not offered."""
+    if cap_bytes not in CAP_CHOICES:
+        raise ValueError(f"{cap_bytes} is not one of the offered sizes")
+    target = paths.config_dir() / CAP_FILE
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(str(cap_bytes), encoding="utf-8")
+    os.replace(tmp, target)
+    folder = root or cache_root()
+    return enforce_cap(cap_bytes, folder) if folder.is_dir() else 0
 
 
 def model_fingerprint(path: Path) -> str:
