@@ -17,6 +17,7 @@ from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
 from app.core.store import ChatStore
+from app.core.tools.approval import Decision
 from app.core.tools.base import ToolSpec
 from app.core.tools.mcp_config import SETTING, McpServerConfig
 from app.gui.chat.messages import AssistantMessageWidget
@@ -143,3 +144,56 @@ def test_allow_once_deny_and_reopen(
     assert regenerated.switcher.text() == "‹ 2/2 ›"
     both = store.tool_calls([outcome.message_id or 0, outcome5.message_id or 0])
     assert [len(v) for v in both.values()] == [2, 2]
+
+
+def call_of(tool: str, arguments: str) -> str:
+    return (
+        "<|channel|>analysis<|message|>Try it.<|end|>"
+        f"<|start|>assistant to=functions.{tool}<|channel|>commentary json<|message|>{arguments}<|call|>"
+    )
+
+
+def test_malformed_arguments_a_crashing_server_and_a_timeout_show_on_the_card(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, tiny_gptoss_path: Path
+) -> None:
+    """Each failure is an error result the model reads (it goes on to its answer) and a sentence
+    on the card; the server that crashed starts again for the next call."""
+    server = McpServerConfig(
+        name="math",
+        command=sys.executable,
+        args=("-m", "tests.fixtures.mcp_server"),
+        env={"PYTHONPATH": str(ROOT)},
+        call_timeout_s=1.5,
+    )
+    store.set_setting(SETTING, [server.to_json()])
+    backend = GrammarScript([call_of("calculator", '{"expression": 6*7}'), FINAL])
+    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))  # type: ignore[arg-type]
+    load(qtbot, window, tiny_gptoss_path)
+    window.session.registry  # noqa: B018 (made on first use)
+    assert window.session.approvals is not None
+    for tool in ("crash", "slow"):
+        window.session.approvals.remember(ToolSpec(tool, "math", tool), Decision.ALWAYS)
+
+    def turn(question: str) -> tuple[ToolCard, str]:
+        window.new_chat()
+        window.session.set_chat_tools(["builtin/calculator", "math/*"])
+        type_and_send(qtbot, window, question)
+        outcome = wait_reply(qtbot, window)
+        reply = window.view.last_assistant()
+        assert reply is not None and outcome.answer == "It is 42."  # the model went on
+        [card] = cards(reply)
+        return card, outcome.calls[0].result or ""
+
+    card, for_model = turn("Malformed?")
+    assert card.status.text() == "Failed" and "not valid JSON" in card.error.text()
+    assert for_model.startswith("Error: The arguments are not valid JSON")
+
+    backend.rounds = [call_of("crash", "{}"), FINAL]
+    card, for_model = turn("Crash?")
+    assert card.status.text() == "Failed" and "stopped during the call" in card.error.text()
+    assert card.title.text() == "CRASH · MATH"
+
+    backend.rounds = [call_of("slow", '{"seconds": 30}'), FINAL]
+    card, for_model = turn("Slow?")
+    assert card.status.text() == "Failed" and "1.5 seconds" in card.error.text()
+    assert window.mcp is not None and window.mcp.status("math").state == "ready"  # started again after the crash
