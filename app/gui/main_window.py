@@ -364,6 +364,8 @@ class MainWindow(QMainWindow):
         dialog.engines.modelsListed.connect(self._on_remote_models)
         dialog.exec()
         dialog.deleteLater()
+        if self.session.registry is not None:
+            self.session.registry.python = bool(self.store.get_setting("tools_python", False))
         self.composer.tools_button.refresh()
 
     def open_about(self) -> None:

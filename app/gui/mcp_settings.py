@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -44,6 +45,8 @@ from app.core.tools.mcp_config import (
     secret_key,
 )
 from app.gui.theme import named
+
+PYTHON_SETTING = "tools_python"  # the opt-in Python tool is offered in the tools menu
 
 
 def _pairs(text: str, separator: str) -> dict[str, str]:
@@ -150,6 +153,11 @@ class McpServersPanel(QWidget):
         self.store, self.manager, self.approvals = store, manager, approvals
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.python = QCheckBox("Let the model run Python programs (in a separate process; asks every time)")
+        self.python.setAccessibleName("Offer the Python tool")
+        self.python.setChecked(bool(store.get_setting(PYTHON_SETTING, False)))
+        self.python.toggled.connect(self._on_python)
+        layout.addWidget(self.python)
         self.list = QListWidget()
         self.list.setAccessibleName("MCP servers")
         self.list.setMinimumHeight(90)
@@ -333,6 +341,13 @@ class McpServersPanel(QWidget):
                 + (f"; {skipped} already here." if skipped else ".")
             )
         return True
+
+    def _on_python(self, on: bool) -> None:
+        try:
+            self.store.set_setting(PYTHON_SETTING, on)
+        except StoreError as exc:
+            self._say(str(exc))
+        self.changed.emit()
 
     def revoke(self) -> None:
         item = self.allowed.currentItem()

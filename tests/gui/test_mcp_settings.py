@@ -131,3 +131,14 @@ def test_revoke_an_always_allowed_tool(panel: McpServersPanel, store: ChatStore)
     panel.revoke_button.click()
     assert [panel.allowed.item(i).text() for i in range(panel.allowed.count())] == ["builtin/time"]
     assert "builtin/calculator" in store.get_setting("tool_approvals")["revoked"]
+
+
+def test_the_python_tool_is_opt_in(panel: McpServersPanel, store: ChatStore) -> None:
+    from app.core.tools.registry import ToolRegistry
+
+    assert not panel.python.isChecked() and store.get_setting("tools_python") is None
+    panel.python.setChecked(True)
+    assert store.get_setting("tools_python") is True
+    registry = ToolRegistry(python=bool(store.get_setting("tools_python")))
+    [python] = [s for s, _ in registry.builtin() if s.tool == "python"]
+    assert python.ask_every_time and not panel.approvals.allowed(python)
