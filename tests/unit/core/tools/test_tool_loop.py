@@ -436,3 +436,23 @@ def test_a_template_model_s_rounds_rebuild_from_the_store(store: ChatStore) -> N
     assert after.endswith(
         "</tool_response><|im_end|>\n<|im_start|>assistant\nIt is 42.<|im_end|>\n<|im_start|>assistant\n"
     )
+
+
+def test_a_5_mb_result_is_cut_for_the_model_and_kept_for_the_user(store: ChatStore) -> None:
+    spec = ToolSpec("big", "test", "big", "A big result.")
+    whole = "x" * 5_000_000
+    tools = ToolSet((spec,), {"big": lambda _a, _c: ToolOutput(whole)})
+    approvals = Approvals()
+    approvals.remember(spec, Decision.ALWAYS)
+    model = ScriptedModel([call_round("big", "{}"), FINAL])
+    run = Run(store, model)
+    try:
+        outcome, _ = run.turn("?", tools, approvals)
+    finally:
+        run.close()
+    [call] = outcome.calls
+    assert call.status == "done" and call.result is not None and len(call.result) < 16_200
+    assert "5,000,000 characters" in call.result
+    assert model.requests[1].conversation.messages[-1].content == call.result
+    [stored] = store.tool_calls([outcome.message_id or 0])[outcome.message_id or 0]
+    assert stored.result_full == whole
