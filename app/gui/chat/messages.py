@@ -267,7 +267,7 @@ class AssistantMessageWidget(_HoverActions):
     copyRequested = Signal(str)
     regenerateRequested = Signal(int)  # this reply's message id: a new alternative in its place
     retryRequested = Signal(int)  # the same, from the notice of a failed or interrupted reply
-    toolDecided = Signal(int, str, str)  # message id, call id, "once" | "chat" | "deny"
+    toolDecided = Signal(int, str, str)  # message id, call id, "once" | "chat" | "always" | "deny"
 
     def __init__(self, message_id: int, parent: QWidget | None = None) -> None:
         super().__init__("reply", parent)

@@ -1,7 +1,8 @@
 """A tool call inside a reply: the tool's name and server, its arguments as pretty JSON, a status
 chip (Waiting for you / Running… / Done in 0.4 s / Denied / Failed / Stopped), and the result,
 collapsed by default. While the call waits for approval the card holds Allow once, Always allow
-in this chat (not for tools that ask every time) and Deny — never a modal dialog.
+in this chat, Always allow (every chat, revocable in Settings; neither is offered for a tool that
+asks every time) and Deny — never a modal dialog.
 
 Everything a tool or its server sent is shown as plain text (QPlainTextEdit), never as HTML or
 Markdown, and cut for display past DISPLAY_CHARS (the whole result stays in the store).
@@ -64,7 +65,7 @@ def _plain(text: str, name: str) -> QPlainTextEdit:
 
 
 class ToolCard(QFrame):
-    decided = Signal(str, str)  # call id, "once" | "chat" | "deny"
+    decided = Signal(str, str)  # call id, "once" | "chat" | "always" | "deny"
 
     def __init__(self, call: ToolCall, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -113,10 +114,12 @@ class ToolCard(QFrame):
         self.allow_once = QPushButton("Allow once")
         self.allow_once.setDefault(True)
         self.allow_chat = QPushButton("Always allow in this chat")
+        self.allow_always = QPushButton("Always allow")
         self.deny = QPushButton("Deny")
         for button, decision, name in (
             (self.allow_once, "once", "Allow this tool call once"),
             (self.allow_chat, "chat", "Always allow this tool in this chat"),
+            (self.allow_always, "always", "Always allow this tool, in every chat (revocable in Settings)"),
             (self.deny, "deny", "Deny this tool call"),
         ):
             button.setAccessibleName(name)
@@ -137,6 +140,7 @@ class ToolCard(QFrame):
         self.status.setText(status_text(call))
         self.approval.setVisible(needs_approval and call.status == "waiting")
         self.allow_chat.setVisible(not ask_every_time)
+        self.allow_always.setVisible(not ask_every_time)
         if needs_approval:
             self.allow_once.setFocus(Qt.FocusReason.OtherFocusReason)
         if call.preamble:
