@@ -197,3 +197,57 @@ def test_malformed_arguments_a_crashing_server_and_a_timeout_show_on_the_card(
     card, for_model = turn("Slow?")
     assert card.status.text() == "Failed" and "1.5 seconds" in card.error.text()
     assert window.mcp is not None and window.mcp.status("math").state == "ready"  # started again after the crash
+
+
+def test_after_a_restart_a_chat_shows_its_tool_cards_from_the_store(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore
+) -> None:
+    """No model needed: a stored conversation with calls (as the loop writes them) opens in a new
+    window with its cards, statuses and results, and the answer alone in the reply."""
+    from app.core.store import ToolCall
+
+    conv = store.create_conversation("Weather")
+    store.add_message(conv.id, "user", "Weather in Paris and 6*7?")
+    reply = store.begin_reply(conv.id, "m")
+    store.add_tool_call(
+        ToolCall(
+            reply,
+            0,
+            0,
+            "call_0_0",
+            "get_weather",
+            '{"city": "Paris"}',
+            server="web",
+            tool="get-weather",
+            status="done",
+            approval="once",
+            result="Rain, 12 °C",
+            duration_s=0.8,
+        )  # fmt: skip
+    )
+    store.add_tool_call(
+        ToolCall(
+            reply,
+            1,
+            0,
+            "call_1_0",
+            "calculator",
+            '{"expression": "6*7"}',
+            server="builtin",
+            tool="calculator",
+            status="failed",
+            result="Error: x",
+            error="Division by zero.",
+        )  # fmt: skip
+    )
+    store.finish_reply(reply, "Rainy; and 42.", "", {}, "complete")
+    window = make_window(store)
+    window.session.open(conv.id)
+    shown = window.view.last_assistant()
+    assert shown is not None
+    weather, calc = cards(shown)
+    assert (weather.title.text(), weather.status.text()) == ("GET_WEATHER · WEB", "Done in 0.8 s")
+    assert (calc.status.text(), calc.error.text()) == ("Failed", "Division by zero.")
+    assert shown.answer_text() == "Rainy; and 42."
+    qtbot.mouseClick(weather.result_toggle, Qt.MouseButton.LeftButton)
+    assert weather.result is not None and weather.result.toPlainText() == "Rain, 12 °C"
