@@ -251,3 +251,24 @@ def test_after_a_restart_a_chat_shows_its_tool_cards_from_the_store(
     assert shown.answer_text() == "Rainy; and 42."
     qtbot.mouseClick(weather.result_toggle, Qt.MouseButton.LeftButton)
     assert weather.result is not None and weather.result.toPlainText() == "Rain, 12 °C"
+
+
+def test_stop_while_a_card_waits_for_approval(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, tiny_gptoss_path: Path
+) -> None:
+    configure_math_server(store)
+    backend = GrammarScript([ADD_CALL, FINAL])
+    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))  # type: ignore[arg-type]
+    load(qtbot, window, tiny_gptoss_path)
+    window.session.set_chat_tools(["math/add"])
+    type_and_send(qtbot, window, "Add?")
+    reply = window.view.last_assistant()
+    assert reply is not None
+    qtbot.waitUntil(lambda: len(reply.tool_cards) == 1 and cards(reply)[0].waiting_for_user, timeout=SIGNAL_TIMEOUT_MS)
+    assert window.composer.streaming
+    with qtbot.waitSignal(window.session.replyFinished, timeout=SIGNAL_TIMEOUT_MS) as finished:
+        qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)  # Stop
+    outcome = finished.args[0]
+    assert outcome.state == "stopped" and outcome.calls[0].status == "cancelled"
+    assert cards(reply)[0].status.text() == "Stopped" and not cards(reply)[0].waiting_for_user
+    assert len(backend.requests) == 1 and window.composer.hint.text() != "Waiting for your approval"
