@@ -50,3 +50,15 @@ def test_results_are_plain_text_collapsed_and_bounded(qtbot: QtBot) -> None:
     assert card.status.text() == "Failed" and card.error.text().startswith("The tool did not finish")
     assert ToolCard(replace(CALL, status="denied")).status.text() == "Denied"
     assert ToolCard(replace(CALL, status="cancelled")).status.text() == "Stopped"
+
+
+def test_a_reply_stopped_by_the_round_cap_keeps_its_sentence(qtbot: QtBot) -> None:
+    from app.core.store import Message
+    from app.gui.chat.messages import AssistantMessageWidget
+
+    widget = AssistantMessageWidget(3)
+    qtbot.addWidget(widget)
+    widget.show()
+    capped = "The model asked for tools 8 times in this reply; Hearth stopped it there."
+    widget.show_stored(Message(3, 1, "assistant", "", "", None, "m", "complete", capped, 1.0))
+    assert widget.notice.text() == capped and widget.notice_row.isVisible()

@@ -467,6 +467,8 @@ class AssistantMessageWidget(_HoverActions):
             )
         elif state == "error":
             notes.append(error or "The reply failed.")
+        elif error:  # a finished reply with a note (the tool loop's round cap)
+            notes.append(error)
         if stop_reason == "length":
             notes.append("The reply reached the length limit.")
         if dropped:
