@@ -272,3 +272,21 @@ def test_stop_while_a_card_waits_for_approval(
     assert outcome.state == "stopped" and outcome.calls[0].status == "cancelled"
     assert cards(reply)[0].status.text() == "Stopped" and not cards(reply)[0].waiting_for_user
     assert len(backend.requests) == 1 and window.composer.hint.text() != "Waiting for your approval"
+
+
+def test_a_server_that_cannot_start_is_said_in_the_reply(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, tiny_gptoss_path: Path
+) -> None:
+    store.set_setting(SETTING, [McpServerConfig(name="ghost", command="hearth-no-such-mcp-server").to_json()])
+    backend = GrammarScript([FINAL])
+    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))  # type: ignore[arg-type]
+    load(qtbot, window, tiny_gptoss_path)
+    window.session.set_chat_tools(["builtin/calculator", "ghost/*"])
+    type_and_send(qtbot, window, "Hello?")
+    outcome = wait_reply(qtbot, window)
+    reply = window.view.last_assistant()
+    assert reply is not None and outcome.answer == "It is 42."
+    assert "The MCP server 'ghost' could not be used: the command 'hearth-no-such-mcp-server' was not found." in (
+        reply.notice.text()
+    )
+    assert [t["function"]["name"] for t in backend.requests[0].conversation.tools] == ["calculator"]
