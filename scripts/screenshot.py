@@ -7,6 +7,9 @@ The window opens on a throw-away database holding one conversation whose last re
 reasoning, a list, a table and a code block; the starter model (or --model) is really loaded so
 the header shows the planner's sentence. Saves reply-reasoning-expanded.png and
 reply-reasoning-collapsed.png (and the empty state); --readme also writes docs/screenshot.png.
+--first-hour also saves what issue 12 added: model-settings.png (the side panel with the planner's
+defaults), model-settings-defaults.png (new chats' settings), unloaded.png (Unload and the memory it
+freed) and chat-offers-its-model.png (a chat written with another model).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ def main() -> int:
     ap.add_argument("--dark", action="store_true")
     ap.add_argument("--readme", action="store_true", help="also write docs/screenshot.png")
     ap.add_argument("--size", default="1280x880")
+    ap.add_argument("--first-hour", action="store_true", help="also the model settings, Unload, the model offer")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,6 +133,26 @@ def main() -> int:
     wait_for([window.library.rowsChanged], 120)
     library = save("library.png")
     window.show_chat()
+    if args.first_hour and entry is not None:
+        window.session.open(conv.id)
+        window.open_model_settings("chat")
+        wait_for_baseline = 0
+        while window.model_panel.baseline.n_ctx == 0 and wait_for_baseline < 100:
+            settle(100)
+            wait_for_baseline += 1
+        window.model_panel.temperature.box.setValue(0.3)
+        save("model-settings.png")
+        window.model_panel.set_scope("defaults")
+        save("model-settings-defaults.png")
+        window.close_model_settings()
+        window.unload_model()
+        wait_for([window.engine.unloaded], 120)
+        save("unloaded.png")
+        other = store.create_conversation("Written with Mistral", model="/models/Mistral-7B-Instruct-Q4_K_M.gguf")
+        store.add_message(other.id, "user", "Hello")
+        window.sidebar.refresh()
+        window.session.open(other.id)
+        save("chat-offers-its-model.png")
     if args.readme:
         docs = ROOT / "docs"
         docs.mkdir(exist_ok=True)

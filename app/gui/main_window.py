@@ -85,8 +85,13 @@ class ErrorBanner(QFrame):
         layout.addWidget(close)
         self.hide()
 
-    def show_message(self, text: str, action: tuple[str, Callable[[], None]] | None = None) -> None:
-        """Show `text`, with one button (label, callback) where one helps, e.g. Retry."""
+    def show_message(
+        self, text: str, action: tuple[str, Callable[[], None]] | None = None, *, error: bool = True
+    ) -> None:
+        """Show `text`, with one button (label, callback) where one helps, e.g. Retry. `error`
+        False: news, not a problem (an export done, an offer), not in the error colour."""
+        self.label.setObjectName("ErrorLabel" if error else "NoticeLabel")
+        repolish(self.label)
         self.label.setText(text)
         self._callback = action[1] if action else None
         self.action.setText(action[0] if action else "")
@@ -372,12 +377,16 @@ class MainWindow(QMainWindow):
         from app.gui.about import AboutDialog
 
         result = self.engine.result
-        AboutDialog(result.reason if result is not None else None, self).exec()
+        dialog = AboutDialog(result.reason if result is not None else None, self)
+        dialog.exec()
+        dialog.deleteLater()
 
     def edit_token(self) -> None:
         from app.gui.library.token_dialog import TokenDialog
 
-        TokenDialog(self.library, self).exec()
+        dialog = TokenDialog(self.library, self)
+        dialog.exec()
+        dialog.deleteLater()  # freed, and its connections to the library with it
 
     def use_model(self, path: str) -> None:
         """Open an installed model in the chat ("" is the starter model)."""
@@ -500,7 +509,7 @@ class MainWindow(QMainWindow):
             self.session.system_prompt,
             defaults,
             str(defaults.get("system_prompt") or ""),
-            loaded=self._load_options if self.engine.result is not None and self._loaded_key else None,
+            loaded=self._load_options if self._local_model_loaded() else None,
         )
 
     def _apply_model_settings(self, scope: str, options: dict[str, Any], prompt: str) -> None:
@@ -523,8 +532,15 @@ class MainWindow(QMainWindow):
         self._use_model_settings()
         wanted = load_options(effective(self.session.options, self._defaults()))
         entry = self._requested_entry
-        if wanted != self._load_options and entry is not None and self.engine.result is not None and self._loaded_key:
+        if wanted != self._load_options and entry is not None and self._local_model_loaded():
             self.load_model(entry)
+
+    def _local_model_loaded(self) -> bool:
+        """A local model is loaded (a remote one's context and layers are its server's)."""
+        entry, result = self._requested_entry, self.engine.result
+        return (
+            bool(self._loaded_key) and result is not None and result.plan is not None and not (entry and entry.remote)
+        )
 
     def _use_model_settings(self) -> None:
         """Hand the session what this chat's settings (else the defaults) ask for."""
@@ -598,7 +614,7 @@ class MainWindow(QMainWindow):
         from app.core import chat_export
 
         def done(path: Path) -> None:
-            self.banner.show_message(f"Exported the chat to {path}.")
+            self.banner.show_message(f"Exported the chat to {path}.", error=False)
 
         def failed(exc: BaseException) -> None:
             self.banner.show_message(
@@ -628,7 +644,7 @@ class MainWindow(QMainWindow):
             self.sidebar.refresh()
             self.session.open(conversation.id)
             left = f" {skipped} tool message{'s' if skipped != 1 else ''} left out." if skipped else ""
-            self.banner.show_message(f"Imported “{conversation.title}”.{left}")
+            self.banner.show_message(f"Imported “{conversation.title}”.{left}", error=False)
 
         def failed(exc: BaseException) -> None:
             self.banner.show_message(
@@ -681,7 +697,9 @@ class MainWindow(QMainWindow):
         self.composer.set_model_state("none")
         note = f"{name} is unloaded" + (f": about {format_bytes(freed)} of memory freed." if freed else ".")
         self.header.set_unloaded(note + " Pick it in the list to load it again.")
-        self.banner.show_message(note, ("Load it again", lambda: self.load_model(entry)) if entry else None)
+        self.banner.show_message(
+            note, ("Load it again", lambda: self.load_model(entry)) if entry else None, error=False
+        )
 
     def _update_system_button(self) -> None:
         has = bool(self.session.system_prompt.strip())
@@ -961,13 +979,16 @@ class MainWindow(QMainWindow):
             return
         if entry is not None:
             self.banner.show_message(
-                f"This chat was written with {entry.name}.", (f"Switch to {entry.name}", lambda: self.load_model(entry))
+                f"This chat was written with {entry.name}.",
+                (f"Switch to {entry.name}", lambda: self.load_model(entry)),
+                error=False,
             )
         else:
             name = Path(wanted).stem if ("/" in wanted or "\\" in wanted) else wanted
             self.banner.show_message(
                 f"This chat was written with {name}, which is not on this computer now.",
                 ("Open the Library", self.show_library),
+                error=False,
             )
         self._offer_shown = True
 
@@ -977,9 +998,9 @@ class MainWindow(QMainWindow):
         from app.gui.model_settings import effective, load_options
 
         entry = self._requested_entry
-        if conversation is None or not conversation.options or entry is None or self.engine.result is None:
+        if conversation is None or not conversation.options or entry is None or not self._local_model_loaded():
             return
-        if not self._loaded_key or self.engine.loading:
+        if self.engine.loading:
             return
         wanted = load_options(effective(dict(conversation.options), self._defaults()))
         if wanted == self._load_options:
@@ -993,6 +1014,7 @@ class MainWindow(QMainWindow):
         self.banner.show_message(
             f"This chat's model settings ask for {what}; {entry.name} is loaded otherwise.",
             ("Reload with them", lambda: self.load_model(entry)),
+            error=False,
         )
         self._offer_shown = True
 

@@ -116,6 +116,9 @@ class _Row(QWidget):
         line.setSpacing(6)
         box.setAccessibleName(name)
         box.setKeyboardTracking(False)
+        # Its size hint (from its longest text) must not widen the panel past its width.
+        box.setMinimumWidth(60)
+        box.setToolTip(f"{name}: type a value, or use the arrow keys; Reset goes back to the default")
         box.valueChanged.connect(lambda _v: self._update())
         self.reset = named(QToolButton(), "ActionButton", "Reset")
         self.reset.setAccessibleName(f"Reset {name.lower()}")

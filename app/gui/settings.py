@@ -261,7 +261,9 @@ class SettingsDialog(QDialog):
     def _edit_token(self) -> None:
         from app.gui.library.token_dialog import TokenDialog
 
-        TokenDialog(self.library, self).exec()
+        dialog = TokenDialog(self.library, self)
+        dialog.exec()
+        dialog.deleteLater()  # freed, and its connections to the library with it
 
     def _on_token(self, present: bool) -> None:
         self.token_state.setText(

@@ -209,3 +209,23 @@ def test_the_recommendation_card_uses_the_librarys_verdict_and_fits_its_text(
         for label in (empty.card_text, empty.recommendation):
             assert label.width() <= empty.no_model_card.width()
             assert label.height() >= label.heightForWidth(label.width()), (width, label.text())
+
+
+def test_dialogs_are_freed_after_they_close(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
+    """Three opens of the token dialog, Settings and About leave no dialog alive (before, each
+    stayed a child of the window, connected to the library's signals)."""
+    from PySide6.QtCore import QCoreApplication, QEvent, QTimer
+    from PySide6.QtWidgets import QDialog
+
+    window = make_window(store)
+
+    def close_soon() -> None:
+        QTimer.singleShot(0, lambda: [d.reject() for d in QApplication.topLevelWidgets() if isinstance(d, QDialog)])
+
+    for _ in range(3):
+        for opener in (window.edit_token, window.open_settings, window.open_about):
+            close_soon()
+            opener()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QApplication.processEvents()
+    assert window.findChildren(QDialog) == []

@@ -336,3 +336,35 @@ def test_opening_a_chat_with_its_own_context_offers_to_reload(
     window.session.open(plain.id)
     window.session.open(small.id)  # loaded as it asks now: nothing to offer
     assert not window.banner.isVisible()
+
+
+def test_gpu_layers_default_to_the_planners_value_with_its_reason(qtbot: QtBot) -> None:
+    """The panel on its own (this machine has no GPU llama.cpp can use, so the planner's GPU
+    figures are given as a Baseline, as the window hands them over after a load on a GPU)."""
+    from app.gui.model_settings import Baseline, ModelSettingsPanel
+
+    panel = ModelSettingsPanel()
+    qtbot.addWidget(panel)
+    panel.set_values({}, "", {}, "", loaded=(None, None))
+    reason = "Vulkan · 20 of 27 layers on the GPU (6.1 GB of 8.0 GB); the rest on the CPU."
+    panel.set_baseline(Baseline(n_ctx=8192, ctx_limit=32_768, gpu_layers=20, layers_total=27, gpu=True, reason=reason))
+    assert panel.gpu_layers.isEnabled() and panel.gpu_layers.box.specialValueText() == "Planner: 20"
+    assert panel.gpu_layers.box.maximum() == 27 and panel.n_ctx.box.maximum() == 32_768
+    assert panel.plan_note.text() == f"The planner's choice for this computer: {reason}"
+    panel.gpu_layers.box.setValue(27)
+    assert panel.values() == {"gpu_layers": 27} and panel.apply_button.text() == "Apply and reload"
+    panel.gpu_layers.box.setValue(0)  # all on the CPU is a choice too, not the default
+    assert panel.values() == {"gpu_layers": 0}
+    with qtbot.waitSignal(panel.applied) as applied:
+        panel.apply()
+    assert applied.args == ["chat", {"gpu_layers": 0}, ""]
+
+
+def test_news_in_the_banner_is_not_in_the_error_colour(make_window: WindowFactory, store: ChatStore) -> None:
+    elsewhere = store.create_conversation("Written elsewhere", model="/gone/Mistral-7B-Q4.gguf")
+    store.add_message(elsewhere.id, "user", "Hi")
+    window = make_window(store)
+    window.session.open(elsewhere.id)
+    assert window.banner.label.objectName() == "NoticeLabel"  # an offer, not a failure
+    window.banner.show_message("The chat could not be saved.")
+    assert window.banner.label.objectName() == "ErrorLabel"
