@@ -181,7 +181,9 @@ class McpConnection:
         self._stop = asyncio.Event()
         config = self.config
         transport, http = self._transport()
-        client = Client(transport, mode="legacy", read_timeout_seconds=config.call_timeout_s)
+        # No client-wide read timeout: it would apply to `initialize` too; the start wait and each
+        # call have their own limits.
+        client = Client(transport, mode="legacy")
         await client.__aenter__()
         try:
             with anyio.fail_after(config.start_timeout_s):

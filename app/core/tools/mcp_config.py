@@ -48,7 +48,7 @@ class McpServerConfig:
     headers: Mapping[str, str] = field(default_factory=dict)  # values that are not secret
     secrets: tuple[str, ...] = ()  # names of env values (stdio) or headers (HTTP) in the keyring
     enabled: bool = True
-    start_timeout_s: float = 30.0
+    start_timeout_s: float = 60.0  # npx may fetch the server first; a busy machine imports slowly
     call_timeout_s: float = 60.0
 
     @property
@@ -88,7 +88,7 @@ class McpServerConfig:
                 headers={str(k): str(v) for k, v in dict(data.get("headers") or {}).items()},
                 secrets=tuple(str(s) for s in data.get("secrets") or ()),
                 enabled=bool(data.get("enabled", True)),
-                start_timeout_s=float(data.get("start_timeout_s", 30.0)),
+                start_timeout_s=float(data.get("start_timeout_s", 60.0)),
                 call_timeout_s=float(data.get("call_timeout_s", 60.0)),
             ).check()
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -300,3 +300,14 @@ def test_a_server_with_200_tools_stays_within_the_prompt_budget_and_says_which_a
     assert len(tools.specs) + len(tools.left_out) == 200  # the server's 207, capped at 200 when listed
     [notice] = tools.notices()
     assert f"{len(tools.left_out)} tools left out" in notice and "and " in notice and "more" in notice
+
+
+def test_a_short_call_timeout_does_not_limit_the_start() -> None:
+    """`initialize` takes the server's start timeout, not its (much shorter) call timeout."""
+    conn = McpConnection(stdio_config("quick", call_timeout_s=0.2))
+    try:
+        assert conn.start().state == "ready", conn.status
+        with pytest.raises(ToolError, match="0.2 seconds"):
+            conn.call("slow", {"seconds": 5}, CancelToken())
+    finally:
+        conn.stop()
