@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         self._resumed_downloads = False
         self._prewarmed = False
         self._offer_shown = False  # the banner shows a "switch to this chat's model" offer
+        self._freeing = 0  # bytes the model held when Unload was asked for
         self._loading_name = ""
         self._requested_key = self._loaded_key = ""
         self._requested_entry: ModelEntry | None = None
@@ -657,14 +658,12 @@ class MainWindow(QMainWindow):
 
     def unload_model(self) -> None:
         """Free the model's memory now (the engine process ends); say how much it held."""
-        if self.engine.result is None or self.session.streaming and not self._confirm_stop():
+        if self.engine.result is None:
             return
+        if self.session.streaming:
+            self.session.stop()  # the reply so far is kept, marked stopped
         self._freeing = self._engine_memory()
         self.engine.unload()
-
-    def _confirm_stop(self) -> bool:
-        self.session.stop()
-        return True
 
     def _engine_memory(self) -> int:
         """What the engine process holds in RAM now plus the plan's GPU memory, in bytes (the
@@ -688,7 +687,7 @@ class MainWindow(QMainWindow):
 
         entry = self._requested_entry
         name = entry.name if entry is not None else "The model"
-        freed = getattr(self, "_freeing", 0)
+        freed = self._freeing
         self._freeing = 0
         self._loaded_key = ""
         self.session.model_name = None
