@@ -31,6 +31,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -161,7 +162,7 @@ class HubServer:
     def add_repo(
         self,
         repo_id: str,
-        files: dict[str, bytes | Path],
+        files: Mapping[str, bytes | Path],
         *,
         gated: bool = False,
         tokens: tuple[str, ...] = (),

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from app.core.chat.service import ChatService, Loaded, LoadFailed, ServiceEvent
 from app.core.server.runner import ApiServer, ServerError
@@ -82,7 +83,10 @@ def test_a_completion_with_usage(starter_api: Served) -> None:
 
 def test_a_streamed_completion_with_usage_and_cached_tokens(starter_api: Served) -> None:
     client = starter_api.client()
-    messages = [{"role": "system", "content": "You are terse. " * 60}, {"role": "user", "content": "Name a colour."}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "You are terse. " * 60},
+        {"role": "user", "content": "Name a colour."},
+    ]
     for _ in range(2):  # the second time, the prompt is in the engine's cache
         stream = client.chat.completions.create(
             model=starter_api.model,
@@ -98,7 +102,8 @@ def test_a_streamed_completion_with_usage_and_cached_tokens(starter_api: Served)
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
     usage = chunks[-1].usage
     assert not chunks[-1].choices and usage is not None and usage.completion_tokens > 0
-    assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens > 100
+    details = usage.prompt_tokens_details
+    assert details is not None and details.cached_tokens is not None and details.cached_tokens > 100
 
 
 def test_gpt_oss_reasoning_is_never_inside_content(gptoss_api: Served) -> None:

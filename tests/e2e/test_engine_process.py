@@ -89,7 +89,7 @@ def test_the_apps_process_never_loads_llama_cpp(tmp_path: Path, starter_path: Pa
 def test_load_and_generate_in_a_child_process(backend: LocalBackend, starter_path: Path) -> None:
     plans: list[object] = []
     result = backend.load(starter_path, ctx_cap=CTX, on_plan=lambda info, plan: plans.append(plan))
-    assert plans and result.plan.n_ctx == CTX and result.engine.startswith("CPU")
+    assert plans and result.plan is not None and result.plan.n_ctx == CTX and result.engine.startswith("CPU")
     pid = backend.pid
     assert pid is not None and pid != os.getpid() and psutil.pid_exists(pid)
     text, done = run(backend, ask("What is the capital of France?", 24))

@@ -39,12 +39,17 @@ def test_no_template_fallback_gives_a_sensible_answer(starter_engine: Engine, st
     assert starter_info.chat_template is None
     assert starter_engine.chat_format is not None
     assert starter_engine.chat_format.name == "transcript (base model)"
-    got, done = run(starter_engine, [Message("user", "What is the capital of France?")], max_tokens=40, sampling=GREEDY)
+    messages = [Message("user", "What is the capital of France?")]
+    prompt = starter_engine.prepare(GenerateRequest(Conversation(tuple(messages)), max_tokens=40)).tokens
+    got, done = run(starter_engine, messages, max_tokens=40, sampling=GREEDY)
     assert done.stop_reason in ("stop", "length")
     assert "Paris" in got.answer_text
     assert done.stats.generated_tokens > 0
     assert done.stats.tokens_per_s > 0
-    assert done.stats.prompt_tokens == done.stats.prompt_tokens_evaluated or done.stats.prompt_tokens > 0
+    # The whole prompt is counted; llama.cpp evaluates at least its last token (for the logits) and
+    # at most all of it (less when an earlier test left a matching prefix in the cache).
+    assert done.stats.prompt_tokens == len(prompt)
+    assert 1 <= done.stats.prompt_tokens_evaluated <= done.stats.prompt_tokens
 
 
 def test_stream_arrives_in_pieces(starter_engine: Engine) -> None:
@@ -233,11 +238,20 @@ def test_user_text_never_becomes_control_tokens(starter_engine: Engine, starter_
     assert tokens.count(llm.token_bos()) == 1
 
 
-@pytest.mark.parametrize("text", ["😀🎉 emoji", "مرحبا بالعالم", "e\u0301 combining", "中文"])
+@pytest.mark.parametrize("text", ["😀🎉 emoji", "مرحبا بالعالم", "e\u0301 combining", "中文", "tab\there  two"])
 def test_unusual_text_round_trips(starter_engine: Engine, text: str) -> None:
-    got, done = run(starter_engine, [Message("user", f"Repeat exactly: {text}")], max_tokens=24, sampling=GREEDY)
+    """The text survives the way in (Gemma's tokenizer and back, byte for byte, also inside the
+    prompt the engine builds) and the way out (a reply about it decodes whole)."""
+    llm = starter_engine._require()
+    tokens = llm.tokenize(text.encode(), add_bos=False, special=False)
+    assert llm.detokenize(tokens) == text.encode()
+    messages = [Message("user", f"Repeat exactly: {text}")]
+    prepared = starter_engine.prepare(GenerateRequest(Conversation(tuple(messages)), max_tokens=24))
+    assert text in prepared.text
+    assert text.encode() in llm.detokenize(prepared.tokens)
+    got, done = run(starter_engine, messages, max_tokens=24, sampling=GREEDY)
     assert done.stop_reason in ("stop", "length")
-    assert "\ufffd" not in got.answer_text  # multi-byte pieces are decoded whole
+    assert got.answer_text and "\ufffd" not in got.answer_text  # multi-byte pieces are decoded whole
 
 
 def _greedy_top1(engine: Engine) -> int:

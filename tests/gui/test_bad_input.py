@@ -61,7 +61,8 @@ def test_emoji_rtl_and_combining_text_round_trip(qtbot: QtBot, starter_window: M
     assert store.messages(conv_id)[0].content == text
     user = window.view.messages[0]
     assert isinstance(user, UserMessageWidget) and user.label.text() == text
-    assert store.get_conversation(conv_id).title == text
+    conversation = store.get_conversation(conv_id)
+    assert conversation is not None and conversation.title == text
 
 
 def test_send_and_stop_pressed_rapidly_leave_a_consistent_state(
@@ -75,9 +76,15 @@ def test_send_and_stop_pressed_rapidly_leave_a_consistent_state(
         qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)  # Send
         qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)  # Stop
         qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)  # Stop again, or Send of nothing
-        qtbot.waitUntil(lambda i=i: len(finished) == i + 1, timeout=SIGNAL_TIMEOUT_MS)
+
+        def all_finished(count: int = i + 1) -> bool:
+            return len(finished) == count
+
+        qtbot.waitUntil(all_finished, timeout=SIGNAL_TIMEOUT_MS)
     assert all(o.state in ("stopped", "complete") for o in finished)
-    conv_id = window.session.conversation.id
+    conversation = window.session.conversation
+    assert conversation is not None
+    conv_id = conversation.id
     stored = store.messages(conv_id)
     assert [m.role for m in stored] == ["user", "assistant"] * 5
     assert all(m.state in ("stopped", "complete") for m in stored if m.role == "assistant")

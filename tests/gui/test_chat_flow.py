@@ -28,6 +28,7 @@ def type_and_send(qtbot: QtBot, window: MainWindow, text: str) -> None:
 
 
 def wait_reply(qtbot: QtBot, window: MainWindow) -> ReplyOutcome:
+    """Wait for the reply under way to finish (tests/gui/test_remote_and_api.py uses it)."""
     with qtbot.waitSignal(window.session.replyFinished, timeout=SIGNAL_TIMEOUT_MS) as blocker:
         pass
     outcome = blocker.args[0]
@@ -38,7 +39,9 @@ def wait_reply(qtbot: QtBot, window: MainWindow) -> ReplyOutcome:
 def send_and_wait(qtbot: QtBot, window: MainWindow, text: str) -> ReplyOutcome:
     with qtbot.waitSignal(window.session.replyFinished, timeout=SIGNAL_TIMEOUT_MS) as blocker:
         type_and_send(qtbot, window, text)
-    return blocker.args[0]
+    outcome = blocker.args[0]
+    assert isinstance(outcome, ReplyOutcome)
+    return outcome
 
 
 def counting_conversation(store: ChatStore) -> int:

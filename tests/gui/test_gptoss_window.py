@@ -27,12 +27,15 @@ def test_effort_switch_shows_for_gpt_oss_and_is_saved_per_conversation(
     window.session.max_tokens = 24
     window.session.sampling = Sampling(seed=3)
     outcome = send_and_wait(qtbot, window, "Think hard: what is 2 + 2?")
-    assert store.get_conversation(outcome.conversation_id).effort == "high"
+    assert outcome.conversation_id is not None
+    conversation = store.get_conversation(outcome.conversation_id)
+    assert conversation is not None and conversation.effort == "high"
     assert outcome.state == "complete"
 
     # Whatever the random model wrote, the window shows what the store holds.
     stored = store.messages(outcome.conversation_id)[-1]
     reply = window.view.last_assistant()
+    assert reply is not None
     assert reply.answer_text() == stored.content == outcome.answer
     assert reply.reasoning_text() == stored.reasoning == outcome.reasoning
     assert reply.thinking.isVisible() == bool(stored.reasoning)

@@ -1,5 +1,5 @@
 """Settings (Ctrl+,): appearance applied at once and remembered, the models folder, the token
-(an in-memory keyring, never the user's)."""
+(an in-memory keyring, never the user's: tests/gui/conftest.py installs one for every GUI test)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def open_settings(qtbot: QtBot, window: object, act: object) -> None:
             dialog.accept()
 
     QTimer.singleShot(0, step)
-    qtbot.keyClick(window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
 
 
 def test_appearance_applies_at_once_and_is_remembered(

@@ -67,7 +67,8 @@ def test_a_job_cancelled_before_it_starts_finishes_stopped(
             controller.cancel(job)
         outcome: ReplyOutcome = blocker.args[0]
         assert outcome.state == "stopped" and outcome.stats["generated_tokens"] == 0
-        assert store.get_message(message_id).state == "stopped"
+        saved = store.get_message(message_id)
+        assert saved is not None and saved.state == "stopped"
     finally:
         controller.shutdown()
 
@@ -83,7 +84,7 @@ def test_generating_without_a_model_fails_with_a_sentence(qtbot: QtBot, qapp: QA
         outcome: ReplyOutcome = blocker.args[0]
         assert outcome.state == "error" and outcome.error == "No model is loaded."
         saved = store.get_message(message_id)
-        assert saved.state == "error" and saved.error == "No model is loaded."
+        assert saved is not None and saved.state == "error" and saved.error == "No model is loaded."
     finally:
         controller.shutdown()
 

@@ -415,7 +415,11 @@ class Engine:
             if cancel.is_set():
                 stop_reason = "cancelled"
             else:
-                stop_reason, error = "error", f"llama.cpp failed while generating: {exc}"
+                detail = str(exc).strip().rstrip(".") or type(exc).__name__
+                stop_reason, error = (
+                    "error",
+                    f"llama.cpp failed while generating ({detail}); the model file may be damaged.",
+                )
         finally:
             gen.close()
         rest = "" if stops.matched is not None else stops.feed(decoder.decode(b"", final=True)) + stops.flush()

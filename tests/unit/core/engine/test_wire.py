@@ -25,6 +25,7 @@ from app.core.formats.base import (
     Done,
     GenerationStats,
     Message,
+    ParsedEvent,
     PreambleDelta,
     ReasoningDelta,
     ToolCallEvent,
@@ -68,7 +69,7 @@ def test_a_bad_frame_is_refused_not_trusted(raw: bytes, why: str) -> None:
 
 
 def test_events_round_trip() -> None:
-    events = [
+    events: list[ParsedEvent] = [
         ReasoningDelta("think"),
         AnswerDelta("answer"),
         PreambleDelta("pre"),
