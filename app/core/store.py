@@ -32,7 +32,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,43 @@ _V4 = (
     " DELETE FROM message_text WHERE rowid = old.id; END",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 TRIGRAM = 3  # queries shorter than this (after folding) cannot use the index: they scan
+
+# Version 5, tool calls (issue 11): each call an assistant reply made, in its own table keyed by the reply's
+# message, with its result and how it went; and the tools each conversation offers. The round's
+# reasoning and preamble ride on its first call, so a reply re-renders exactly as it was generated.
+_V5 = (
+    """CREATE TABLE tool_calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        round INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        call_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        arguments TEXT NOT NULL,
+        header TEXT NOT NULL DEFAULT '',
+        server TEXT NOT NULL DEFAULT '',
+        tool TEXT NOT NULL DEFAULT '',
+        reasoning TEXT NOT NULL DEFAULT '',
+        preamble TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL
+            CHECK (status IN ('waiting', 'running', 'done', 'failed', 'denied', 'cancelled')),
+        approval TEXT NOT NULL DEFAULT '' CHECK (approval IN ('', 'once', 'always', 'auto', 'denied')),
+        result TEXT,
+        result_full TEXT,
+        error TEXT,
+        started_at REAL,
+        duration_s REAL,
+        created_at REAL NOT NULL,
+        UNIQUE (message_id, round, position)
+    )""",
+    """CREATE TABLE conversation_tools (
+        conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+        selectors TEXT NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -176,6 +211,37 @@ class Thread:
         return (siblings.index(message_id) + 1, len(siblings)) if siblings else (1, 1)
 
 
+TOOL_STATUSES = ("waiting", "running", "done", "failed", "denied", "cancelled")
+TOOL_APPROVALS = ("", "once", "always", "auto", "denied")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call of an assistant reply, with its result: what the tool card shows and what the
+    prompt is rebuilt from. `round` counts the reply's generations (0 first); `position` orders the
+    calls of a round. `reasoning` and `preamble` are the round's own texts (on its first call)."""
+
+    message_id: int | None
+    round: int
+    position: int
+    call_id: str
+    name: str  # as the model wrote it
+    arguments: str  # JSON text, as the model wrote it
+    header: str = ""  # harmony: the call's header as generated (formats.base.ToolCallRequest)
+    server: str = ""  # "builtin", an MCP server's name; "" for a tool nobody offers
+    tool: str = ""  # the tool's own name on its server
+    reasoning: str = ""
+    preamble: str = ""
+    status: str = "waiting"  # waiting | running | done | failed | denied | cancelled
+    approval: str = ""  # "" (not decided) | once | always | auto (--yes) | denied
+    result: str | None = None  # what the model reads (possibly cut short)
+    result_full: str | None = None  # the whole result when `result` was cut, for the user
+    error: str | None = None  # a sentence for the user when the call failed
+    started_at: float | None = None
+    duration_s: float | None = None
+    created_at: float = 0.0
+
+
 class _Unset(enum.Enum):
     UNSET = enum.auto()
 
@@ -184,6 +250,7 @@ UNSET = _Unset.UNSET
 
 _CONVERSATION_COLUMNS = "id, title, system_prompt, model, effort, created_at, updated_at, options"
 _MESSAGE_COLUMNS = "id, conversation_id, role, content, reasoning, stats, model, state, error, created_at, parent_id"
+_TOOL_CALL_FIELDS = tuple(ToolCall.__dataclass_fields__)
 
 
 def _fold(text: str | None) -> str | None:
@@ -761,6 +828,84 @@ class ChatStore:
         with self._write() as conn:
             conn.execute("DELETE FROM settings WHERE key = ?", (key,))
 
+    # -- tool calls -------------------------------------------------------------------------
+
+    def add_tool_call(self, call: ToolCall) -> ToolCall:
+        """Record a call of a stored reply (`call.message_id`); returns it with its time set."""
+        _check_choice("status", call.status, TOOL_STATUSES)
+        _check_choice("approval", call.approval, TOOL_APPROVALS)
+        if call.message_id is None:
+            raise ValueError("a stored tool call needs the id of its message")
+        with self._write() as conn:
+            call = replace(call, created_at=self._now())
+            values = {name: getattr(call, name) for name in _TOOL_CALL_FIELDS}
+            conn.execute(
+                f"INSERT INTO tool_calls ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+            return call
+
+    def update_tool_call(self, call: ToolCall) -> None:
+        """Save what changed in a call (status, approval, result...); found by message and call id."""
+        _check_choice("status", call.status, TOOL_STATUSES)
+        _check_choice("approval", call.approval, TOOL_APPROVALS)
+        changing = ("status", "approval", "result", "result_full", "error", "started_at", "duration_s", "server",
+                    "tool")  # fmt: skip
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"UPDATE tool_calls SET {', '.join(f'{c} = ?' for c in changing)} WHERE message_id = ? AND call_id = ?",
+                (*(getattr(call, c) for c in changing), call.message_id, call.call_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"Tool call {call.call_id} of message {call.message_id} does not exist.")
+
+    def tool_calls(self, message_ids: list[int]) -> dict[int, list[ToolCall]]:
+        """The calls of these messages, each list in the order they were made; messages without
+        calls are absent."""
+        out: dict[int, list[ToolCall]] = {}
+        if not message_ids:
+            return out
+        with self._read() as conn:
+            for start in range(0, len(message_ids), 500):  # SQLite's limit on bound parameters
+                chunk = message_ids[start : start + 500]
+                rows = conn.execute(
+                    f"SELECT {', '.join(_TOOL_CALL_FIELDS)} FROM tool_calls"
+                    f" WHERE message_id IN ({', '.join('?' * len(chunk))}) ORDER BY message_id, round, position",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    call = ToolCall(**{name: row[name] for name in _TOOL_CALL_FIELDS})
+                    out.setdefault(row["message_id"], []).append(call)
+        return out
+
+    def conversation_tools(self, conversation_id: int) -> list[str] | None:
+        """The tools a conversation offers the model ("server/tool" or "server/*"); None when the
+        user never chose (the app's default applies)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT selectors FROM conversation_tools WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            loaded = json.loads(row[0])
+        except ValueError:
+            return None
+        return [str(x) for x in loaded] if isinstance(loaded, list) else None
+
+    def set_conversation_tools(self, conversation_id: int, selectors: list[str] | None) -> None:
+        """Choose the tools of a conversation (None: back to the app's default)."""
+        with self._write() as conn:
+            if selectors is None:
+                conn.execute("DELETE FROM conversation_tools WHERE conversation_id = ?", (conversation_id,))
+                return
+            self._get_conversation(conn, conversation_id)
+            conn.execute(
+                "INSERT INTO conversation_tools (conversation_id, selectors) VALUES (?, ?)"
+                " ON CONFLICT(conversation_id) DO UPDATE SET selectors = excluded.selectors",
+                (conversation_id, json.dumps(list(selectors), ensure_ascii=False)),
+            )
+
 
 def _branch(tree: dict[int, tuple[int | None, float]], leaf: int | None) -> list[int]:
     """The ids from the first message down to `leaf`; without a usable leaf (a database written
@@ -879,6 +1024,15 @@ class ReplyWriter:
                 self._answer.append(answer_delta)
                 self._dirty = True
             self.flush_if_due()
+
+    def take_text(self) -> tuple[str, str]:
+        """(answer, reasoning) so far, and start again from nothing: a tool round's texts move to
+        its calls (ToolCall.preamble, .reasoning) and the message keeps the next round's."""
+        with self._lock:
+            answer, reasoning = self.answer, self.reasoning
+            self._answer, self._reasoning = [], []
+            self._dirty = True
+            return answer, reasoning
 
     def flush_if_due(self) -> None:
         """Write the text if some is unsaved and the interval has passed (for a timer)."""

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from app.core.engine import LoadResult, Sampling
     from app.core.planner import LoadPlan
     from app.core.remotes import RemoteModel
+    from app.core.tools.approval import Approvals
+    from app.core.tools.mcp import McpManager
+    from app.core.tools.registry import ToolRegistry
     from app.gui.library.downloads_page import DownloadsPage
     from app.gui.library.view import LibraryPage
 
@@ -187,6 +190,13 @@ class MainWindow(QMainWindow):
         self._model_sampling: Sampling | None = None  # the loaded model's own sampling
         self._load_options: tuple[int | None, int | None] = (None, None)  # what the model was loaded with
         self.session = ChatSession(store, self.engine, self.view, self.composer, self)
+        self.mcp: McpManager | None = None
+        self.session.tools_factory = self._make_tools
+        tools_button = self.composer.tools_button
+        tools_button.entries = self.session.tool_entries
+        tools_button.current = self.session.chat_tools
+        tools_button.changed.connect(self.session.set_chat_tools)
+        tools_button.setVisible(True)
         from app.gui.api_server import ApiServerController
 
         self.api = ApiServerController(store, self.engine, self)
@@ -354,10 +364,15 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> None:
         from app.gui.settings import SettingsDialog
 
-        dialog = SettingsDialog(self.store, self.library, self, about=self.open_about, api=self.api)
+        self.session.registry  # noqa: B018 (made on first use: the MCP servers' settings need it)
+        tools = (self.mcp, self.session.approvals) if self.mcp is not None and self.session.approvals else None
+        dialog = SettingsDialog(self.store, self.library, self, about=self.open_about, api=self.api, tools=tools)
         dialog.engines.modelsListed.connect(self._on_remote_models)
         dialog.exec()
         dialog.deleteLater()
+        if self.session.registry is not None:
+            self.session.registry.python = bool(self.store.get_setting("tools_python", False))
+        self.composer.tools_button.refresh()
 
     def open_about(self) -> None:
         from app.gui.about import AboutDialog
@@ -917,7 +932,23 @@ class MainWindow(QMainWindow):
 
     # -- conversations ------------------------------------------------------------------------
 
+    def _make_tools(self) -> tuple[ToolRegistry, Approvals]:
+        """The tool registry (built-in tools, the MCP servers of Settings) and the approvals."""
+        from app.core.tools.approval import Approvals
+        from app.core.tools.mcp import McpManager
+        from app.core.tools.mcp_config import SETTING, load_configs
+        from app.core.tools.registry import ToolRegistry
+
+        configs, problems = load_configs(self.store.get_setting(SETTING, []))
+        for problem in problems:
+            self.banner.show_message(problem)
+        self.mcp = McpManager(configs)
+        python = bool(self.store.get_setting("tools_python", False))
+        return ToolRegistry(self.mcp, python=python), Approvals(self.store)
+
     def _on_conversation_changed(self, conversation: StoredConversation | None) -> None:
+        if self.session.tools_factory is not None and self.session._registry is not None:
+            self.composer.tools_button.refresh()
         self.sidebar.set_current(conversation.id if conversation else None)
         self.sidebar.refresh()
         self.header.effort.set_effort(self.session.effort)
@@ -1029,6 +1060,8 @@ class MainWindow(QMainWindow):
         self.library.close()
         self.api.shutdown()
         self.engine.shutdown()
+        if self.mcp is not None:
+            self.mcp.stop_all()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)

@@ -27,7 +27,10 @@ from app.gui.theme import SETTING_THEME, named
 
 if TYPE_CHECKING:
     from app.core.llama_builds import BuildChoice
+    from app.core.tools.approval import Approvals
+    from app.core.tools.mcp import McpManager
     from app.gui.api_server import ApiServerController
+    from app.gui.mcp_settings import McpServersPanel
 
 THEMES = (("Follow the system", "system"), ("Light", "light"), ("Dark", "dark"))
 ENGINES: tuple[tuple[str, str | None], ...] = (
@@ -51,6 +54,7 @@ class SettingsDialog(QDialog):
         parent: QWidget | None = None,
         about: Callable[[], None] | None = None,
         api: ApiServerController | None = None,
+        tools: tuple[McpManager, Approvals] | None = None,
     ) -> None:
         super().__init__(parent)
         self.store = store
@@ -123,6 +127,12 @@ class SettingsDialog(QDialog):
         self.api_panel = ApiPanel(api) if api is not None else None
         if self.api_panel is not None:
             form.addRow("Local API", self.api_panel)
+        self.mcp_panel: McpServersPanel | None = None
+        if tools is not None:
+            from app.gui.mcp_settings import McpServersPanel
+
+            self.mcp_panel = McpServersPanel(store, tools[0], tools[1])
+            form.addRow("Tool servers (MCP)", self.mcp_panel)
         layout.addLayout(form)
 
         self.notice = named(QLabel(), "NoticeLabel")

@@ -8,6 +8,7 @@ the GUI thread, in order, through one queued relay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from app.core.engine.protocol import Backend
     from app.core.engine.types import GenerateRequest, LoadResult, Sampling
     from app.core.store import ChatStore
+    from app.core.tools.approval import Approvals
+    from app.core.tools.base import ToolSet
 
 __all__ = ["EngineController"]
 
@@ -38,6 +41,8 @@ class EngineController(QObject):
     unloaded = Signal()
     events = Signal(int, list)  # job id, coalesced ParsedEvents
     finished = Signal(object)  # ReplyOutcome
+    toolCall = Signal(object)  # ToolCallUpdate: a call made, waiting for approval, running, finished
+    replyNotice = Signal(int, str)  # job id, a sentence (tools left out, a server that failed, ...)
 
     def __init__(
         self,
@@ -116,9 +121,26 @@ class EngineController(QObject):
         model_name: str | None,
         max_tokens: int | None = None,
         sampling: Sampling | None = None,
+        tools: Callable[[], ToolSet] | None = None,
+        approvals: Approvals | None = None,
     ) -> tuple[int, int]:
-        """(job id, message id) of a reply to the conversation's last user message."""
-        return self.service.start_turn(conversation_id, model_name=model_name, max_tokens=max_tokens, sampling=sampling)
+        """(job id, message id) of a reply to the conversation's last user message. `tools`
+        makes the reply's ToolSet on the service thread (it may start MCP servers)."""
+        return self.service.start_turn(
+            conversation_id,
+            model_name=model_name,
+            max_tokens=max_tokens,
+            sampling=sampling,
+            tools=tools,
+            approvals=approvals,
+        )
+
+    def decide(self, job_id: int, call_id: str, decision: str) -> None:
+        """The user's answer on a tool card: "once", "chat" (always in this chat) or "deny"."""
+        from app.core.tools.approval import Decision
+
+        choice = {"once": Decision.ONCE, "chat": Decision.ALWAYS_IN_CHAT, "always": Decision.ALWAYS}
+        self.service.decide(job_id, call_id, choice.get(decision, Decision.DENY))
 
     def leave_conversation(self) -> None:
         """The window left the open conversation: the engine saves its KV state."""
@@ -151,6 +173,8 @@ class EngineController(QObject):
                 s.EngineStopped: lambda e: self.engineStopped.emit(e.message),
                 s.ReplyEvents: lambda e: self.events.emit(e.job_id, e.events),
                 s.ReplyOutcome: lambda e: self.finished.emit(e),
+                s.ToolCallUpdate: lambda e: self.toolCall.emit(e),
+                s.ReplyNotice: lambda e: self.replyNotice.emit(e.job_id, e.text),
             }
         handler = self._handlers.get(type(event))
         if handler is not None:

@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +36,15 @@ from app.core.formats.base import (
     ReasoningDelta,
     ToolCallEvent,
 )
-from app.core.store import ChatStore, ReplyWriter, StoreError
+from app.core.store import ChatStore, ReplyWriter, StoreError, ToolCall
 from app.core.store import Conversation as StoredConversation
+from app.core.tools.loop import MAX_ROUNDS, rounds_as_messages
 
 if TYPE_CHECKING:
     from app.core.engine.protocol import Backend
     from app.core.planner import LoadPlan
+    from app.core.tools.approval import Approvals, Decision
+    from app.core.tools.base import ToolSet
 
 log = logging.getLogger("hearth.chat")
 
@@ -103,10 +106,41 @@ class ReplyOutcome:
     error: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     save_error: str | None = None  # the reply could not be saved (disk full, ...)
-    tool_calls: list[ToolCallEvent] = field(default_factory=list)
+    tool_calls: list[ToolCallEvent] = field(default_factory=list)  # every call the model made
+    calls: list[ToolCall] = field(default_factory=list)  # those the tool loop ran (or refused), with results
 
 
-ServiceEvent = LoadStarted | PlanReady | Loaded | LoadFailed | Unloaded | EngineStopped | ReplyEvents | ReplyOutcome
+@dataclass(frozen=True)
+class ToolCallUpdate:
+    """A tool call of a reply changed: made (status "waiting"), running, finished. With
+    `needs_approval` the loop waits until `ChatService.decide(job_id, call.call_id, ...)`."""
+
+    job_id: int
+    call: ToolCall
+    needs_approval: bool = False
+    ask_every_time: bool = False  # "Always allow" is not offered for this tool
+
+
+@dataclass(frozen=True)
+class ReplyNotice:
+    """A sentence for the user about this reply (tools left out, a server that failed, the round cap)."""
+
+    job_id: int
+    text: str
+
+
+ServiceEvent = (
+    LoadStarted
+    | PlanReady
+    | Loaded
+    | LoadFailed
+    | Unloaded
+    | EngineStopped
+    | ReplyEvents
+    | ReplyOutcome
+    | ToolCallUpdate
+    | ReplyNotice
+)
 Listener = Callable[[ServiceEvent], None]
 
 # "dropped": a remote engine's connection broke mid-reply (the text that came is kept, marked).
@@ -157,6 +191,13 @@ class _ReplyJob:
     request: GenerateRequest
     cancel: CancelToken
     listener: Listener
+    # The tool loop runs only for a reply given a ToolSet (the window, hearth ask). The API server
+    # passes its clients' tools in the conversation and no ToolSet: its callers get tool_calls back.
+    # A ToolSet, or a function that makes one on the service thread (it may start MCP servers,
+    # which the GUI thread must not wait for).
+    tools: ToolSet | Callable[[], ToolSet] | None = None
+    approvals: Approvals | None = None
+    auto_approve: bool = False  # hearth ask --yes
 
 
 @dataclass(frozen=True)
@@ -199,6 +240,7 @@ class ChatService:
         self._jobs: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._cancels: dict[int, CancelToken] = {}  # replies asked for and not finished
+        self._decisions: dict[tuple[int, str], tuple[threading.Event, list[Decision]]] = {}
         self._next_job = 0
         self._pending_loads = 0
         self._closing = False
@@ -258,15 +300,44 @@ class ChatService:
         conversation_id: int | None = None,
         message_id: int | None = None,
         listener: Listener | None = None,
+        *,
+        tools: ToolSet | Callable[[], ToolSet] | None = None,
+        approvals: Approvals | None = None,
+        auto_approve: bool = False,
     ) -> int:
         """Queue a reply; returns its job id. With a `message_id` (from `store.begin_reply`) the
-        reply is saved as it streams."""
+        reply is saved as it streams. With `tools`, the model's calls run through approval and the
+        tools, and generation goes on with their results (the tool loop)."""
+        if tools is not None and not callable(tools):
+            tools = tools if tools.specs else None
+            if tools is not None:
+                request = replace(request, conversation=replace(request.conversation, tools=tools.definitions()))
         with self._lock:
             self._next_job += 1
             job_id = self._next_job
             token = self._cancels[job_id] = CancelToken()
-        self._jobs.put(_ReplyJob(job_id, conversation_id, message_id, request, token, listener or self._listener))
+        self._jobs.put(
+            _ReplyJob(
+                job_id,
+                conversation_id,
+                message_id,
+                request,
+                token,
+                listener or self._listener,
+                tools,
+                approvals,
+                auto_approve,
+            )
+        )
         return job_id
+
+    def decide(self, job_id: int, call_id: str, decision: Decision) -> None:
+        """The user's answer to a call waiting for approval (any thread)."""
+        with self._lock:
+            waiting = self._decisions.get((job_id, call_id))
+        if waiting is not None:
+            waiting[1].append(decision)
+            waiting[0].set()
 
     def start_turn(
         self,
@@ -275,10 +346,13 @@ class ChatService:
         model_name: str | None = None,
         max_tokens: int | None = None,
         sampling: Sampling | None = None,
+        tools: ToolSet | Callable[[], ToolSet] | None = None,
+        approvals: Approvals | None = None,
+        auto_approve: bool = False,
     ) -> tuple[int, int]:
-        """Answer the last user message of a stored conversation: build the prompt from the store,
-        create the reply's message, queue the reply. Returns (job id, message id). Raises
-        StoreError."""
+        """Answer the last user message of a stored conversation: build the prompt from the store
+        (earlier replies' tool rounds included), create the reply's message, queue the reply.
+        Returns (job id, message id). Raises StoreError."""
         from app.core.chat.prompt import prompt_conversation
 
         assert self.store is not None
@@ -286,15 +360,19 @@ class ChatService:
         if conversation is None:
             raise StoreError(f"Conversation {conversation_id} does not exist.")
         messages = self.store.messages(conversation_id)
+        calls = self.store.tool_calls([m.id for m in messages if m.role == "assistant"])
         request = GenerateRequest(
-            prompt_conversation(conversation, messages),
+            prompt_conversation(conversation, messages, calls),
             effort=conversation.effort,
             max_tokens=max_tokens,
             sampling=sampling,
             session=session_name(conversation),
         )
         message_id = self.store.begin_reply(conversation_id, model_name)
-        return self.start_reply(request, conversation_id, message_id), message_id
+        job_id = self.start_reply(
+            request, conversation_id, message_id, tools=tools, approvals=approvals, auto_approve=auto_approve
+        )
+        return job_id, message_id
 
     def stream(self, request: GenerateRequest) -> Iterator[ParsedEvent | Done]:
         """Headless: queue a reply and yield its events, then one Done (nothing is stored).
@@ -437,6 +515,8 @@ class ChatService:
         )
         done: Done | None = None
         thinking_started = thinking_s = 0.0
+        rounds: list[dict[str, Any]] = []
+        generated = 0
 
         def send(events: list[ParsedEvent]) -> None:
             _call(job.listener, ReplyEvents(job.job_id, events))
@@ -450,22 +530,78 @@ class ChatService:
 
         try:
             with Batcher(send, self._emit_interval, on_tick=save_if_due, name="hearth-reply-batcher") as batcher:
-                if job.cancel.is_set():
-                    done = Done(GenerationStats(), "cancelled")
-                else:
-                    for event in self.backend.generate(job.request, job.cancel):
+                if callable(job.tools):
+                    made_set = job.tools()
+                    job = replace(job, tools=made_set if made_set.specs else None)
+                    if made_set.specs:
+                        conversation = replace(job.request.conversation, tools=made_set.definitions())
+                        job = replace(job, request=replace(job.request, conversation=conversation))
+                    for notice in made_set.notices():
+                        _call(job.listener, ReplyNotice(job.job_id, notice))
+                elif job.tools is not None:
+                    for notice in job.tools.notices():
+                        _call(job.listener, ReplyNotice(job.job_id, notice))
+                request = job.request
+                round_ = 0
+                while True:
+                    if job.cancel.is_set():
+                        done = Done(GenerationStats(), "cancelled")
+                        break
+                    texts: dict[str, list[str]] = {"answer": [], "reasoning": []}
+                    made: list[ToolCallEvent] = []
+                    done = None
+                    for event in self.backend.generate(request, job.cancel):
                         if isinstance(event, Done):
                             done = event
                             break
                         if isinstance(event, ReasoningDelta):
                             thinking_started = thinking_started or time.perf_counter()
+                            texts["reasoning"].append(event.text)
                         elif thinking_started and not thinking_s and isinstance(event, (AnswerDelta, ToolCallEvent)):
                             thinking_s = time.perf_counter() - thinking_started
+                        if isinstance(event, (AnswerDelta, PreambleDelta)):
+                            texts["answer"].append(event.text)
                         if isinstance(event, ToolCallEvent):
                             outcome.tool_calls.append(event)
+                            made.append(event)
                         elif writer is not None and outcome.save_error is None:
                             outcome.save_error = _save(writer, event)
                         batcher.add(event)
+                    if done is None:
+                        break
+                    generated += done.stats.generated_tokens
+                    rounds.append(
+                        {
+                            "prompt_tokens": done.stats.prompt_tokens,
+                            "prompt_tokens_evaluated": done.stats.prompt_tokens_evaluated,
+                            "generated_tokens": done.stats.generated_tokens,
+                        }
+                    )
+                    if job.tools is None or not made or done.stop_reason not in ("tool_call", "stop"):
+                        break
+                    if round_ >= MAX_ROUNDS:
+                        done = replace(done, stop_reason="tool_limit")
+                        outcome.error = (
+                            f"The model asked for tools {MAX_ROUNDS} times in this reply; Hearth stopped it there. "
+                            "Ask again, or more precisely, to go on."
+                        )
+                        _call(job.listener, ReplyNotice(job.job_id, outcome.error))
+                        break
+                    batcher.flush()
+                    if writer is not None:
+                        writer.take_text()  # the round's texts move to its first call
+                    self._run_round(job, round_, made, "".join(texts["answer"]), "".join(texts["reasoning"]), outcome)
+                    if job.cancel.is_set():
+                        done = replace(done, stop_reason="cancelled")
+                        break
+                    request = replace(
+                        job.request,
+                        conversation=replace(
+                            job.request.conversation,
+                            messages=job.request.conversation.messages + tuple(rounds_as_messages(outcome.calls)),
+                        ),
+                    )
+                    round_ += 1
         except Exception as exc:  # EngineError (busy, no model, context overflow) or the engine
             done = Done(GenerationStats(), "error", sentence(exc))
         if done is None:
@@ -475,12 +611,16 @@ class ChatService:
         stats = done.stats.as_dict()
         if thinking_s:
             stats["thinking_s"] = round(thinking_s, 2)
-        outcome.stop_reason, outcome.error, outcome.stats = done.stop_reason, done.error, stats
+        if len(rounds) > 1:
+            stats["generated_tokens"] = generated
+            stats["tool_rounds"] = rounds
+        outcome.stop_reason, outcome.stats = done.stop_reason, stats
+        outcome.error = done.error or outcome.error
         outcome.state = _STATE_FOR_STOP.get(done.stop_reason, "complete")
         if writer is not None:
             outcome.answer, outcome.reasoning = writer.answer, writer.reasoning
             try:
-                writer.finish(outcome.state, stats, done.error)
+                writer.finish(outcome.state, stats, outcome.error)
             except StoreError as exc:
                 outcome.save_error = str(exc)
             except Exception as exc:  # the message was deleted meanwhile, a closed store...
@@ -489,6 +629,98 @@ class ChatService:
             self._cancels.pop(job.job_id, None)
         _call(job.listener, outcome)
         self._after_reply(done)
+
+    def _run_round(
+        self,
+        job: _ReplyJob,
+        round_: int,
+        made: list[ToolCallEvent],
+        preamble: str,
+        reasoning: str,
+        outcome: ReplyOutcome,
+    ) -> None:
+        """Approve and run one round's calls, in order; each result is stored and told."""
+        from app.core.tools.approval import Decision
+        from app.core.tools.loop import apply, cancelled_result, denied_result, run_call
+
+        tools = job.tools
+        assert tools is not None and not callable(tools)
+        for position, event in enumerate(made):
+            spec = tools.find(event.name)
+            call = ToolCall(
+                job.message_id,
+                round_,
+                position,
+                call_id=f"call_{round_}_{position}",
+                name=event.name,
+                arguments=event.arguments,
+                header=event.header,
+                server=spec.server if spec else "",
+                tool=spec.tool if spec else "",
+                reasoning=reasoning if position == 0 else "",
+                preamble=preamble if position == 0 else "",
+            )
+            call = self._save_call(job, call, outcome, new=True)
+            decision: Decision | None = Decision.ONCE
+            if spec is not None:  # an unknown tool needs no approval: it fails for the model to read
+                if job.auto_approve and not spec.ask_every_time:
+                    call = replace(call, approval="auto")
+                elif job.approvals is not None and job.approvals.allowed(spec, job.conversation_id):
+                    call = replace(call, approval="always")
+                else:
+                    decision = self._ask(job, call, spec.ask_every_time)
+                    if decision is not None and decision is not Decision.DENY:
+                        if job.approvals is not None:
+                            job.approvals.remember(spec, decision, job.conversation_id)
+                        call = replace(call, approval="once" if decision is Decision.ONCE else "always")
+            if decision is None:  # Stop while waiting for the user
+                call = apply(call, cancelled_result())
+                self._save_call(job, call, outcome)
+                return
+            if decision is Decision.DENY:
+                call = apply(replace(call, approval="denied"), denied_result())
+                self._save_call(job, call, outcome)
+                continue
+            call = self._save_call(job, replace(call, status="running", started_at=time.time()), outcome)
+            result = run_call(tools, event.name, event.arguments, job.cancel)
+            call = self._save_call(job, apply(call, result), outcome)
+            if job.cancel.is_set():
+                return
+
+    def _ask(self, job: _ReplyJob, call: ToolCall, ask_every_time: bool) -> Decision | None:
+        """Wait for the user's decision on a call; None when the reply was stopped meanwhile."""
+        event = threading.Event()
+        answer: list[Decision] = []
+        key = (job.job_id, call.call_id)
+        with self._lock:
+            self._decisions[key] = (event, answer)
+        job.cancel.on_cancel(event.set)
+        try:
+            _call(job.listener, ToolCallUpdate(job.job_id, call, needs_approval=True, ask_every_time=ask_every_time))
+            event.wait()
+        finally:
+            with self._lock:
+                self._decisions.pop(key, None)
+        return answer[0] if answer and not job.cancel.is_set() else None
+
+    def _save_call(self, job: _ReplyJob, call: ToolCall, outcome: ReplyOutcome, *, new: bool = False) -> ToolCall:
+        """Store the call (when the reply is stored), keep it on the outcome, tell the listener."""
+        if self.store is not None and call.message_id is not None and outcome.save_error is None:
+            try:
+                if new:
+                    call = self.store.add_tool_call(call)
+                else:
+                    self.store.update_tool_call(call)
+            except StoreError as exc:
+                outcome.save_error = str(exc)
+        for i, known in enumerate(outcome.calls):
+            if (known.round, known.position) == (call.round, call.position):
+                outcome.calls[i] = call
+                break
+        else:
+            outcome.calls.append(call)
+        _call(job.listener, ToolCallUpdate(job.job_id, call))
+        return call
 
     def _after_reply(self, done: Done) -> None:
         if done.stop_reason == "crashed":

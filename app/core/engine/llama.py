@@ -40,9 +40,11 @@ from app.core.formats.base import (
     GenerationStats,
     Message,
     RenderOptions,
+    ToolCallEvent,
 )
 from app.core.formats.guard import guard_for_model
 from app.core.formats.stops import StopMatcher
+from app.core.formats.tool_guard import guard_conversation
 from app.core.gguf_file import ModelInfo, inspect_gguf
 from app.core.hardware import HardwareProfile
 from app.core.planner import LoadPlan
@@ -60,8 +62,9 @@ class PreparedPrompt:
 
 
 def render_prompt(info: ModelInfo, fmt: ChatFormat, conv: Conversation, effort: str, date: str | None) -> str:
-    """The exact prompt text for a conversation, with user text neutralised (see guard.py)."""
-    guarded = guard_for_model(info, fmt).conversation(conv)
+    """The exact prompt text for a conversation, with user text and tools neutralised (see guard.py
+    and tool_guard.py)."""
+    guarded = guard_conversation(guard_for_model(info, fmt), conv)
     options = RenderOptions(effort=effort, date=date or _dt.date.today().isoformat())  # type: ignore[arg-type]
     return fmt.render(guarded, options)
 
@@ -365,7 +368,9 @@ class Engine:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(() if request.ignore_eos else (*fmt.stop_strings, *request.stop))
         max_new = request.max_tokens or n_ctx
+        grammar = _grammar(request.grammar) if request.grammar else None
         generated = 0
+        called = False  # the parser produced a tool call (a template model's ends like an answer)
         first_at = last_at = 0.0
         stop_reason, error = "stop", None
         gen = llm.generate(
@@ -376,6 +381,7 @@ class Engine:
             min_p=sampling.min_p,
             repeat_penalty=sampling.repeat_penalty,
             reset=True,
+            grammar=grammar,
         )
         try:
             for token in gen:
@@ -393,6 +399,7 @@ class Engine:
                 text = stops.feed(decoder.decode(self._shown_piece(llm, fmt, token)))
                 if text:
                     for event in parser.feed(text):
+                        called = called or isinstance(event, ToolCallEvent)
                         yield event
                 if stops.matched is not None:
                     stop_reason = "tool_call" if stops.matched == "<|call|>" else "stop"
@@ -416,10 +423,11 @@ class Engine:
         finally:
             gen.close()
         rest = "" if stops.matched is not None else stops.feed(decoder.decode(b"", final=True)) + stops.flush()
-        for event in parser.feed(rest):
+        for event in (*parser.feed(rest), *parser.finish()):
+            called = called or isinstance(event, ToolCallEvent)
             yield event
-        for event in parser.finish():
-            yield event
+        if called and stop_reason == "stop":
+            stop_reason = "tool_call"
         gen_s = max(last_at - first_at, 0.0)
         stats = GenerationStats(
             prompt_tokens=len(tokens),
@@ -471,9 +479,20 @@ def _prefix_still_in_cache(llm: Any, info: ModelInfo, plan: LoadPlan | None, pre
     return not info.sliding_window or (plan is not None and plan.swa_full) or prefix >= llm.n_tokens
 
 
+def _grammar(text: str) -> Any:
+    import llama_cpp
+
+    try:
+        return llama_cpp.LlamaGrammar.from_string(text, verbose=False)
+    except ValueError as exc:
+        raise EngineError(f"The grammar for this reply is not valid GBNF: {exc}") from None
+
+
 def _format_markers(fmt: Any) -> frozenset[str]:
     """The control texts a format's parser or stop matcher reads from the generated text."""
-    kept = {*getattr(fmt, "stop_strings", ()), "<think>", "</think>"}
+    # The tool-call tags of Qwen-style templates are control tokens in some vocabularies: the
+    # tool-tag parser reads them.
+    kept = {*getattr(fmt, "stop_strings", ()), "<think>", "</think>", "<tool_call>", "</tool_call>"}
     if getattr(fmt, "name", "") == "harmony":
         from app.core.formats.harmony import harmony_control_markers
 

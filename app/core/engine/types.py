@@ -109,6 +109,11 @@ class GenerateRequest:
     # state per session, so that switching back, or reopening after a restart, evaluates only what
     # is new. None: not kept (a one-off question).
     session: str | None = None
+    # A llama.cpp grammar (GBNF) the reply must follow (tests use one to make a tiny model write a
+    # real harmony tool call). It must end with the format's stop marker written as a string
+    # ("<|call|>"): once a grammar is complete llama.cpp only allows end-of-generation tokens, and
+    # a generation that goes on after that aborts the engine process.
+    grammar: str | None = None
 
 
 @dataclass

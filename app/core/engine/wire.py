@@ -93,7 +93,7 @@ def encode_event(event: ParsedEvent) -> list[str]:
         return ["a", event.text]
     if isinstance(event, PreambleDelta):
         return ["p", event.text]
-    return ["t", event.name, event.arguments, event.recipient]
+    return ["t", event.name, event.arguments, event.recipient, event.header]
 
 
 def decode_event(item: Any) -> ParsedEvent:
@@ -106,8 +106,8 @@ def decode_event(item: Any) -> ParsedEvent:
         return AnswerDelta(rest[0])
     if kind == "p" and len(rest) == 1:
         return PreambleDelta(rest[0])
-    if kind == "t" and len(rest) == 3:
-        return ToolCallEvent(rest[0], rest[1], rest[2])
+    if kind == "t" and len(rest) in (3, 4):
+        return ToolCallEvent(rest[0], rest[1], rest[2], *rest[3:])
     raise WireError(f"not an event: {item!r:.80}")
 
 
@@ -145,7 +145,7 @@ def encode_request(request: GenerateRequest) -> dict[str, Any]:
                 "role": m.role,
                 "content": m.content,
                 "thinking": m.thinking,
-                "tool_calls": [[c.name, c.arguments, c.id] for c in m.tool_calls],
+                "tool_calls": [[c.name, c.arguments, c.id, c.header] for c in m.tool_calls],
                 "name": m.name,
                 "tool_call_id": m.tool_call_id,
             }
@@ -159,6 +159,7 @@ def encode_request(request: GenerateRequest) -> dict[str, Any]:
         "ignore_eos": request.ignore_eos,
         "session": request.session,
         "stop": list(request.stop),
+        "grammar": request.grammar,
     }
 
 
@@ -169,7 +170,7 @@ def decode_request(data: dict[str, Any]) -> GenerateRequest:
                 role=str(m["role"]),
                 content=str(m.get("content") or ""),
                 thinking=m.get("thinking"),
-                tool_calls=tuple(ToolCallRequest(str(n), str(a), i) for n, a, i in m.get("tool_calls") or ()),
+                tool_calls=tuple(_call(c) for c in m.get("tool_calls") or ()),
                 name=m.get("name"),
                 tool_call_id=m.get("tool_call_id"),
             )
@@ -185,9 +186,18 @@ def decode_request(data: dict[str, Any]) -> GenerateRequest:
             ignore_eos=bool(data.get("ignore_eos")),
             session=str(data["session"]) if data.get("session") else None,
             stop=tuple(str(x) for x in data.get("stop") or ()),
+            grammar=str(data["grammar"]) if data.get("grammar") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"not a generate request ({exc})") from None
+
+
+def _call(item: Any) -> ToolCallRequest:
+    """[name, arguments, id] or [name, arguments, id, header]."""
+    name, arguments, call_id, *header = item
+    if len(header) > 1:
+        raise ValueError("a tool call has too many fields")
+    return ToolCallRequest(str(name), str(arguments), call_id, str(header[0]) if header else "")
 
 
 # ---- load plans -----------------------------------------------------------------------------

@@ -23,6 +23,10 @@ class ToolCallRequest:
     name: str
     arguments: str  # JSON text, exactly as the model wrote it
     id: str | None = None
+    # Harmony only: the call's header exactly as the model generated it after `<|start|>assistant`
+    # (e.g. ` to=functions.f<|channel|>commentary json`), so that history re-renders the tokens the
+    # KV cache holds. Empty: the canonical header. Checked before use (harmony._safe_header).
+    header: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class ToolCallEvent:
     name: str
     arguments: str
     recipient: str = ""  # the raw recipient, e.g. "functions.get_weather"
+    # Harmony: the message header as generated (see ToolCallRequest.header); not part of equality.
+    header: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,20 @@
 """OpenAI's harmony format, which gpt-oss was trained on: prompt rendering and reply parsing.
 
-The strings follow OpenAI's harmony guide (github.com/openai/harmony, docs/format.md) and the
-gpt-oss chat template (openai/gpt-oss-20b chat_template.jinja, the one in the GGUF). Where the two
-disagree the guide wins, because it is what the reference renderer (openai/harmony
-src/encoding.rs) produces and so what the model saw in training:
+The strings follow OpenAI's harmony guide (github.com/openai/harmony, docs/format.md), its
+reference renderer (openai/harmony src/encoding.rs) and the gpt-oss chat template
+(openai/gpt-oss-20b chat_template.jinja, the one in the GGUF). Where they differ:
 
-- tool calls in history are written the way the model itself writes them,
-  `<|channel|>commentary to=functions.X <|constrain|>json`, with the arguments as given
-  (the template writes `to=` before the channel and JSON-encodes the arguments a second time);
+- a tool call in history is written exactly as the model generated it when its header is known
+  (`ToolCallRequest.header`, which the parser records), so that the next tool round reuses the KV
+  cache up to the call; otherwise in the form the reference renderer and the chat template use,
+  the recipient before the channel: `<|start|>assistant to=functions.X<|channel|>commentary
+  json<|message|>{args}<|call|>`. The arguments go in as given (the template JSON-encodes them a
+  second time). The parser accepts the recipient before or after the channel
+  (`<|channel|>commentary to=functions.X <|constrain|>json`, the guide's examples), and a
+  conversation imported with either spelling of the name (`X`, `functions.X`) renders the same;
 - tool results go in as they are (the template JSON-quotes them);
-- the developer message has no trailing blank line after the instructions;
+- the developer message has no trailing blank line after the instructions (the template adds one
+  when there are no tools);
 - a parameter's default is `, // default: X` with no extra comma after it.
 
 Which analysis to keep follows the template: an earlier turn's reasoning is dropped, except for
@@ -36,6 +41,7 @@ from app.core.formats.base import (
     RenderOptions,
     StreamParser,
     ToolCallEvent,
+    ToolCallRequest,
 )
 from app.core.formats.think import MarkerScanner
 
@@ -141,10 +147,7 @@ def _render_turns(turns: Sequence[Message], add_generation_prompt: bool) -> list
                 # Text shown to the user before a tool call is a commentary preamble.
                 out.append(f"{START}assistant{CHANNEL}commentary{MESSAGE}{m.content}{END}")
             for call in m.tool_calls:
-                out.append(
-                    f"{START}assistant{CHANNEL}commentary to={_recipient(call.name)} "
-                    f"{CONSTRAIN}json{MESSAGE}{call.arguments}{CALL}"
-                )
+                out.append(f"{START}assistant{_call_header(call)}{MESSAGE}{call.arguments}{CALL}")
                 last_call = call.name
                 if call.id:
                     call_names[call.id] = call.name
@@ -167,6 +170,27 @@ def _render_turns(turns: Sequence[Message], add_generation_prompt: bool) -> list
 
 def _recipient(name: str) -> str:
     return name if name.startswith("functions.") else f"functions.{name}"
+
+
+# The headers gpt-oss writes for a function call, after `<|start|>assistant`: the recipient before
+# or after the channel, with or without the content type (as `json` or `<|constrain|>json`).
+_CONTENT_TYPE = r"(?: json| ?<\|constrain\|>json)?"
+_CALL_HEADERS = (
+    re.compile(r" to=(?P<r>[^\s<]+)<\|channel\|>commentary" + _CONTENT_TYPE),
+    re.compile(r"<\|channel\|>commentary to=(?P<r>[^\s<]+)" + _CONTENT_TYPE),
+)
+
+
+def _call_header(call: ToolCallRequest) -> str:
+    """The header of a call in history: the one the model generated when it has one of the known
+    shapes and names this call's function (anything else could smuggle control tokens in), else
+    the reference renderer's."""
+    recipient = _recipient(call.name)
+    for shape in _CALL_HEADERS:
+        found = shape.fullmatch(call.header)
+        if found is not None and found.group("r") == recipient:
+            return call.header
+    return f" to={recipient}{CHANNEL}commentary json"
 
 
 # ---- tool definitions as TypeScript ----------------------------------------------------------
@@ -299,6 +323,7 @@ class HarmonyParser:
         self._role = "assistant"
         self._channel: str | None = None
         self._recipient: str | None = None
+        self._call_header = ""  # the header of the message being read, after its role
         self._arguments: list[str] = []
 
     def feed(self, text: str) -> list[ParsedEvent]:
@@ -390,13 +415,16 @@ class HarmonyParser:
         self._header_has_role = has_role
 
     def _open_content(self) -> None:
-        role, channel, recipient = _parse_header("".join(self._header), self._header_has_role)
+        header = "".join(self._header)
+        role, channel, recipient = _parse_header(header, self._header_has_role)
         self._header = []
         self._open_content_as(role, channel, recipient)
+        self._call_header = header.removeprefix(role) if self._header_has_role else header
 
     def _open_content_as(self, role: str, channel: str | None, recipient: str | None) -> None:
         self._state = _State.CONTENT
         self._role, self._channel, self._recipient = role, channel, recipient
+        self._call_header = ""
         self._arguments = []
 
     def _open_plain_answer(self, text: str, events: list[ParsedEvent]) -> None:
@@ -408,7 +436,7 @@ class HarmonyParser:
         if self._recipient is not None and self._role == "assistant":
             recipient = self._recipient
             name = recipient.removeprefix("functions.")
-            events.append(ToolCallEvent(name=name, arguments="".join(self._arguments), recipient=recipient))
+            events.append(ToolCallEvent(name, "".join(self._arguments), recipient=recipient, header=self._call_header))
         self._recipient = None
         self._arguments = []
 

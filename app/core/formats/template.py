@@ -22,6 +22,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.core.formats.base import Conversation, Message, RenderOptions, StreamParser
 from app.core.formats.think import ThinkParser
+from app.core.formats.tool_tags import ToolTagParser, uses_tool_tags
 
 log = logging.getLogger("hearth.formats")
 
@@ -191,6 +192,7 @@ class TemplateFormat:
         except TemplateError as exc:
             raise TemplateRenderError(f"The model's chat template is invalid: {exc}.") from exc
         self._opens_think = False
+        self._tools_offered = False
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
@@ -215,10 +217,15 @@ class TemplateFormat:
             raise TemplateRenderError(f"The model's chat template failed on this conversation: {exc}.") from exc
         # Reasoning templates (Qwen3, DeepSeek-R1) may open the <think> block themselves.
         self._opens_think = text.rstrip().endswith("<think>")
+        self._tools_offered = bool(conversation.tools)
         return text
 
     def new_parser(self) -> StreamParser:
-        return ThinkParser(started_in_think=self._opens_think)
+        parser: StreamParser = ThinkParser(started_in_think=self._opens_think)
+        if self._tools_offered and uses_tool_tags(self.source):
+            # Qwen-style templates ask for calls as <tool_call>{json}</tool_call> in the answer.
+            parser = ToolTagParser(parser)
+        return parser
 
 
 def _as_template_message(m: Message) -> dict[str, Any]:

@@ -140,11 +140,18 @@ class Composer(QWidget):
         self.library_button.setFont(small)
         self.library_button.clicked.connect(self.libraryRequested)
         self.library_button.setVisible(False)
+        from app.gui.chat.tools_menu import ToolsButton
+
+        self.tools_button = ToolsButton()
+        self.tools_button.setFont(small)
+        self.tools_button.setVisible(False)  # shown once the window has a tool registry
+        hint_row.addWidget(self.tools_button)
         hint_row.addStretch(1)
         hint_row.addWidget(self.hint)
         hint_row.addWidget(self.library_button)
         hint_row.addStretch(1)
         outer.addLayout(hint_row)
+        self._hint_text = HINT
 
         self._streaming = False
         self._ready = True
@@ -188,13 +195,18 @@ class Composer(QWidget):
         """ "ready", "loading" (with the model's name) or "none": Send works only when ready."""
         self._ready = state == "ready"
         if state == "ready":
-            self.hint.setText(HINT)
+            self._hint_text = HINT
         elif state == "loading":
-            self.hint.setText(f"Loading {name}… you can type meanwhile; Send waits for the model." if name else HINT)
+            self._hint_text = f"Loading {name}… you can type meanwhile; Send waits for the model." if name else HINT
         else:
-            self.hint.setText("No model is loaded: pick one in the model list above, or")
+            self._hint_text = "No model is loaded: pick one in the model list above, or"
+        self.hint.setText(self._hint_text)
         self.library_button.setVisible(state == "none")
         self._update_button()
+
+    def set_hint(self, text: str | None) -> None:
+        """A hint for now ("Waiting for your approval"); None: back to the usual one."""
+        self.hint.setText(text if text is not None else self._hint_text)
 
     def begin_edit(self, message_id: int, text: str) -> None:
         self._editing = message_id

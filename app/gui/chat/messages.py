@@ -10,9 +10,11 @@ from PySide6.QtGui import QEnterEvent, QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from app.core.store import Message as StoredMessage
+from app.core.store import ToolCall
 from app.gui.chat.blocks import MarkdownView, flash_copied
 from app.gui.chat.markdown import breakable
 from app.gui.chat.thinking import ThinkingSection
+from app.gui.chat.tool_card import ToolCard
 from app.gui.theme import named, repolish
 
 if TYPE_CHECKING:
@@ -265,11 +267,14 @@ class AssistantMessageWidget(_HoverActions):
     copyRequested = Signal(str)
     regenerateRequested = Signal(int)  # this reply's message id: a new alternative in its place
     retryRequested = Signal(int)  # the same, from the notice of a failed or interrupted reply
+    toolDecided = Signal(int, str, str)  # message id, call id, "once" | "chat" | "always" | "deny"
 
     def __init__(self, message_id: int, parent: QWidget | None = None) -> None:
         super().__init__("reply", parent)
         self.message_id = message_id
         self.state = "streaming"
+        self.tools_offered = False  # the tool loop runs this reply's calls (else a call is only noted)
+        self.tool_cards: dict[tuple[int, int], ToolCard] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(8)
@@ -381,8 +386,10 @@ class AssistantMessageWidget(_HoverActions):
                     self._thinking.flush()
                     self._thinking.stop()
                 self.answer.append(event.text)
-            elif isinstance(event, ToolCallEvent):
-                self._show_notice(f"The model asked to call the tool {event.name}, which Hearth does not offer yet.")
+            elif isinstance(event, ToolCallEvent) and not self.tools_offered:
+                self._show_notice(
+                    f"The model asked to call the tool {event.name[:80]}; tools are not turned on for this chat."
+                )
         if events and self._waiting is not None:
             self._waiting.setVisible(False)
 
@@ -402,6 +409,35 @@ class AssistantMessageWidget(_HoverActions):
         self.answer.flush()
         self.answer.finish()
         self._show_outcome(state, stats, error, stop_reason)
+
+    # -- tool calls ---------------------------------------------------------------------------
+
+    def show_tool_call(self, call: ToolCall, *, needs_approval: bool = False, ask_every_time: bool = False) -> ToolCard:
+        """Add or update the card of a call. A new round's first card takes the text streamed
+        before it (the preamble) out of the answer, which then holds only what follows."""
+        key = (call.round, call.position)
+        card = self.tool_cards.get(key)
+        if card is None:
+            if self.state == "streaming" and call.position == 0:
+                self.answer.flush()
+                self.answer.clear()
+            card = ToolCard(call)
+            card.decided.connect(lambda call_id, decision: self.toolDecided.emit(self.message_id, call_id, decision))
+            self.tool_cards[key] = card
+            self._insert(card, self.answer)
+            if self._waiting is not None:
+                self._waiting.setVisible(False)
+        card.update_call(call, needs_approval=needs_approval, ask_every_time=ask_every_time)
+        return card
+
+    def add_notice(self, text: str) -> None:
+        """A sentence about this reply while it streams (tools left out, a server that failed)."""
+        previous = self.notice.text() if self._notice_row is not None and self._notice_row.isVisible() else ""
+        self._show_notice(f"{previous} {text}".strip())
+
+    def show_stored_calls(self, calls: list[ToolCall]) -> None:
+        for call in calls:
+            self.show_tool_call(call)
 
     # -- stored -------------------------------------------------------------------------------
 
@@ -431,6 +467,8 @@ class AssistantMessageWidget(_HoverActions):
             )
         elif state == "error":
             notes.append(error or "The reply failed.")
+        elif error:  # a finished reply with a note (the tool loop's round cap)
+            notes.append(error)
         if stop_reason == "length":
             notes.append("The reply reached the length limit.")
         if dropped:

@@ -8,6 +8,7 @@ new alternative of the old message; "‹ 2/3 ›" switches between them (`switch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,12 @@ from app.gui.chat.view import ChatView, MessageWidget
 from app.gui.workers import EngineController
 
 if TYPE_CHECKING:
-    from app.core.chat.service import ReplyOutcome
+    from app.core.chat.service import ReplyOutcome, ToolCallUpdate
     from app.core.engine import Sampling
     from app.core.formats.base import ParsedEvent
+    from app.core.store import ToolCall
+    from app.core.tools.approval import Approvals
+    from app.core.tools.registry import ToolRegistry
 
 TITLE_CHARS = 60
 
@@ -77,8 +81,19 @@ class ChatSession(QObject):
         self.draft_options: dict[str, object] = {}  # a new chat's model settings until it is saved
         self._active: ActiveReply | None = None
         self._detached: dict[int, ActiveReply] = {}  # stopped replies still finishing
+        # Tools: the registry and approvals the window gives (None: no tools at all); the tools a
+        # new chat starts with; the stored calls of the open conversation's branch, by message.
+        self._registry: ToolRegistry | None = None
+        self.approvals: Approvals | None = None
+        # Makes (registry, approvals) on first use (after the first frame: the tools' imports
+        # are not start-up's to pay); None: this session offers no tools.
+        self.tools_factory: Callable[[], tuple[ToolRegistry, Approvals]] | None = None
+        self.draft_tools: list[str] | None = None
+        self._calls: dict[int, list[ToolCall]] = {}
         engine.events.connect(self._on_events)
         engine.finished.connect(self._on_finished)
+        engine.toolCall.connect(self._on_tool_call)
+        engine.replyNotice.connect(self._on_reply_notice)
         view.messageBuilt.connect(self._wire)
         view.owns_reply = lambda message_id: any(a.message_id == message_id for a in self._detached.values())
         composer.sendRequested.connect(self.send)
@@ -120,6 +135,7 @@ class ChatSession(QObject):
                 self.errorOccurred.emit(str(exc))
                 return
             self.conversation, self.branch = conversation, thread
+            self._load_calls(thread)
             self.view.show_messages(thread.messages, thread)
         self.view.refresh_actions()
         self.conversationChanged.emit(self.conversation)
@@ -132,6 +148,73 @@ class ChatSession(QObject):
         if self.conversation is not None and not self.streaming:
             conversation_id, self.conversation = self.conversation.id, None
             self.open(conversation_id)
+
+    def _load_calls(self, thread: Thread) -> None:
+        try:
+            self._calls = self.store.tool_calls([m.id for m in thread.messages if m.role == "assistant"])
+        except StoreError as exc:
+            self._calls = {}
+            self.errorOccurred.emit(str(exc))
+
+    # -- tools of the open conversation --------------------------------------------------------
+
+    @property
+    def registry(self) -> ToolRegistry | None:
+        if self._registry is None and self.tools_factory is not None:
+            self._registry, self.approvals = self.tools_factory()
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: ToolRegistry | None) -> None:
+        self._registry = registry
+
+    def tool_entries(self) -> list[tuple[str, str]]:
+        """(selector, label) for the per-chat tools menu: each built-in tool, each MCP server."""
+        registry = self.registry
+        if registry is None:
+            return []
+        entries = [(spec.key, spec.tool.capitalize()) for spec, _run in registry.builtin()]
+        entries += [(f"{name}/*", f"{name} (MCP)") for name in registry.servers()]
+        return entries
+
+    def chat_tools(self) -> list[str]:
+        """The tools the open chat offers ("server/tool" or "server/*" selectors)."""
+        if self.registry is None:
+            return []
+        chosen = self.store.conversation_tools(self.conversation.id) if self.conversation else self.draft_tools
+        return list(self.registry.default_selectors if chosen is None else chosen)
+
+    def set_chat_tools(self, selectors: list[str]) -> None:
+        if self.conversation is None:
+            self.draft_tools = list(selectors)
+            return
+        try:
+            self.store.set_conversation_tools(self.conversation.id, list(selectors))
+        except StoreError as exc:
+            self.errorOccurred.emit(str(exc))
+
+    def decide(self, message_id: int, call_id: str, decision: str) -> None:
+        active = self._active
+        if active is not None and active.message_id == message_id:
+            self.engine.decide(active.job_id, call_id, decision)
+            self.composer.set_hint(None)
+
+    def _on_tool_call(self, update: ToolCallUpdate) -> None:
+        active = self._active
+        if active is None or active.job_id != update.job_id or active.widget is None:
+            return
+        active.widget.flush()
+        active.widget.show_tool_call(
+            update.call, needs_approval=update.needs_approval, ask_every_time=update.ask_every_time
+        )
+        if update.needs_approval:
+            self.composer.set_hint("Waiting for your approval")
+        self.view.scroll_to_bottom()
+
+    def _on_reply_notice(self, job_id: int, text: str) -> None:
+        active = self._active
+        if active is not None and active.job_id == job_id and active.widget is not None:
+            active.widget.add_notice(text)
 
     def _refresh_thread(self) -> None:
         if self.conversation is None:
@@ -292,17 +375,26 @@ class ChatSession(QObject):
     def _start_reply(self) -> None:
         assert self.conversation is not None
         conversation = self.conversation
+        if self.draft_tools is not None and self.registry is not None:
+            self.set_chat_tools(self.draft_tools)  # the new chat keeps what was chosen before it existed
+            self.draft_tools = None
+        selectors = self.chat_tools()
+        registry = self.registry
+        tools = (lambda: registry.toolset(selectors)) if registry is not None and selectors else None
         try:
             job_id, message_id = self.engine.start_turn(
                 conversation.id,
                 model_name=self.model_name,
                 max_tokens=self.max_tokens if self.max_tokens is not None else self.options_max_tokens,
                 sampling=self.sampling or self.options_sampling,
+                tools=tools,
+                approvals=self.approvals,
             )
         except StoreError as exc:
             self.errorOccurred.emit(str(exc))
             return
         widget = self.view.add_assistant(message_id)
+        widget.tools_offered = tools is not None
         widget.start()
         self._active = ActiveReply(job_id, conversation.id, message_id, widget)
         self._set_streaming(True)
@@ -318,6 +410,10 @@ class ChatSession(QObject):
             widget.regenerateRequested.connect(self.regenerate)
             widget.retryRequested.connect(self.regenerate)
             widget.copyRequested.connect(copy)
+            widget.toolDecided.connect(self.decide)
+            calls = self._calls.get(widget.message_id)
+            if calls and not widget.tool_cards:
+                widget.show_stored_calls(calls)
         else:
             widget.editRequested.connect(self.begin_edit)
             widget.copyRequested.connect(copy)
@@ -339,8 +435,11 @@ class ChatSession(QObject):
     def _on_finished(self, outcome: ReplyOutcome) -> None:
         active = self._active if self._active and self._active.job_id == outcome.job_id else None
         active = active or self._detached.pop(outcome.job_id, None)
+        if outcome.calls:
+            self._calls[outcome.message_id or 0] = list(outcome.calls)
         if active is not None and active is self._active:
             self._active = None
+            self.composer.set_hint(None)
             if active.widget is not None:
                 active.widget.finish(outcome.state, outcome.stats, outcome.error, outcome.stop_reason)
                 self.view.settle(active.message_id)

@@ -77,7 +77,7 @@ def assert_one_sentence(error: StoreError) -> None:
 
 def test_new_database_is_wal_with_current_schema(db_path: Path, store: ChatStore) -> None:
     conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"conversations_by_activity", "messages_by_conversation"} <= indexes
