@@ -15,6 +15,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from app.core.chat.service import ChatService, Loaded, LoadFailed, ServiceEvent
 from app.core.server.runner import ApiServer
@@ -37,7 +38,7 @@ TOOLS = [
 def test_tool_calls_come_back_to_the_client_and_its_results_lead_to_the_answer(tiny_gptoss_path: Path) -> None:
     backend = GrammarScript([CALCULATOR_CALL, FINAL])
     loads: queue.Queue[ServiceEvent] = queue.Queue()
-    service = ChatService(None, backend, listener=loads.put, ctx_cap=4096)  # type: ignore[arg-type]
+    service = ChatService(None, backend, listener=loads.put, ctx_cap=4096)
     server = None
     try:
         service.load(tiny_gptoss_path)
@@ -52,6 +53,7 @@ def test_tool_calls_come_back_to_the_client_and_its_results_lead_to_the_answer(t
         choice = first.choices[0]
         assert choice.finish_reason == "tool_calls"
         [call] = choice.message.tool_calls or []
+        assert isinstance(call, ChatCompletionMessageFunctionToolCall)  # not a custom tool call
         assert call.function.name == "calculator" and json.loads(call.function.arguments) == {"expression": "6*7"}
         assert len(backend.requests) == 1  # Hearth ran nothing and did not go on by itself
         follow = [

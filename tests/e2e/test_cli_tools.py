@@ -67,7 +67,7 @@ def test_the_terminal_tool_loop_asks_on_stdin(
     assert [s.name for s in tools.specs][:2] == ["calculator", "add"]
     backend = GrammarScript([CALCULATOR_CALL, ADD_CALL, FINAL])
     loads: queue.Queue[ServiceEvent] = queue.Queue()
-    service = ChatService(None, backend, listener=loads.put, ctx_cap=4096)  # type: ignore[arg-type]
+    service = ChatService(None, backend, listener=loads.put, ctx_cap=4096)
     monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))  # the user answers "y" to the MCP tool
     out = io.StringIO()
     try:

@@ -11,7 +11,7 @@ import pytest
 
 from app.core.engine import GenerateRequest, Sampling
 from app.core.engine.llama import Engine
-from app.core.formats.base import Conversation, Done, Message, TextCollector
+from app.core.formats.base import Conversation, Done, Event, Message, TextCollector
 from app.core.gguf_file import inspect_gguf
 from tests.e2e.conftest import small_plan
 from tests.fixtures.tiny_gptoss import SPECIAL_IDS, tiny_gptoss_path  # noqa: F401  (fixture)
@@ -30,8 +30,10 @@ def gptoss(tiny_gptoss_path: Path) -> Iterator[Engine]:  # noqa: F811
     engine.unload()
 
 
-def _collect(engine: Engine, request: GenerateRequest) -> tuple[TextCollector, Done, list[object]]:
-    got, done, events = TextCollector(), None, []
+def _collect(engine: Engine, request: GenerateRequest) -> tuple[TextCollector, Done, list[Event]]:
+    got: TextCollector = TextCollector()
+    done: Done | None = None
+    events: list[Event] = []
     for event in engine.generate(request):
         events.append(event)
         if isinstance(event, Done):

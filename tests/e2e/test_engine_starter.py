@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import replace
 
 import pytest
@@ -132,6 +133,7 @@ def test_a_stream_that_is_never_iterated_leaves_the_engine_free(starter_engine: 
     half = starter_engine.generate(
         GenerateRequest(Conversation((Message("user", "Count to ten."),)), max_tokens=32, sampling=GREEDY)
     )
+    assert isinstance(half, Generator)  # generate() is a generator, so the stream can be closed
     next(half)  # started, then dropped half-way: closing it frees the engine
     half.close()
     got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
@@ -149,7 +151,9 @@ def test_a_cancel_before_the_first_token_is_kept(starter_engine: Engine) -> None
             token,
         )
     )
-    assert events[-1] == Done(events[-1].stats, "cancelled") and events[-1].stats.generated_tokens == 0
+    last = events[-1]
+    assert isinstance(last, Done)
+    assert last == Done(last.stats, "cancelled") and last.stats.generated_tokens == 0
     got, done = run(starter_engine, [Message("user", "Say hello.")], max_tokens=8, sampling=GREEDY)
     assert done.stop_reason in ("stop", "length") and got.answer_text  # nothing leaked into the next reply
 

@@ -47,7 +47,7 @@ def store(tmp_path: Path) -> Iterator[ChatStore]:
 def test_calls_run_and_the_model_answers_with_kv_reuse(store: ChatStore, tiny_gptoss_path: Path) -> None:  # noqa: F811
     backend = GrammarScript([CALCULATOR_CALL, ADD_CALL, FINAL])
     events: queue.Queue[ServiceEvent] = queue.Queue()
-    service = ChatService(store, backend, listener=events.put, ctx_cap=2048)  # type: ignore[arg-type]
+    service = ChatService(store, backend, listener=events.put, ctx_cap=2048)
     server = McpServerConfig(
         name="math",
         command=sys.executable,

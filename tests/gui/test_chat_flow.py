@@ -97,6 +97,7 @@ def test_send_streams_the_reply_into_the_view_and_the_store(
     assert window.session.conversation is not None
     stored = store.messages(window.session.conversation.id)
     assert [(m.role, m.state) for m in stored] == [("user", "complete"), ("assistant", "complete")]
+    assert stored[1].stats is not None
     assert stored[1].content == outcome.answer and stored[1].stats["generated_tokens"] > 0
     assert window.sidebar.titles() == ["Hello! What is the sea?"]
     assert not window.composer.streaming and window.composer.text() == ""
@@ -132,7 +133,7 @@ def capture_prompts(window: MainWindow) -> list[list[tuple[str, str]]]:
     service = window.engine.service
     original = service.start_reply
 
-    def spy(request, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(request, *args, **kwargs):
         prompts.append([(m.role, m.content) for m in request.conversation.messages])
         return original(request, *args, **kwargs)
 
@@ -183,6 +184,7 @@ def test_edit_keeps_the_earlier_branch(qtbot: QtBot, starter_window: MainWindow,
     window = starter_window
     window.session.max_tokens = 12
     old = send_and_wait(qtbot, window, "What is the capital of Frnace?")
+    assert window.session.conversation is not None
     conv_id = window.session.conversation.id
     user = window.view.last_user()
     assert user is not None and user.edit_button.isVisibleTo(user)
@@ -217,9 +219,11 @@ def test_cancel_edit_restores_nothing_lost(qtbot: QtBot, starter_window: MainWin
     window.session.max_tokens = 4
     send_and_wait(qtbot, window, "Hi")
     user = window.view.last_user()
+    assert user is not None
     window.session.begin_edit(user.message_id)
     qtbot.keyClick(window.composer.edit, Qt.Key.Key_Escape)
     assert window.composer.editing is None and window.composer.text() == ""
+    assert window.session.conversation is not None
     assert len(store.messages(window.session.conversation.id)) == 2
 
 
@@ -237,7 +241,7 @@ def test_switching_conversation_while_streaming_stops_and_keeps_the_reply(
         rect = window.sidebar.list.visualItemRect(item)
         qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
         # The switch is immediate: the other conversation shows and the composer is free.
-        assert window.session.conversation.id == other.id
+        assert window.session.conversation is not None and window.session.conversation.id == other.id
         assert not window.composer.streaming
         assert [w.text for w in window.view.messages if isinstance(w, UserMessageWidget)] == ["An older question"]
     outcome: ReplyOutcome = blocker.args[0]
@@ -272,6 +276,7 @@ def test_restart_finds_everything_again(
     window.session.max_tokens = 10
     window.resize(760, 520)  # within the offscreen screen (800 x 600): restoring clamps to it
     outcome = send_and_wait(qtbot, window, "Remember this: blue teapot")
+    assert outcome.conversation_id is not None
     window.sidebar.rename(outcome.conversation_id, "Teapot chat")
     window.close()
     store.close()

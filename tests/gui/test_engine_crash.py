@@ -106,7 +106,8 @@ def test_kill_9_of_the_engine_mid_reply_keeps_the_partial_reply_marked(
     killed: list[bool] = []
 
     def kill_after_text(job_id: int, events: list) -> None:
-        if not killed and window.view.last_assistant() is not None and window.view.last_assistant().answer_text():
+        last = window.view.last_assistant()
+        if not killed and last is not None and last.answer_text():
             killed.append(True)
             os.kill(pid, signal.SIGKILL)
 

@@ -22,7 +22,7 @@ from pytestqt.qtbot import QtBot
 
 from app.core import catalog, paths
 from app.core.catalog import Architecture, Catalog, CatalogEntry, CatalogFile, Sampling
-from app.core.downloads import DownloadManager, ErrorKind, JobState
+from app.core.downloads import DownloadJob, DownloadManager, ErrorKind, JobState
 from app.core.store import ChatStore
 from app.gui.library.token_dialog import TokenDialog
 from app.gui.library.view import LibraryPage, ModelCard
@@ -165,7 +165,12 @@ def test_download_from_a_card_then_chat_with_it(
     )
     c = card(qtbot, page, "starter-copy")
     seen: list[float] = []
-    window.library.jobChanged.connect(lambda job: job and job.percent is not None and seen.append(job.percent))
+
+    def record(job: DownloadJob | None) -> None:
+        if job and job.percent is not None:
+            seen.append(job.percent)
+
+    window.library.jobChanged.connect(record)
     click(qtbot, c.download_button)
     qtbot.waitUntil(lambda: c.progress.isVisible() and 0 < c.progress.bar.value() < 1000, timeout=WAIT_MS)
     assert "of 270.6 MB" in c.progress.numbers.text() or " of " in c.progress.numbers.text()
@@ -201,6 +206,7 @@ def test_pause_then_resume_keeps_the_bytes_it_has(
     qtbot.waitUntil(lambda: c.job is not None and c.job.bytes_done > 1_000_000, timeout=WAIT_MS)
     click(qtbot, c.progress.pause_button)
     qtbot.waitUntil(lambda: c.job is not None and c.job.state == JobState.PAUSED, timeout=WAIT_MS)
+    assert c.job is not None
     kept = c.job.bytes_done
     assert 1_000_000 < kept < len(SMALL)
     assert c.progress.resume_button.isVisible() and not c.progress.pause_button.isVisible()
@@ -538,6 +544,7 @@ def test_download_larger_than_the_free_space_is_refused_with_a_message(
     make_window: WindowFactory, store: ChatStore, qtbot: QtBot
 ) -> None:
     window, page = library_window(make_window, store, qtbot, [entry("big", SMALL_REPO, SMALL_FILE, size=5 * 10**9)])
+    assert window.library.disk is not None
     used, _free = window.library.disk
     window.library.disk = (used, 10**9)  # 1 GB free on this (simulated) disk
     c = card(qtbot, page, "big")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QLineEdit, QListWidgetItem
 from pytestqt.qtbot import QtBot
 
 from app.core.store import ChatStore
-from app.gui.sidebar import group_label
+from app.gui.chat.messages import UserMessageWidget
+from app.gui.sidebar import Sidebar, group_label
 from tests.gui.conftest import WindowFactory
 
 
@@ -24,6 +25,18 @@ def seed(store: ChatStore) -> dict[str, int]:
         store.add_message(conv.id, "user", text)
         ids[title] = conv.id
     return ids
+
+
+def item_for(sidebar: Sidebar, conversation_id: int) -> QListWidgetItem:
+    item = sidebar.item_for(conversation_id)
+    assert item is not None
+    return item
+
+
+def title_of(store: ChatStore, conversation_id: int) -> str:
+    conversation = store.get_conversation(conversation_id)
+    assert conversation is not None
+    return conversation.title
 
 
 def test_group_labels() -> None:
@@ -49,12 +62,13 @@ def test_conversations_are_listed_by_last_activity_under_a_group_header(
 def test_click_opens_a_conversation(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
     ids = seed(store)
     window = make_window(store)
-    item = window.sidebar.item_for(ids["Lisbon trip"])
+    item = item_for(window.sidebar, ids["Lisbon trip"])
     rect = window.sidebar.list.visualItemRect(item)
     qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert window.session.conversation is not None and window.session.conversation.id == ids["Lisbon trip"]
     assert window.windowTitle() == "Lisbon trip — Hearth"
-    assert [w.text for w in window.view.messages] == ["pastéis de nata"]
+    [only] = window.view.messages
+    assert isinstance(only, UserMessageWidget) and only.text == "pastéis de nata"
 
 
 def test_rename_in_place_with_f2(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
@@ -62,7 +76,7 @@ def test_rename_in_place_with_f2(qtbot: QtBot, make_window: WindowFactory, store
     window = make_window(store)
     sidebar = window.sidebar
     sidebar.list.setFocus()
-    sidebar.list.setCurrentItem(sidebar.item_for(ids["Attention"]))
+    sidebar.list.setCurrentItem(item_for(sidebar, ids["Attention"]))
     qtbot.keyClick(sidebar.list, Qt.Key.Key_F2)
     editor = sidebar.list.focusWidget()
     assert editor is not sidebar.list  # the in-place editor is open
@@ -71,7 +85,7 @@ def test_rename_in_place_with_f2(qtbot: QtBot, make_window: WindowFactory, store
     with qtbot.waitSignal(sidebar.conversationRenamed, timeout=10_000) as blocker:
         qtbot.keyClick(editor, Qt.Key.Key_Return)
     assert blocker.args == [ids["Attention"], "Attention is all you need"]
-    assert store.get_conversation(ids["Attention"]).title == "Attention is all you need"
+    assert title_of(store, ids["Attention"]) == "Attention is all you need"
     assert "Attention is all you need" in sidebar.titles()
 
 
@@ -79,7 +93,7 @@ def test_rename_to_blank_keeps_the_old_title(qtbot: QtBot, make_window: WindowFa
     ids = seed(store)
     window = make_window(store)
     window.sidebar.rename(ids["Attention"], "   ")
-    assert store.get_conversation(ids["Attention"]).title == "Attention"
+    assert title_of(store, ids["Attention"]) == "Attention"
 
 
 def test_delete_hides_at_once_and_undo_brings_it_back(
@@ -90,7 +104,7 @@ def test_delete_hides_at_once_and_undo_brings_it_back(
     window.session.open(ids["Lisbon trip"])
     sidebar = window.sidebar
     sidebar.list.setFocus()
-    sidebar.list.setCurrentItem(sidebar.item_for(ids["Lisbon trip"]))
+    sidebar.list.setCurrentItem(item_for(sidebar, ids["Lisbon trip"]))
     qtbot.keyClick(sidebar.list, Qt.Key.Key_Delete)
     assert "Lisbon trip" not in sidebar.titles() and sidebar.undo_bar.isVisible()
     assert window.session.conversation is None  # the open conversation was left
@@ -155,7 +169,7 @@ def test_the_rename_editor_is_tall_enough_to_show_the_title(
     ids = seed(store)
     window = make_window(store)
     sidebar = window.sidebar
-    sidebar.begin_rename(sidebar.item_for(ids["Lisbon trip"]))
+    sidebar.begin_rename(item_for(sidebar, ids["Lisbon trip"]))
     editor = sidebar.list.findChild(QLineEdit, "RenameEdit")
     assert editor is not None and editor.isVisible()
     assert editor.text() == "Lisbon trip" and editor.selectedText() == "Lisbon trip"
@@ -166,7 +180,7 @@ def test_the_rename_editor_is_tall_enough_to_show_the_title(
     assert editor.text() == "Porto"
     with qtbot.waitSignal(sidebar.conversationRenamed, timeout=10_000):
         qtbot.keyClick(editor, Qt.Key.Key_Return)
-    assert store.get_conversation(ids["Lisbon trip"]).title == "Porto"
+    assert title_of(store, ids["Lisbon trip"]) == "Porto"
 
 
 def test_long_titles_end_in_an_ellipsis_and_never_scroll_sideways(
@@ -178,7 +192,7 @@ def test_long_titles_end_in_an_ellipsis_and_never_scroll_sideways(
     window = make_window(store)
     sidebar = window.sidebar
     qtbot.waitUntil(lambda: sidebar.list.viewport().width() > 100, timeout=10_000)
-    item = sidebar.item_for(conv.id)
+    item = item_for(sidebar, conv.id)
     rect = sidebar.list.visualItemRect(item)
     assert rect.width() <= sidebar.list.viewport().width()
     assert sidebar.list.horizontalScrollBar().maximum() == 0

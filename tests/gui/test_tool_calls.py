@@ -54,7 +54,7 @@ def test_allow_once_deny_and_reopen(
 ) -> None:
     configure_math_server(store)
     backend = GrammarScript([CALCULATOR_CALL, ADD_CALL, FINAL])
-    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))  # type: ignore[arg-type]
+    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))
     load(qtbot, window, tiny_gptoss_path)
 
     # The per-chat tools menu: the calculator and the math server, turned on for this chat.
@@ -172,7 +172,7 @@ def test_malformed_arguments_a_crashing_server_and_a_timeout_show_on_the_card(
     )
     store.set_setting(SETTING, [server.to_json()])
     backend = GrammarScript([call_of("calculator", '{"expression": 6*7}'), FINAL])
-    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))  # type: ignore[arg-type]
+    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))
     load(qtbot, window, tiny_gptoss_path)
     window.session.registry  # noqa: B018 (made on first use)
     assert window.session.approvals is not None
@@ -264,7 +264,7 @@ def test_stop_while_a_card_waits_for_approval(
 ) -> None:
     configure_math_server(store)
     backend = GrammarScript([ADD_CALL, FINAL])
-    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))  # type: ignore[arg-type]
+    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))
     load(qtbot, window, tiny_gptoss_path)
     window.session.set_chat_tools(["math/add"])
     type_and_send(qtbot, window, "Add?")
@@ -285,7 +285,7 @@ def test_a_server_that_cannot_start_is_said_in_the_reply(
 ) -> None:
     store.set_setting(SETTING, [McpServerConfig(name="ghost", command="hearth-no-such-mcp-server").to_json()])
     backend = GrammarScript([FINAL])
-    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))  # type: ignore[arg-type]
+    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))
     load(qtbot, window, tiny_gptoss_path)
     window.session.set_chat_tools(["builtin/calculator", "ghost/*"])
     type_and_send(qtbot, window, "Hello?")

@@ -21,6 +21,14 @@ def kinds(view: MarkdownView) -> list[str]:
     return [type(w).__name__ for w in view.block_widgets()]
 
 
+def prose_texts(view: MarkdownView) -> list[str]:
+    texts = []
+    for w in view.block_widgets():
+        assert isinstance(w, ProseBlock)
+        texts.append(w.text())
+    return texts
+
+
 def test_streamed_markdown_ends_as_the_static_render(qtbot: QtBot, themed_app: QApplication) -> None:
     streamed, static = MarkdownView(), MarkdownView()
     qtbot.addWidget(streamed)
@@ -40,6 +48,7 @@ def test_streamed_markdown_ends_as_the_static_render(qtbot: QtBot, themed_app: Q
 
         out = []
         for w in view.block_widgets():
+            assert isinstance(w, (ProseBlock, CodeBlock))
             doc = QTextDocument()
             doc.setHtml(w.text() if isinstance(w, ProseBlock) else "")
             out.append(doc.toPlainText().split() if isinstance(w, ProseBlock) else w.code.split())
@@ -59,6 +68,7 @@ def test_streaming_reuses_closed_block_widgets(qtbot: QtBot, themed_app: QApplic
         view.flush()
     widgets = view.block_widgets()
     assert widgets[0] is first  # the closed block was not rebuilt
+    assert isinstance(widgets[1], ProseBlock)
     assert len(widgets) == 2 and "Second paragraph keeps growing." in widgets[1].text()
 
 
@@ -130,7 +140,7 @@ def test_a_stored_reply_keeps_its_thinking_collapsed_and_renders_it_on_demand(
     assert reply.thinking.header_text() == "Thought for 1.5 s"
     assert reply.thinking.view.block_widgets() == []  # not rendered until opened
     reply.thinking.toggle()
-    assert [w.text() for w in reply.thinking.view.block_widgets()][0].endswith("<p>Step one. Step two.</p>\n")
+    assert prose_texts(reply.thinking.view)[0].endswith("<p>Step one. Step two.</p>\n")
 
 
 def test_a_tool_call_and_an_error_are_explained_inline(qtbot: QtBot, themed_app: QApplication) -> None:

@@ -155,7 +155,7 @@ def test_size_only_fit_for_hub_files() -> None:
         (lambda d: d["entries"][0].pop("context_length"), "malformed"),
     ],
 )
-def test_malformed_catalogs_are_refused(tmp_path: Path, patch, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_catalogs_are_refused(tmp_path: Path, patch, message: str) -> None:
     data = json.loads(catalog.CATALOG_PATH.read_text(encoding="utf-8"))
     patch(data)
     path = tmp_path / "catalog.json"

@@ -692,7 +692,9 @@ def test_migrates_a_version_2_database_into_one_branch_and_indexes_it(db_path: P
         added = store.add_message(1, "assistant", "You are welcome.")
         assert added.parent_id == messages[2].id
         # Per-chat model settings (schema 3 too).
-        assert store.get_conversation(1).options == {}
+        conversation = store.get_conversation(1)
+        assert conversation is not None
+        assert conversation.options == {}
         assert store.update_conversation(1, options={"temperature": 0.4, "n_ctx": 8192}).options == {
             "temperature": 0.4,
             "n_ctx": 8192,

@@ -27,7 +27,10 @@ from app.core.chat.service import (
 )
 from app.core.engine.types import CancelToken, EngineCrashedError, EngineError, GenerateRequest, LoadResult
 from app.core.formats.base import AnswerDelta, Conversation, Done, Event, GenerationStats, Message, ReasoningDelta
+from app.core.gguf_file import ModelInfo
+from app.core.planner import LoadPlan
 from app.core.store import ChatStore
+from app.core.store import Message as StoredMessage
 
 Script = Callable[[CancelToken], Iterator[Event]]
 
@@ -36,7 +39,7 @@ class ScriptedBackend:
     def __init__(self) -> None:
         self.script: Script = lambda _c: iter([Done(GenerationStats(generated_tokens=1))])
         self.generate_calls = 0
-        self.loads: list[Path] = []
+        self.loads: list[Path | str] = []
         self.load_error: Exception | None = None
         self.needs_reload = False
         self._loaded = False
@@ -49,12 +52,19 @@ class ScriptedBackend:
     def result(self) -> LoadResult | None:
         return None
 
-    def load(self, model: Path, *, ctx_cap: int | None = None, on_plan: Any = None) -> LoadResult:
+    def load(
+        self,
+        model: Path | str,
+        *,
+        ctx_cap: int | None = None,
+        on_plan: Callable[[ModelInfo, LoadPlan], None] | None = None,
+        gpu_layers: int | None = None,
+    ) -> LoadResult:
         self.loads.append(model)
         if self.load_error is not None:
             raise self.load_error
         self._loaded = True
-        return LoadResult(info=None, plan=None, load_s=0.0)  # type: ignore[arg-type]
+        return LoadResult(info=None, plan=None, load_s=0.0)
 
     def generate(self, request: GenerateRequest, cancel: CancelToken | None = None) -> Iterator[Event]:
         self.generate_calls += 1
@@ -64,6 +74,9 @@ class ScriptedBackend:
         pass
 
     def interrupt_load(self) -> None:
+        pass
+
+    def save_session(self) -> None:
         pass
 
     def unload(self) -> None:
@@ -101,6 +114,12 @@ def wait_for(inbox: queue.Queue[ServiceEvent], kind: type, timeout: float = 10) 
             return item
 
 
+def saved(store: ChatStore, message_id: int) -> StoredMessage:
+    message = store.get_message(message_id)
+    assert message is not None
+    return message
+
+
 def turn(store: ChatStore, text: str = "Hello") -> int:
     conv = store.create_conversation("t")
     store.add_message(conv.id, "user", text)
@@ -124,13 +143,13 @@ def test_text_shown_during_a_stall_is_saved_on_a_timer(
     events = wait_for(inbox, ReplyEvents)
     assert events.events == [AnswerDelta("Text already on screen")]  # sent without waiting either
     deadline = time.monotonic() + 10
-    while store.get_message(message_id).content != "Text already on screen":
+    while saved(store, message_id).content != "Text already on screen":
         assert time.monotonic() < deadline, "the stalled reply's text was never saved"
         time.sleep(0.05)
-    assert store.get_message(message_id).state == "streaming"
+    assert saved(store, message_id).state == "streaming"
     release.set()
     outcome = wait_for(inbox, ReplyOutcome)
-    assert outcome.state == "complete" and store.get_message(message_id).state == "complete"
+    assert outcome.state == "complete" and saved(store, message_id).state == "complete"
 
 
 def test_a_reply_stopped_before_it_starts_never_reaches_the_backend(
@@ -151,7 +170,7 @@ def test_a_reply_stopped_before_it_starts_never_reaches_the_backend(
     outcomes = [wait_for(inbox, ReplyOutcome), wait_for(inbox, ReplyOutcome)]
     assert [o.job_id for o in outcomes] == [first, second]
     assert outcomes[1].state == "stopped" and outcomes[1].stats["generated_tokens"] == 0
-    assert backend.generate_calls == 1 and store.get_message(m2).state == "stopped"
+    assert backend.generate_calls == 1 and saved(store, m2).state == "stopped"
 
 
 def test_cancel_tokens_do_not_pile_up(
@@ -181,7 +200,7 @@ def test_a_crash_mid_reply_keeps_the_text_marked_interrupted(
     outcome = wait_for(inbox, ReplyOutcome)
     stopped = wait_for(inbox, EngineStopped)
     assert outcome.state == "interrupted" and outcome.answer == "half an ans"
-    stored = store.get_message(message_id)
+    stored = saved(store, message_id)
     assert stored.state == "interrupted" and stored.content == "half an ans" and stored.reasoning == "thinking"
     assert stored.error == stopped.message and "it was killed" in stopped.message
 
@@ -199,7 +218,7 @@ def test_an_engine_error_before_the_first_event_is_a_sentence(
     _job, message_id = svc.start_turn(turn(store))
     outcome = wait_for(inbox, ReplyOutcome)
     assert outcome.state == "error" and outcome.error.startswith("This message is about")
-    assert store.get_message(message_id).state == "error"
+    assert saved(store, message_id).state == "error"
 
 
 def test_load_failures_are_sentences_and_a_crash_says_so(
@@ -276,7 +295,7 @@ def test_the_model_settings_gpu_layers_reach_the_backend(
     seen: list[dict[str, Any]] = []
     original = backend.load
 
-    def load(model: Path, **kwargs: Any) -> LoadResult:
+    def load(model: Path | str, **kwargs: Any) -> LoadResult:
         seen.append(kwargs)
         return original(model, ctx_cap=kwargs.get("ctx_cap"))
 

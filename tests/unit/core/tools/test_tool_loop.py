@@ -62,7 +62,13 @@ class ScriptedModel:
         script = self.rounds[min(len(self.requests) - 1, len(self.rounds) - 1)]
         yield from script
 
+    def cancel(self) -> None:
+        pass
+
     def interrupt_load(self) -> None:
+        pass
+
+    def save_session(self) -> None:
         pass
 
     def unload(self) -> None:
@@ -80,7 +86,7 @@ def call_round(name: str = "calculator", arguments: str = '{"expression": "6*7"}
     ]
 
 
-FINAL = [
+FINAL: list[Event] = [
     ReasoningDelta("Got it."),
     AnswerDelta("It is 42."),
     Done(GenerationStats(prompt_tokens=140, prompt_tokens_evaluated=20, generated_tokens=5), "stop"),
@@ -102,7 +108,7 @@ class Run:
         self.model = model
         self.answer = answer
         self.events: queue.Queue[ServiceEvent] = queue.Queue()
-        self.service = ChatService(store, model, listener=self.events.put, emit_interval=0.01)  # type: ignore[arg-type]
+        self.service = ChatService(store, model, listener=self.events.put, emit_interval=0.01)
 
     def turn(
         self, question: str, tools: ToolSet, approvals: Approvals | None = None, **kw: Any
@@ -336,7 +342,7 @@ def test_without_a_toolset_calls_come_back_unrun(store: ChatStore) -> None:
     """The API server's path: the client's own tools are in the conversation, nothing runs, the
     caller gets the call (as OpenAI does)."""
     model = ScriptedModel([call_round(), FINAL])
-    service = ChatService(None, model, emit_interval=0.01)  # type: ignore[arg-type]
+    service = ChatService(None, model, emit_interval=0.01)
     tools = ({"type": "function", "function": {"name": "calculator", "parameters": {"type": "object"}}},)
     try:
         events = list(service.stream(GenerateRequest(Conversation((Message("user", "?"),), tools=tools))))
@@ -350,7 +356,7 @@ def test_without_a_toolset_calls_come_back_unrun(store: ChatStore) -> None:
 
 
 def test_preamble_goes_with_the_round(store: ChatStore) -> None:
-    rounds = [[PreambleDelta("Let me compute."), *call_round()], FINAL]
+    rounds: list[list[Event]] = [[PreambleDelta("Let me compute."), *call_round()], FINAL]
     model = ScriptedModel(rounds)
     run = Run(store, model)
     try:
