@@ -73,7 +73,8 @@ def loaded(model: Path, ctx: int, kv: Path) -> LocalBackend:
 
 def one_round(model: Path, ctx: int, tokens: int, cold: bool, work: Path) -> dict[str, float]:
     kv = work / "kv"
-    shutil.rmtree(kv, ignore_errors=True)
+    for folder in ("kv", "kv-cold", "kv-switch"):  # each round starts with no saved state at all
+        shutil.rmtree(work / folder, ignore_errors=True)
     turn_k = conversation(tokens, "harbour")
     out: dict[str, float] = {}
     a = loaded(model, ctx, kv)

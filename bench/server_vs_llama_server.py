@@ -38,6 +38,7 @@ from app.core.hardware import probe  # noqa: E402
 from app.core.planner import plan_load  # noqa: E402
 from bench.server_overhead import free_port, start_server  # noqa: E402
 
+LLAMA_LOG = Path(tempfile.gettempdir()) / "hearth-bench-llama-server.log"  # its log, for when it fails
 SAMPLING = {"temperature": 0.0, "top_p": 1.0, "top_k": 1, "min_p": 0.0, "seed": 1}
 
 
@@ -65,7 +66,7 @@ def start_llama_server(model: str, ctx: int, threads: int) -> tuple[subprocess.P
             "m",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(LLAMA_LOG, "w"),  # noqa: SIM115 (kept open for the server's lifetime)
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -84,7 +85,10 @@ def timed_stream(client: httpx.Client, url: str, body: dict[str, Any], text_key:
     sent = time.perf_counter()
     first = last = 0.0
     n = 0
-    with client.stream("POST", url, json=body) as response:
+    # A new connection per reply for both servers: llama-server's HTTP library drops a kept-alive
+    # connection after a streamed reply, and the next request on it gets no answer.
+    with client.stream("POST", url, json=body, headers={"Connection": "close"}) as response:
+        response.raise_for_status()  # a wrong URL or a refused body must not pass as 0 tok/s
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
@@ -137,9 +141,11 @@ def main() -> int:
                                     "messages": [{"role": m.role, "content": m.content} for m in messages],
                                     **SAMPLING,
                                 }
-                                ttft, rate, n = timed_stream(client, f"{hearth_url}/v1/chat/completions", body, "delta")
+                                ttft, rate, n = timed_stream(client, f"{hearth_url}/chat/completions", body, "delta")
                             else:
                                 prompt = render_prompt(info, fmt, Conversation(tuple(messages)), "medium", None)
+                                # llama-server adds the model's BOS itself: the same tokens as Hearth's.
+                                prompt = prompt.removeprefix(info.bos_token) if info.bos_token else prompt
                                 body = {
                                     "model": "m",
                                     "prompt": prompt,
