@@ -296,3 +296,32 @@ def test_a_server_that_cannot_start_is_said_in_the_reply(
         reply.notice.text()
     )
     assert [t["function"]["name"] for t in backend.requests[0].conversation.tools] == ["calculator"]
+
+
+def test_the_round_cap_ends_the_reply_with_a_sentence_in_the_window(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, tiny_gptoss_path: Path
+) -> None:
+    """A model that never stops calling tools: after MAX_ROUNDS rounds the reply ends, the window
+    says why under the reply, and every round's card is there; reopened, the sentence stays."""
+    from app.core.tools.loop import MAX_ROUNDS
+
+    backend = GrammarScript([CALCULATOR_CALL] * (MAX_ROUNDS + 2) + [FINAL])
+    window = make_window(store, engine=EngineController(store, backend=backend, ctx_cap=4096))
+    load(qtbot, window, tiny_gptoss_path)
+    window.new_chat()
+    window.session.set_chat_tools(["builtin/calculator"])
+    type_and_send(qtbot, window, "Keep calculating.")
+    outcome = wait_reply(qtbot, window)
+    assert outcome.stop_reason == "tool_limit", outcome
+    assert outcome.error and f"{MAX_ROUNDS} times" in outcome.error
+    reply = window.view.last_assistant()
+    assert reply is not None and len(cards(reply)) == MAX_ROUNDS
+    assert all(card.status.text().startswith("Done") for card in cards(reply))
+    assert f"{MAX_ROUNDS} times" in reply.notice.text()
+    conversation = window.session.conversation
+    assert conversation is not None
+    window.new_chat()
+    window.session.open(conversation.id)
+    again = window.view.last_assistant()
+    assert again is not None and len(cards(again)) == MAX_ROUNDS
+    assert f"{MAX_ROUNDS} times" in again.notice.text()
