@@ -9,7 +9,9 @@ the header shows the planner's sentence. Saves reply-reasoning-expanded.png and
 reply-reasoning-collapsed.png (and the empty state); --readme also writes docs/screenshot.png.
 --first-hour also saves what issue 12 added: model-settings.png (the side panel with the planner's
 defaults), model-settings-defaults.png (new chats' settings), unloaded.png (Unload and the memory it
-freed) and chat-offers-its-model.png (a chat written with another model).
+freed) and chat-offers-its-model.png (a chat written with another model). With a model loaded it
+also saves real-session.png (docs/session.png with --readme): a question sent from the composer and
+the reply the model really generated.
 """
 
 from __future__ import annotations
@@ -133,6 +135,18 @@ def main() -> int:
     wait_for([window.library.rowsChanged], 120)
     library = save("library.png")
     window.show_chat()
+    session_shot = None
+    if entry is not None and window.engine.is_loaded:
+        # A real session: a new chat, a question typed into the composer and sent, the reply the
+        # loaded model really generates streamed into the view (nothing prepared).
+        window.new_chat()
+        window.composer.edit.setPlainText("Write a short poem about a lighthouse keeper.")
+        window.composer.edit.setFocus()
+        window.session.max_tokens = 120
+        window.composer.submit()  # what Enter and the Send button do
+        wait_for([window.session.replyFinished], 300)
+        window.sidebar.refresh()
+        session_shot = save("real-session.png")
     if args.first_hour and entry is not None:
         window.session.open(conv.id)
         window.open_model_settings("chat")
@@ -159,6 +173,9 @@ def main() -> int:
         (docs / "screenshot.png").write_bytes(expanded.read_bytes())
         (docs / "library.png").write_bytes(library.read_bytes())
         print(f"saved {docs / 'screenshot.png'} and {docs / 'library.png'}")
+        if session_shot is not None:
+            (docs / "session.png").write_bytes(session_shot.read_bytes())
+            print(f"saved {docs / 'session.png'}")
     window.close()
     store.close()
     return 0
