@@ -109,6 +109,7 @@ class EnginesPanel(QWidget):
         self.lookup = ModelsLookup(self)
         self.lookup.ready.connect(self._on_models)
         self._states: dict[str, str] = {}
+        self._errors: dict[str, str] = {}  # the last sentence per server, in its tooltip
         for server in remotes.servers(store):
             self._states[server] = "checking…"
             self.lookup.start(server)
@@ -119,7 +120,7 @@ class EnginesPanel(QWidget):
         for server in remotes.servers(self.store):
             item = QListWidgetItem(f"{remotes.RemoteModel(server, '').host}  ·  {self._states.get(server, '')}")
             item.setData(SERVER_ROLE, server)
-            item.setToolTip(server)
+            item.setToolTip("\n".join(filter(None, (server, self._errors.get(server)))))
             self.list.addItem(item)
         self.remove_button.setEnabled(self.list.count() > 0)
 
@@ -160,9 +161,11 @@ class EnginesPanel(QWidget):
         if server not in remotes.servers(self.store):
             return
         if error:
-            self._states[server] = "not reachable"
+            self._states[server] = "not ready (see below)"
+            self._errors[server] = error
             self.status.setText(error)
         else:
+            self._errors.pop(server, None)
             count = len(models)
             self._states[server] = f"ready · {count} model{'s' if count != 1 else ''}"
             self.status.setText(

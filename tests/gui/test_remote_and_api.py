@@ -107,7 +107,8 @@ def test_a_remote_engine_from_settings_answers_in_the_window(
     panel.key.setText("wrong-key")
     with qtbot.waitSignal(panel.modelsListed, timeout=SIGNAL_TIMEOUT_MS):
         panel.add_button.click()
-    assert "key" in panel.status.text().lower() and "not reachable" in panel.list.item(0).text()
+    assert "key" in panel.status.text().lower() and "not ready" in panel.list.item(0).text()
+    assert panel.status.text() in panel.list.item(0).toolTip()  # the reason stays with its server
     assert remotes.servers(store) == [f"{served.url}/v1"]
     # The indicator tells the truth: Hearth talked to that host.
     qtbot.waitUntil(lambda: f"127.0.0.1:{served.port}" in window.sidebar.network.text)
