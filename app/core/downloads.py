@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from app.core import locks, paths, secrets
+from app.core import locks, netlog, paths, secrets
 
 log = logging.getLogger(__name__)
 
@@ -202,17 +202,6 @@ def hub_endpoint() -> str:
     from huggingface_hub import constants
 
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-def _record(url: str, purpose: str) -> None:
-    """Tell the session's network log (the window's Offline indicator) which host is contacted."""
-    from urllib.parse import urlsplit
-
-    from app.core import netlog
-
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    netlog.record(f"{host}:{parts.port}" if parts.port else host, purpose)
 
 
 def _no_telemetry() -> None:
@@ -813,7 +802,7 @@ class DownloadManager:
         from huggingface_hub import HfApi
 
         api = HfApi(endpoint=self._endpoint_url(), library_name=LIBRARY_NAME)
-        _record(self._endpoint_url(), "download")
+        netlog.record_url(self._endpoint_url(), "download")
         info = api.model_info(
             job.repo,
             revision=job.commit or job.revision,
@@ -908,12 +897,12 @@ class DownloadManager:
         if have:
             headers["Range"] = f"bytes={have}-"
         _tune_socket_reads()
-        _record(url, "download")
+        netlog.record_url(url, "download")
         # No retries inside: ours (_with_retries) can be interrupted by a pause and resume mid-file.
         with http_stream_backoff(
             "GET", url, headers=headers, timeout=self.read_timeout, retry_on_exceptions=(), retry_on_status_codes=()
         ) as response:
-            _record(str(response.url), "download")  # the host a redirect led to (the hub's file CDN)
+            netlog.record_url(str(response.url), "download")  # the host a redirect led to (the hub's file CDN)
             if response.status_code == 416 and have:
                 part.unlink()  # the server says our partial data is not a prefix of its file
                 self._hash_states.pop((job.id, f.name), None)
@@ -1166,7 +1155,7 @@ def search_gguf_repos(
         "direction": -1,
         "limit": limit,
     }
-    _record(endpoint or hub_endpoint(), "hub search")
+    netlog.record_url(endpoint or hub_endpoint(), "hub search")
     try:
         response = get_session().get(
             f"{endpoint or hub_endpoint()}/api/models",
@@ -1198,7 +1187,7 @@ def repo_gguf_models(
 
     _no_telemetry()
     api = HfApi(endpoint=(endpoint or hub_endpoint()), library_name=LIBRARY_NAME)
-    _record(endpoint or hub_endpoint(), "hub search")
+    netlog.record_url(endpoint or hub_endpoint(), "hub search")
     try:
         info = api.model_info(repo, revision=revision, files_metadata=True, token=token or False)
     except Exception as exc:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,17 @@ class Contact:
 _lock = threading.Lock()
 _contacts: dict[tuple[str, str], Contact] = {}
 _listeners: list[Callable[[Contact], None]] = []
+
+
+def host_of(url: str) -> str:
+    """How a URL's host is named here and in the window: "huggingface.co", "gpu-box:8080"."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def record_url(url: str, purpose: str) -> None:
+    record(host_of(url), purpose)
 
 
 def record(host: str, purpose: str) -> None:

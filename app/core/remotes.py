@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
+from app.core.netlog import host_of
 from app.core.store import ChatStore
 
 if TYPE_CHECKING:  # imported when used: the window lists servers at start-up, before any engine
@@ -36,11 +36,6 @@ class RemoteModel:
     def key(self) -> str:
         """What the settings remember as the chosen model."""
         return f"remote:{self.server}#{self.name}"
-
-
-def host_of(server: str) -> str:
-    parts = urlsplit(server)
-    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname or server)
 
 
 def parse_key(key: str) -> RemoteModel | None:

@@ -207,14 +207,9 @@ class SettingsDialog(QDialog):
         except OSError as exc:
             self._on_message(f"The choice could not be saved: {exc.strerror or exc}.")
             return
-        size = (
-            f"{freed / 1e9:.1f} GB"
-            if freed >= 1e9
-            else f"{freed / 1e6:.1f} MB"
-            if freed >= 1e6
-            else f"{freed / 1e3:.0f} kB"
-        )
-        done = f"Freed {size}. " if freed else ""
+        from app.core.units import format_bytes
+
+        done = f"Freed {format_bytes(freed)}. " if freed else ""
         self.kv_state.setText(f"{done}Takes effect the next time a model loads.")
 
     def _on_theme(self) -> None:

@@ -31,6 +31,7 @@ from app.core.formats.base import (
     ReasoningDelta,
     ToolCallEvent,
 )
+from app.core.netlog import host_of
 
 if TYPE_CHECKING:
     import httpx
@@ -61,11 +62,6 @@ def normalise_url(url: str) -> str:
     path = parts.path.rstrip("/")
     root = f"{parts.scheme}://{parts.netloc}{path}"
     return root if path.endswith("/v1") else root + "/v1"
-
-
-def host_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
 class RemoteBackend:
