@@ -8,10 +8,14 @@ For a conversation of about N prompt tokens (a system prompt and filler turns), 
    answers turn k+1: the restore plus the new turn;
 3. cold (unless --no-cold): a fresh engine process with no saved state answers turn k+1;
 4. switch: in one process, chat A's turn k, then another chat B of N tokens, then A's turn k+1.
-Times to first token are the engine's own (request in the engine to first token, restore
-included); loads are not counted. Rounds alternate in one run.
+As in the window, leaving a chat saves its state and opening one restores it at once
+(`open_session`, what ChatService.enter_conversation asks for); the user's next message follows
+`--think` seconds after the chat was opened (reading it and typing take longer than that). Times
+to first token are measured by the caller, from the request to the first text it receives (the
+pipe and the batching included), the same way for every case; loads are not counted. The engine's
+own log says how long each restore took. Rounds alternate in one run.
 
-    python bench/reopen.py --model FILE --tokens 1000 [--rounds 5] [--ctx 8192] [--no-cold]
+    python bench/reopen.py --model FILE --tokens 1000 [--rounds 5] [--ctx 8192] [--think 1] [--no-cold]
 
 Last lines: chat_switch_ratio X, then reopen_ratio X (medians of rounds; target <= 1.5).
 """
@@ -24,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -56,13 +61,24 @@ def conversation(tokens: int, topic: str) -> tuple[Message, ...]:
 
 
 def ask(backend: LocalBackend, messages: tuple[Message, ...], session: str, max_tokens: int = 8) -> tuple[str, Done]:
+    """The reply's text and its Done, whose time_to_first_token_s is replaced by the caller's."""
     request = GenerateRequest(Conversation(messages), max_tokens=max_tokens, sampling=SAMPLING, session=session)
     text: list[str] = []
+    asked, first = time.perf_counter(), 0.0
     for event in backend.generate(request):
+        if not first:
+            first = time.perf_counter()
         if isinstance(event, Done):
-            return "".join(text), event
+            stats = replace(event.stats, time_to_first_token_s=first - asked)
+            return "".join(text), replace(event, stats=stats)
         text.append(getattr(event, "text", ""))
     raise SystemExit("the reply ended without finishing")
+
+
+def open_chat(backend: LocalBackend, session: str, think: float) -> None:
+    """What opening a chat in the window does, then the user reading and typing."""
+    backend.open_session(session)
+    time.sleep(think)
 
 
 def loaded(model: Path, ctx: int, kv: Path) -> LocalBackend:
@@ -71,7 +87,7 @@ def loaded(model: Path, ctx: int, kv: Path) -> LocalBackend:
     return backend
 
 
-def one_round(model: Path, ctx: int, tokens: int, cold: bool, work: Path) -> dict[str, float]:
+def one_round(model: Path, ctx: int, tokens: int, cold: bool, work: Path, think: float) -> dict[str, float]:
     kv = work / "kv"
     for folder in ("kv", "kv-cold", "kv-switch"):  # each round starts with no saved state at all
         shutil.rmtree(work / folder, ignore_errors=True)
@@ -89,6 +105,7 @@ def one_round(model: Path, ctx: int, tokens: int, cold: bool, work: Path) -> dic
         a.load(model, ctx_cap=ctx)
         shutil.copy(kept, state)
         _t, warm = ask(a, next_turn, "c1-1")  # restores, then the warm next turn from that state
+        time.sleep(think)  # as long as the other cases' users take
         _t, warm2 = ask(a, (*next_turn, Message("assistant", _t), Message("user", "Thanks.")), "c1-1")
     finally:
         a.close()
@@ -99,6 +116,7 @@ def one_round(model: Path, ctx: int, tokens: int, cold: bool, work: Path) -> dic
     shutil.copy(kept, state)
     b = loaded(model, ctx, kv)
     try:
+        open_chat(b, "c1-1", think)  # the window opens the chat it showed before the restart
         _t, reopened = ask(b, next_turn, "c1-1")
     finally:
         b.close()
@@ -114,7 +132,11 @@ def one_round(model: Path, ctx: int, tokens: int, cold: bool, work: Path) -> dic
     d = loaded(model, ctx, work / "kv-switch")
     try:
         answer, _ = ask(d, turn_k, "c1-1")
+        d.save_session()  # leaving chat A
+        open_chat(d, "c2-1", think)
         ask(d, conversation(tokens, "lighthouse"), "c2-1")  # another chat
+        d.save_session()  # leaving chat B
+        open_chat(d, "c1-1", think)
         back = (*turn_k, Message("assistant", answer), Message("user", "And the last entry?"))
         _t, switched = ask(d, back, "c1-1")
     finally:
@@ -130,12 +152,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--ctx", type=int, default=8192)
     ap.add_argument("--no-cold", action="store_true", help="skip the run without a saved state (slow at scale)")
+    ap.add_argument("--think", type=float, default=1.0, help="seconds from opening a chat to the next message")
     args = ap.parse_args()
     rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="hearth-reopen-") as tmp:
         for i in range(args.rounds):
             started = time.perf_counter()
-            r = one_round(Path(args.model), args.ctx, args.tokens, not args.no_cold, Path(tmp))
+            r = one_round(Path(args.model), args.ctx, args.tokens, not args.no_cold, Path(tmp), args.think)
             rounds.append(r)
             cold = f", cold {r['cold']:.2f} s" if "cold" in r else ""
             print(

@@ -879,6 +879,8 @@ class MainWindow(QMainWindow):
         self._use_model_settings()
         if self.model_panel.isVisible():
             self._fill_model_panel()
+        if self.session.conversation is not None:  # its saved KV state comes back before the user asks
+            self.engine.enter_conversation(self.session.conversation.id)
         self.modelLoaded.emit(result)
 
     def _start_network_features(self) -> None:

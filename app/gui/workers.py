@@ -147,6 +147,11 @@ class EngineController(QObject):
         if self._service is not None:
             self._service.leave_conversation()
 
+    def enter_conversation(self, conversation_id: int) -> None:
+        """The window opened a stored conversation: the engine restores its KV state now."""
+        if self._service is not None:
+            self._service.enter_conversation(conversation_id)
+
     def cancel(self, job_id: int) -> None:
         self.service.cancel(job_id)
 

@@ -99,6 +99,57 @@ def test_reopening_after_a_restart_evaluates_only_the_new_turn(starter_path: Pat
     assert done.stats.prompt_tokens_evaluated < 40
 
 
+def test_opening_a_chat_restores_its_state_before_the_user_asks(starter_path: Path, tmp_path: Path) -> None:
+    """What the window does when a chat is opened (ChatService.enter_conversation): the state comes
+    back at once, so the reply asked for later evaluates only the new turn, and its stats still say
+    how many tokens came from the saved state."""
+    from app.core.engine.llama import Engine
+
+    kv = tmp_path / "kv"
+    first = (SYSTEM, Message("user", "Name three rivers."))
+    a = LocalBackend(kv_dir=kv)
+    try:
+        a.load(starter_path, ctx_cap=4096)
+        answer, _ = run(a, first)
+    finally:
+        a.close()
+    (saved,) = state_files(kv)
+    kept = tmp_path / "kept.kv"
+    shutil.copy(saved, kept)
+    second = (*first, Message("assistant", answer), Message("user", "And three mountains?"))
+    # In the engine itself (synchronous): once opened, the file is no longer needed for the reply.
+    own = tmp_path / "kv-in-process"
+    engine = Engine(kv_dir=own)
+    try:
+        engine.load(starter_path, ctx_cap=4096)
+        request = GenerateRequest(Conversation(first), max_tokens=8, sampling=SEEDED, session="c1-1")
+        events = list(engine.generate(request))
+        reply = "".join(getattr(e, "text", "") for e in events)
+        engine.unload()  # saves
+        engine.load(starter_path, ctx_cap=4096)
+        engine.open_session("c1-1")
+        for path in state_files(own):
+            path.unlink()
+        then = (*first, Message("assistant", reply), Message("user", "And three mountains?"))
+        *_, done = engine.generate(GenerateRequest(Conversation(then), max_tokens=4, session="c1-1"))
+    finally:
+        engine.unload()
+    assert isinstance(done, Done)
+    assert done.stats.prompt_tokens_restored > 900 and done.stats.prompt_tokens_evaluated < 40
+    # Through the engine process: open, then ask.
+    shutil.copy(kept, saved)
+    b = LocalBackend(kv_dir=kv)
+    try:
+        b.load(starter_path, ctx_cap=4096)
+        b.open_session("c1-1")
+        _text, done2 = run(b, second)
+        _text, done3 = run(b, (*second, Message("assistant", _text), Message("user", "Thanks.")))
+    finally:
+        b.close()
+    assert done2.stats.prompt_tokens_restored > 900 and done2.stats.prompt_tokens_evaluated < 40
+    assert done3.stats.prompt_tokens_restored == 0  # counted once, for the reply it served
+
+
 def test_switching_between_two_chats_keeps_both(starter_path: Path, tmp_path: Path) -> None:
     kv = tmp_path / "kv"
     chat_a = (SYSTEM, Message("user", "Name three rivers."))

@@ -32,7 +32,7 @@ class Batcher:
         self._on_tick = on_tick
         self._lock = threading.Lock()
         self._pending: list[ParsedEvent] = []
-        self._last = time.monotonic()
+        self._last = -interval  # the first event leaves at once: it is what the user waits for
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._flusher, name=name, daemon=True)
         self._thread.start()

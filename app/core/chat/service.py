@@ -406,6 +406,19 @@ class ChatService:
         if callable(save):
             save()
 
+    def enter_conversation(self, conversation_id: int) -> None:
+        """The user opened a stored conversation: the engine brings back its saved KV state now
+        (while the user reads and types), so that the next reply evaluates only the new turn."""
+        open_session = getattr(self.backend, "open_session", None)
+        if self.store is None or not callable(open_session):
+            return
+        try:
+            conversation = self.store.get_conversation(conversation_id)
+        except StoreError:
+            return
+        if conversation is not None:
+            open_session(session_name(conversation))
+
     def cancel(self, job_id: int) -> None:
         with self._lock:
             token = self._cancels.get(job_id)

@@ -145,6 +145,8 @@ class EngineChild:
                 self._channel.send({"t": "unloaded"})
             elif op == "save" and self._engine is not None:
                 self._engine.save_session()
+            elif op == "open" and self._engine is not None and isinstance(message.get("session"), str):
+                self._engine.open_session(message["session"][:200])
 
     # -- loading ------------------------------------------------------------------------------
 

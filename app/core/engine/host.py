@@ -375,6 +375,13 @@ class LocalBackend:
         if proc is not None and proc.alive:
             proc.send({"op": "save"})
 
+    def open_session(self, session: str) -> None:
+        """Have the engine bring back a conversation's saved KV state now (when the app opens it),
+        so that the reply the user then asks for evaluates only the new turn."""
+        proc = self._proc
+        if proc is not None and proc.alive and self._result is not None:
+            proc.send({"op": "open", "session": session})
+
     # -- loading ----------------------------------------------------------------------------------
 
     def load(

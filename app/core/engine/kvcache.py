@@ -100,7 +100,7 @@ def session_path(key: str, session: str, root: Path | None = None) -> Path:
 @dataclass(frozen=True)
 class SavedState:
     tokens: list[int]
-    data: bytes  # llama.cpp's sequence state, exactly as llama_state_seq_get_data wrote it
+    data: bytearray  # llama.cpp's sequence state, exactly as llama_state_seq_get_data wrote it
 
 
 def write_state(path: Path, key: str, tokens: list[int], data: bytes | memoryview) -> int:
@@ -149,12 +149,18 @@ def read_state(path: Path, key: str, max_tokens: int) -> SavedState | None:
                 return _discard(path, "a token list that does not fit")
             if not all(isinstance(t, int) and 0 <= t < (1 << 31) for t in tokens):
                 return _discard(path, "a damaged token list")
-            data = f.read(size + 1)
+            if os.fstat(f.fileno()).st_size - f.tell() != size:  # also bounds the buffer below
+                return _discard(path, "it is truncated or damaged")
+            # Read straight into the buffer llama.cpp is handed (no copy on the way: restoring is on
+            # the path to the next reply's first token).
+            data = bytearray(size)
+            got = f.readinto(data)
+            trailing = f.read(1)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         return _discard(path, f"it cannot be read ({exc})")
-    if len(data) != size or hashlib.sha256(data).hexdigest() != header.get("sha256"):
+    if got != size or trailing or hashlib.sha256(data).hexdigest() != header.get("sha256"):
         return _discard(path, "it is truncated or damaged")
     try:
         os.utime(path)  # least recently *used* is what the cap evicts

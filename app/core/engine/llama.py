@@ -187,6 +187,17 @@ class Engine:
         with self._busy:
             self._save_session()
 
+    def open_session(self, session: str) -> None:
+        """The app opened this session's conversation: bring its saved KV state back now, while the
+        user reads and types, so that the next reply starts from it. Skipped while a reply runs
+        (that reply's session is the one in memory; the next request switches as usual)."""
+        if self._llm is None or not self._busy.acquire(blocking=False):
+            return
+        try:
+            self._switch_session(session)
+        finally:
+            self._busy.release()
+
     def _save_session(self) -> None:
         import llama_cpp
 
@@ -215,10 +226,11 @@ class Engine:
                  time.perf_counter() - started)  # fmt: skip
 
     def _switch_session(self, session: str | None) -> None:
-        """Before a reply for `session`: keep the KV of the session it held, bring back this one's."""
-        self._restored = 0
+        """Before a reply for `session` (or when it is opened): keep the KV of the session it held,
+        bring back this one's."""
         if session == self._session:
-            return
+            return  # `_restored` stays: tokens restored when it was opened count for its next reply
+        self._restored = 0
         self._save_session()
         self._session, self._session_dirty = session, False
         if session is None or not self._kv_key or self._kv_dir is None:
@@ -233,7 +245,7 @@ class Engine:
         started = time.perf_counter()
         llm.reset()
         llm._ctx.kv_cache_clear()
-        data = (ctypes.c_uint8 * len(saved.data)).from_buffer_copy(saved.data)
+        data = (ctypes.c_uint8 * len(saved.data)).from_buffer(saved.data)
         if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, data, len(saved.data), 0) == 0:
             llm._ctx.kv_cache_clear()
             kvcache.session_path(self._kv_key, session, self._kv_dir).unlink(missing_ok=True)
@@ -358,7 +370,7 @@ class Engine:
             cached = 0
         # llama-cpp-python re-evaluates the last prompt token when the whole prompt is cached.
         evaluated = len(tokens) - min(cached, len(tokens) - 1)
-        restored = min(self._restored, cached)
+        restored, self._restored = min(self._restored, cached), 0
         self._session_dirty = True
         if sampling.seed is not None:
             llm.set_seed(sampling.seed)

@@ -58,6 +58,10 @@ class Backend(Protocol):
         """Keep the state of the conversation the engine holds (a local engine saves its KV
         state to disk; a remote one has nothing to do)."""
 
+    def open_session(self, session: str) -> None:
+        """The app opened a conversation: a local engine brings back its saved KV state now, before
+        the user asks (a remote one has nothing to do)."""
+
     def unload(self) -> None:
         """Free the model and all its memory."""
 

@@ -132,6 +132,9 @@ class RemoteBackend:
     def save_session(self) -> None:
         pass  # the server keeps (or not) its own cache
 
+    def open_session(self, session: str) -> None:
+        pass
+
     def unload(self) -> None:
         self._result = None
 

@@ -137,6 +137,8 @@ class ChatSession(QObject):
             self.conversation, self.branch = conversation, thread
             self._load_calls(thread)
             self.view.show_messages(thread.messages, thread)
+            if conversation is not None:
+                self.engine.enter_conversation(conversation.id)
         self.view.refresh_actions()
         self.conversationChanged.emit(self.conversation)
 

@@ -41,6 +41,15 @@ def test_a_fast_stream_is_sent_in_few_batches_with_nothing_lost() -> None:
     assert len(sent) < 200  # joined, not one batch per token
 
 
+def test_the_first_event_is_not_held_for_an_interval() -> None:
+    sent: list[tuple[float, list[ParsedEvent]]] = []
+    with Batcher(lambda events: sent.append((time.monotonic(), events)), interval=60) as batcher:
+        batcher.add(AnswerDelta("first"))
+        assert sent and sent[0][1] == [AnswerDelta("first")]  # sent from add(), not by the flusher
+        batcher.add(AnswerDelta("second"))  # within the interval: held (until close here)
+        assert len(sent) == 1
+
+
 def test_text_before_a_stall_is_sent_without_waiting_for_the_next_token() -> None:
     arrived = threading.Event()
     sent: list[list[ParsedEvent]] = []

@@ -24,6 +24,7 @@ from app.core.chat.service import (
     ReplyEvents,
     ReplyOutcome,
     ServiceEvent,
+    session_name,
 )
 from app.core.engine.types import CancelToken, EngineCrashedError, EngineError, GenerateRequest, LoadResult
 from app.core.formats.base import AnswerDelta, Conversation, Done, Event, GenerationStats, Message, ReasoningDelta
@@ -39,6 +40,7 @@ class ScriptedBackend:
     def __init__(self) -> None:
         self.script: Script = lambda _c: iter([Done(GenerationStats(generated_tokens=1))])
         self.generate_calls = 0
+        self.opened: list[str] = []
         self.loads: list[Path | str] = []
         self.load_error: Exception | None = None
         self.needs_reload = False
@@ -78,6 +80,9 @@ class ScriptedBackend:
 
     def save_session(self) -> None:
         pass
+
+    def open_session(self, session: str) -> None:
+        self.opened.append(session)
 
     def unload(self) -> None:
         self._loaded = False
@@ -124,6 +129,16 @@ def turn(store: ChatStore, text: str = "Hello") -> int:
     conv = store.create_conversation("t")
     store.add_message(conv.id, "user", text)
     return conv.id
+
+
+def test_opening_a_conversation_asks_the_engine_for_its_saved_state(
+    service: tuple[ChatService, ScriptedBackend], store: ChatStore
+) -> None:
+    s, backend = service
+    conv = store.create_conversation("Kept")
+    s.enter_conversation(conv.id)
+    s.enter_conversation(conv.id + 99)  # gone: nothing to open
+    assert backend.opened == [session_name(conv)]
 
 
 def test_text_shown_during_a_stall_is_saved_on_a_timer(
@@ -284,7 +299,8 @@ def test_stream_yields_events_then_done_and_stores_nothing(service: Any, store: 
 
     backend.script = answer
     items = list(svc.stream(GenerateRequest(Conversation((Message("user", "Capital of France?"),)))))
-    assert items[:-1] == [AnswerDelta("Paris")] and isinstance(items[-1], Done)
+    assert all(isinstance(e, AnswerDelta) for e in items[:-1]) and isinstance(items[-1], Done)
+    assert "".join(e.text for e in items[:-1] if isinstance(e, AnswerDelta)) == "Paris"
     assert items[-1].stats.generated_tokens == 2 and store.list_conversations() == []
 
 

@@ -71,6 +71,9 @@ class ScriptedModel:
     def save_session(self) -> None:
         pass
 
+    def open_session(self, session: str) -> None:
+        pass
+
     def unload(self) -> None:
         pass
 
