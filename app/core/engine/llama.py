@@ -147,6 +147,7 @@ class Engine:
                     raise EngineError(f"llama.cpp could not load {info.name}: {exc}") from exc
                 notices.append(smaller.reason)
                 plan = smaller
+        _warm_up(self._llm, plan)
         self._info, self._plan, self._format = info, plan, format_for(info)
         self._sampling = default_sampling(info)
         self._eog = _end_of_generation_tokens(self._llm, self._format)
@@ -535,6 +536,35 @@ def _end_of_generation_tokens(llm: Any, fmt: ChatFormat) -> set[int]:
         if len(ids) == 1:
             eog.add(ids[0])
     return {t for t in eog if t >= 0}
+
+
+def _warm_up(llm: Any, plan: LoadPlan) -> None:
+    """One decode of one token at load time, as llama.cpp's own tools do: the first real decode of a
+    fresh process would otherwise pay for creating the thread pool, touching the compute buffers and
+    (with mmap) faulting in the weights; a reopened chat's first token would carry that cost. With
+    mmap, llama.cpp's warm-up mode also runs every expert of a mixture-of-experts model once, so all
+    of its pages are in. The cache is cleared after."""
+    import llama_cpp
+
+    ctx = llm._ctx.ctx
+    token = llm.token_bos()
+    if token < 0:
+        token = llm.token_eos()
+    if token < 0:
+        return
+    warm_mode = plan.use_mmap
+    try:
+        if warm_mode:
+            llama_cpp.llama_set_warmup(ctx, True)
+        llm.eval([token])
+    except RuntimeError as exc:  # a decode that fails here fails in the first reply too, with a sentence
+        log.info("the warm-up decode failed: %s", exc)
+    finally:
+        if warm_mode:
+            llama_cpp.llama_set_warmup(ctx, False)
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        llama_cpp.llama_perf_context_reset(ctx)
 
 
 def _open_llama(info: ModelInfo, plan: LoadPlan, *, verbose: bool = False) -> Any:
