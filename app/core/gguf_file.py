@@ -70,6 +70,9 @@ class ModelInfo:
     file_type: str = ""  # quantization label, e.g. "MXFP4", "Q4_K_M"
     tensor_bytes: int = 0  # sum of tensor data sizes
     output_tensor_bytes: int = 0  # token_embd / output, kept on CPU or GPU depending on offload
+    # Repeating-layer matmul weights of the types llama.cpp's CPU backend repacks into its own
+    # layout (Q4_0, Q4_K, IQ4_NL, MXFP4): with mmap they are resident twice. -1: not known (all).
+    repacked_bytes: int = -1
     split_paths: tuple[Path, ...] = field(default_factory=tuple)
     n_tensors: int = 0  # all split parts together
     tokenizer_model: str = ""  # tokenizer.ggml.model, e.g. "gpt2" (byte-level BPE), "llama" (SentencePiece)
@@ -153,6 +156,10 @@ _HEADER = struct.Struct("<4sIQQ")
 
 _TOKEN_UNKNOWN, _TOKEN_CONTROL, _TOKEN_USER_DEFINED = 2, 3, 4  # gguf.TokenType
 _GGML_MXFP4 = 39  # gguf.GGMLQuantizationType.MXFP4
+# Types whose matmul weights llama.cpp's CPU backend repacks (ggml-cpu's "repack" buffer type, as
+# built by llama-cpp-python 0.3.36 on x86-64): Q4_0, Q4_K, IQ4_NL, MXFP4. Q5_0, Q6_K and Q8_0
+# are used in place (measured: tests/e2e/test_planner_memory.py).
+_REPACKED_TYPES = frozenset({2, 12, 20, _GGML_MXFP4})
 # ggml types / file types the installed gguf package may not know yet.
 _EXTRA_QUANT_SIZES: dict[int, tuple[int, int]] = {42: (64, 18)}  # Q2_0: (block size, bytes per block)
 _EXTRA_TYPE_NAMES: dict[int, str] = {42: "Q2_0"}
@@ -549,6 +556,11 @@ def _parse(f: IO[bytes], size: int, path: Path, label: str) -> _Part:
 
     _check_tensor_data(tensors, _pad(r.pos, alignment), alignment, size, label)
     return _Part(path, size, metadata, tensors)
+
+
+def _repacked(t: _Tensor) -> bool:
+    """A repeating layer's 2-D (or expert 3-D) weight of a type the CPU backend repacks."""
+    return t.name.startswith("blk.") and len(t.shape) >= 2 and t.shape[1] > 1 and t.ggml_type in _REPACKED_TYPES
 
 
 def _tensor_nbytes(name: str, shape: tuple[int, ...], ggml_type: int, label: str) -> int:
@@ -1135,6 +1147,7 @@ def inspect_gguf(path: str | Path, *, checks: bool = True) -> ModelInfo:
         file_type=_file_type_label(md, tensors),
         tensor_bytes=sum(t.nbytes for t in tensors),
         output_tensor_bytes=sum(t.nbytes for t in tensors if t.name in output_names),
+        repacked_bytes=sum(t.nbytes for t in tensors if _repacked(t)),
         split_paths=tuple(p.path for p in parts) if len(parts) > 1 else (),
         n_tensors=len(tensors),
         finetune=str(md.get("general.finetune", "") or ""),

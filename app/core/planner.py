@@ -11,11 +11,11 @@ tests/e2e/test_planner_memory.py, which loads real models and compares):
   `model.output_tensor_bytes`, assumed half each; the rest is split evenly over the repeating
   layers. token_embd always stays in RAM; `n_gpu_layers = k` puts the output matrix plus the
   last k-1 repeating layers on the GPU (llama.cpp's convention; k = n_layers + 1 is all of it).
-* llama.cpp repacks most quantized matmul weights that stay on the CPU (MXFP4, Q4_0, Q4_K, ...)
-  into anonymous memory. With mmap the file pages stay resident too, so those weights count
-  twice: gpt-oss-20b on the CPU shows 21.7 GB resident with mmap and 12.0 GB without
-  (DESIGN.md). The estimate assumes every CPU-resident repeating-layer weight is repacked (an
-  upper bound: exact within ~7 % for gpt-oss, whose layers are almost all MXFP4 experts).
+* llama.cpp repacks the quantized matmul weights of some types that stay on the CPU (MXFP4, Q4_0,
+  Q4_K, IQ4_NL: `ModelInfo.repacked_bytes`) into anonymous memory. With mmap the file pages stay
+  resident too, so those weights count twice: gpt-oss-20b on the CPU shows 21.7 GB resident with
+  mmap and 12.0 GB without (DESIGN.md). Q5_0, Q6_K and Q8_0 weights are used in place (Gemma 3
+  270M Q4_K_M: 13 of its 65 MiB of layer weights are repacked).
 * KV cache: per layer and cell n_head_kv * (head_dim_k * bytes(type_k) + head_dim_v *
   bytes(type_v)). Full-attention layers hold n_ctx cells; sliding-window layers
   pad256(min(n_ctx, window + n_ubatch)) cells, or n_ctx with swa_full. llama.cpp pads n_ctx to
@@ -32,13 +32,17 @@ tests/e2e/test_planner_memory.py, which loads real models and compares):
   Measured on the CPU: gpt-oss (2-layer stand-in) 565.8 / 2148.9 / 409.6 MiB at 4K no-FA /
   16K no-FA / 16K FA against 564 / 2148 / 410 estimated; Gemma 3 270M 514.5 against 515.8.
   In RAM only what a real run touches becomes resident: llama-cpp-python asks for the logits
-  of one token, so the resident compute is the attention (or ffn) part plus one logits row.
+  of one token, so the resident compute is the attention part and the ffn part (both: measured,
+  the pages of both stay resident as the context fills; Gemma 3 was 2.4-3.5 % under with only
+  the larger of the two) or one logits row, whichever is more.
   Without flash attention the CPU backend also converts the attention probabilities to f16
   in its work buffer (outside the compute buffer): half the scores again, resident as the
   context fills (measured: 96 MiB per 512 tokens of context for gpt-oss, 64 of them scores).
   On a GPU the whole reservation is committed, so VRAM counts all of it.
 * Overhead: the vocabulary (token texts, maps, one output row) about 194 bytes per token
-  (measured: 50 MB for Gemma's 262,144 tokens, 38 MB for gpt-oss's 201,088).
+  (measured: 50 MB for Gemma's 262,144 tokens, 38 MB for gpt-oss's 201,088), plus what any load
+  costs (llama.cpp's tensor and graph metadata, the backend's code pages): 7 MiB, measured with
+  the tiny gpt-oss, whose weights and vocabulary are next to nothing.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ VRAM_MARGIN_FRACTION = 0.10
 MMAP_MAX_RAM_FRACTION = 0.10
 
 VOCAB_OVERHEAD_PER_TOKEN = 194  # bytes: token texts + maps + one row of logits (measured)
+LOAD_OVERHEAD = 7 * MIB  # any load, whatever the model (see the module docstring)
 
 _TYPE_BYTES: dict[str, float] = {
     "f32": 4.0,
@@ -240,7 +245,8 @@ def estimate_memory(
     weights_vram = layers_gpu * layer + (out if output_on_gpu else 0)
     if use_mmap:
         weights_mapped = weights_cpu
-        weights_ram = layers_cpu * layer  # the repacked copies (upper bound, see docstring)
+        repacked = model.repacked_bytes / n_layers if model.repacked_bytes >= 0 else layer
+        weights_ram = layers_cpu * min(repacked, layer)  # the repacked copies (see the docstring)
     else:
         weights_mapped = 0
         weights_ram = weights_cpu
@@ -252,7 +258,7 @@ def estimate_memory(
     c = _compute_terms(model, n_ctx, n_ubatch, swa_full, flash_attn)
     if not output_on_gpu:  # everything on the CPU
         compute_ram_reserved = max(c.attention, c.logits, c.ffn)
-        compute_ram = max(c.attention + c.attention_work, c.logits_one_row, c.ffn)
+        compute_ram = max(c.attention + c.attention_work + c.ffn, c.logits_one_row)
         compute_vram = 0
     else:
         # The GPU reserves the worst case; with a split, llama.cpp also copies a CPU layer's
@@ -260,7 +266,7 @@ def estimate_memory(
         compute_vram = max(c.attention, c.logits, c.ffn) + round(layer if layers_cpu else 0)
         if layers_cpu:
             compute_ram_reserved = max(c.attention, c.ffn)
-            compute_ram = max(c.attention + c.attention_work, c.ffn)
+            compute_ram = c.attention + c.attention_work + c.ffn
         else:  # host side: the inputs only (embeddings, positions, masks)
             compute_ram_reserved = compute_ram = 2 * model.n_embd * n_ubatch * 4 + c.mask
 
@@ -273,7 +279,7 @@ def estimate_memory(
         compute_ram=round(compute_ram),
         compute_ram_reserved=round(compute_ram_reserved),
         compute_vram=round(compute_vram),
-        overhead_ram=int(VOCAB_OVERHEAD_PER_TOKEN * model.n_vocab),
+        overhead_ram=int(VOCAB_OVERHEAD_PER_TOKEN * model.n_vocab) + LOAD_OVERHEAD,
     )
 
 

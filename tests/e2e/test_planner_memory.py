@@ -4,7 +4,8 @@ Each case plans a load with `plan_load` on the real hardware profile, loads the 
 llama_cpp.Llama in a fresh Python process using the plan's parameters, fills the whole context
 (so the attention part of the compute buffer is touched the way a long chat touches it) and
 reports the growth of the resident set (anonymous and file-backed, from /proc/self/smaps_rollup)
-and the buffer sizes llama.cpp logs. The estimate must be within +-15 % of the measured growth.
+and the buffer sizes llama.cpp logs. The estimate of the peak (the whole context in use) must be
+at least what llama.cpp really took and at most 10 % more; the parts must be within +-10 %.
 
 Models: the starter Gemma 3 270M (conftest's `starter_path`) and a 2-layer gpt-oss stand-in at
 real width and vocabulary, written by ../shared/tools/make_gptoss20b_synthetic.py (~2.1 GB, under
@@ -33,7 +34,7 @@ from app.core.planner import LoadPlan, estimate_memory, kv_bytes, plan_load
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")]
 
-TOLERANCE = 0.15
+TOLERANCE = 0.10
 CTX_CAP = 4096  # keeps filling the whole context to well under a minute per load
 SYNTHETIC_TOOL = Path(__file__).resolve().parents[3] / "shared" / "tools" / "make_gptoss20b_synthetic.py"
 MIB = 1024**2
@@ -115,7 +116,8 @@ _CHILD = textwrap.dedent(
     loaded = mem()
     if fill:
         n_fill = llm.n_ctx() - 16
-        llm.eval([(i * 7919) % 20000 + 300 for i in range(n_fill)])
+        v = llm.n_vocab()  # ordinary tokens: above the specials, inside a small test vocabulary too
+        llm.eval([(i * 7919) % 20000 + 300 if v > 20300 else (i * 7919) % v for i in range(n_fill)])
     filled = mem()
     print("RESULT " + json.dumps({"before": before, "loaded": loaded, "filled": filled}), flush=True)
     """
@@ -167,7 +169,15 @@ def _growth(result: dict[str, Any], stage: str, kind: str) -> int:
 
 
 def _within(measured: float, estimated: float) -> bool:
-    return abs(estimated - measured) <= TOLERANCE * measured
+    # (a part of a few MiB, the tiny gpt-oss's, is within 3 MiB rather than a share of itself: the
+    # backend's code pages, ~2 MiB, are file-backed but not the model's)
+    return abs(estimated - measured) <= max(TOLERANCE * measured, 3 * MIB)
+
+
+def _covers(measured: float, estimated: float) -> bool:
+    """An estimate of the peak: never below what llama.cpp took (a load planned on it would fail),
+    and not so far above that it costs context or layers."""
+    return measured <= estimated <= (1 + TOLERANCE) * measured
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
@@ -233,7 +243,7 @@ def _check(model: ModelInfo, plan: LoadPlan) -> None:
             not plan.use_mmap,
         ),
         ("file-backed growth after load", _growth(result, "loaded", "file"), est.weights_mapped, plan.use_mmap),
-        # With the whole context used: everything.
+        # With the whole context used: everything (the peak the plan is made for).
         ("RSS growth with the context full", _growth(result, "filled", "rss"), est.ram, True),
     ]
     table = "\n".join(
@@ -243,26 +253,45 @@ def _check(model: ModelInfo, plan: LoadPlan) -> None:
     report = f"{model.name}: mmap={plan.use_mmap} flash_attn={plan.flash_attn} n_ctx={plan.n_ctx}\n{table}"
     print(report)
     for what, m, e, strict in rows:
-        if strict:
+        if what.endswith("context full"):
+            assert _covers(m, e), f"{what}\n{report}"
+        elif strict:
             assert _within(m, e), f"{what}\n{report}"
         elif what.startswith("anonymous"):
             assert e >= m * (1 - TOLERANCE), f"{what}\n{report}"
 
 
+@pytest.mark.parametrize("flash_attn", [False, True], ids=["fa-off", "fa-on"])
 @pytest.mark.parametrize("flip_mmap", [False, True], ids=["plan", "other-mmap"])
-def test_gemma_estimate_matches_llama_cpp(gemma: ModelInfo, flip_mmap: bool) -> None:
+def test_gemma_estimate_matches_llama_cpp(gemma: ModelInfo, flip_mmap: bool, flash_attn: bool) -> None:
     plan = plan_load(probe(refresh=True), gemma, ctx_cap=CTX_CAP)
-    if flip_mmap:
-        plan = replace(plan, use_mmap=not plan.use_mmap)
+    plan = replace(plan, use_mmap=plan.use_mmap != flip_mmap, flash_attn=flash_attn)
     _check(gemma, plan)
 
 
+@pytest.mark.parametrize("flash_attn", [False, True], ids=["fa-off", "fa-on"])
 @pytest.mark.parametrize("flip_mmap", [False, True], ids=["plan", "other-mmap"])
-def test_gptoss_standin_estimate_matches_llama_cpp(gptoss_2layer: ModelInfo, flip_mmap: bool) -> None:
+def test_gptoss_standin_estimate_matches_llama_cpp(gptoss_2layer: ModelInfo, flip_mmap: bool, flash_attn: bool) -> None:
     plan = plan_load(probe(refresh=True), gptoss_2layer, ctx_cap=CTX_CAP)
-    if flip_mmap:
-        plan = replace(plan, use_mmap=not plan.use_mmap)
+    plan = replace(plan, use_mmap=plan.use_mmap != flip_mmap, flash_attn=flash_attn)
     _check(gptoss_2layer, plan)
+
+
+@pytest.mark.parametrize("flash_attn", [False, True], ids=["fa-off", "fa-on"])
+def test_tiny_gptoss_estimate_matches_llama_cpp(tiny_gptoss_path: Path, flash_attn: bool) -> None:
+    """The tiny gpt-oss (the tests' own, ~1 MB of weights): the vocabulary and the buffers are
+    nearly all of it."""
+    model = inspect_gguf(tiny_gptoss_path)
+    plan = replace(plan_load(probe(refresh=True), model, ctx_cap=CTX_CAP), flash_attn=flash_attn)
+    _check(model, plan)
+
+
+@pytest.mark.parametrize("flash_attn", [False, True], ids=["fa-off", "fa-on"])
+def test_gptoss_standin_at_16k_with_the_context_full(gptoss_2layer: ModelInfo, flash_attn: bool) -> None:
+    """gpt-oss-20b's CPU plan is 16K: without flash attention the scores over the whole context
+    are what grows (2 GiB of compute here, 3 GiB for the real model)."""
+    plan = plan_load(probe(refresh=True), gptoss_2layer, ctx_cap=16384)
+    _check(gptoss_2layer, replace(plan, n_ctx=16384, flash_attn=flash_attn))
 
 
 def test_gptoss_standin_without_flash_attention_at_16k(gptoss_2layer: ModelInfo) -> None:
