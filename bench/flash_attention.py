@@ -67,7 +67,9 @@ def child(model: str, ctx: int, flash: bool, prompt: int, gen: int) -> dict[str,
     llm.eval(tokens)
     prompt_s = time.perf_counter() - started
     count, first, last = 0, 0.0, 0.0
-    for _token in llm.generate(tokens, temp=0.0, top_k=1, reset=False):
+    for _token in llm.generate(
+        tokens, temp=0.0, top_k=1, reset=True
+    ):  # the prompt is cached: only its last token again
         now = time.perf_counter()
         first = first or now
         last = now
