@@ -405,13 +405,16 @@ def _fits_ram(c: _Candidate, hw: HardwareProfile, gpu: GpuInfo | None) -> bool:
 
 
 def _cpu_flash_attn_choices() -> tuple[bool, ...]:
-    # On the CPU flash attention is on (bench/flash_attention.py, docs/PERFORMANCE.md, 2-core build
-    # machine): prompt processing 8 % faster for Gemma 3 270M and for the gpt-oss-20b stand-in,
-    # generation 13 % faster for Gemma and level to 8 % slower for the stand-in (paired rounds
-    # 0.77-1.04: noise), and without it llama.cpp keeps the attention scores plus an f16 copy as
-    # the context fills, 1.5 * n_head * n_ctx * n_ubatch * 4 bytes: 2.9 GiB measured for gpt-oss
-    # at 16K, what decides whether gpt-oss-20b gets 16K on a 16 GB machine. Off is the fallback.
-    return (True, False)
+    # On the CPU flash attention is tried off first, although it is leaner and mostly no slower
+    # (bench/flash_attention.py, docs/PERFORMANCE.md, 2-core build machine: prompt processing 8 %
+    # faster for Gemma 3 270M and for the gpt-oss-20b stand-in, generation 13 % faster for Gemma
+    # and level to 8 % slower for the stand-in): with it, a conversation restored from its saved KV
+    # state no longer continues token for token as the warm one does (the starter's reply differs
+    # after a few tokens; tests/e2e/test_kv_state.py), and that exactness is what the saved state
+    # promises. Without it llama.cpp keeps the attention scores plus an f16 copy as the context
+    # fills, 1.5 * n_head * n_ctx * n_ubatch * 4 bytes (2.9 GiB measured for gpt-oss at 16K), so it
+    # is switched on where that is what stops a context from fitting.
+    return (False, True)
 
 
 def _make_plan(c: _Candidate, hw: HardwareProfile, model: ModelInfo, gpu: GpuInfo | None, reason: str) -> LoadPlan:
