@@ -39,6 +39,20 @@ def state_files(kv: Path) -> list[Path]:
     return sorted(kv.rglob("*.kv"))
 
 
+def first_turn_saved(model: Path, kv: Path) -> tuple[tuple[Message, ...], str, Path]:
+    """A first turn answered by an engine process that then closes (and so saves): the turn, the
+    answer and the one state file."""
+    first = (SYSTEM, Message("user", "Name three rivers."))
+    a = LocalBackend(kv_dir=kv)
+    try:
+        a.load(model, ctx_cap=4096)
+        answer, _ = run(a, first)
+    finally:
+        a.close()
+    (saved,) = state_files(kv)
+    return first, answer, saved
+
+
 @pytest.mark.parametrize("model", ["starter", "tiny-gpt-oss"])
 def test_a_restored_conversation_continues_exactly_as_the_warm_one(
     model: str, starter_path: Path, tiny_gptoss_path: Path, tmp_path: Path
@@ -106,14 +120,7 @@ def test_opening_a_chat_restores_its_state_before_the_user_asks(starter_path: Pa
     from app.core.engine.llama import Engine
 
     kv = tmp_path / "kv"
-    first = (SYSTEM, Message("user", "Name three rivers."))
-    a = LocalBackend(kv_dir=kv)
-    try:
-        a.load(starter_path, ctx_cap=4096)
-        answer, _ = run(a, first)
-    finally:
-        a.close()
-    (saved,) = state_files(kv)
+    first, answer, saved = first_turn_saved(starter_path, kv)
     kept = tmp_path / "kept.kv"
     shutil.copy(saved, kept)
     second = (*first, Message("assistant", answer), Message("user", "And three mountains?"))
@@ -171,14 +178,7 @@ def test_a_damaged_or_foreign_state_is_ignored_and_the_chat_evaluated_from_text(
     starter_path: Path, tmp_path: Path
 ) -> None:
     kv = tmp_path / "kv"
-    first = (SYSTEM, Message("user", "Name three rivers."))
-    a = LocalBackend(kv_dir=kv)
-    try:
-        a.load(starter_path, ctx_cap=4096)
-        answer, _ = run(a, first)
-    finally:
-        a.close()
-    (saved,) = state_files(kv)
+    first, answer, saved = first_turn_saved(starter_path, kv)
     saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])  # truncated
     second = (*first, Message("assistant", answer), Message("user", "And three mountains?"))
     b = LocalBackend(kv_dir=kv)
