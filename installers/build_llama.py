@@ -46,7 +46,9 @@ LIB_SUFFIXES = (".so", ".dylib", ".dll", ".metal")
 def cmake_args(variant: str, sdk: Path | None, native: bool = False) -> str:
     args = [*COMMON, *([] if native or variant == "metal" else PORTABLE), *VARIANT_ARGS[variant]]
     if variant == "vulkan" and sdk is not None:
-        usr = sdk / "usr"
+        # Absolute: pip runs CMake from a temporary folder, where a relative prefix finds nothing
+        # (CI's `--sdk build/vulkan-sdk` failed on SPIRV-Headers that way).
+        usr = sdk.resolve() / "usr"
         args += [f"-DVulkan_INCLUDE_DIR={usr / 'include'}", f"-DCMAKE_PREFIX_PATH={usr}"]
     return " ".join(args)
 

@@ -53,3 +53,14 @@ def test_scripts_the_workflow_calls_exist() -> None:
     assert set(build_llama.VARIANT_ARGS) == {"cpu", "vulkan", "cuda", "metal"}
     assert "-DGGML_METAL_EMBED_LIBRARY=on" in build_llama.VARIANT_ARGS["metal"]
     assert "-DGGML_NATIVE=OFF" in build_llama.cmake_args("vulkan", None)  # bundles run on other CPUs
+
+
+def test_a_relative_vulkan_sdk_reaches_cmake_as_an_absolute_path(tmp_path: Path, monkeypatch: Any) -> None:
+    """pip runs CMake from a temporary folder: a prefix relative to the caller finds nothing there."""
+    from installers import build_llama
+
+    monkeypatch.chdir(tmp_path)
+    args = build_llama.cmake_args("vulkan", Path("build/vulkan-sdk"))
+    usr = tmp_path.resolve() / "build" / "vulkan-sdk" / "usr"
+    assert f"-DCMAKE_PREFIX_PATH={usr}" in args.split()
+    assert f"-DVulkan_INCLUDE_DIR={usr / 'include'}" in args.split()
