@@ -31,7 +31,15 @@ from app.gui.chat.composer import Composer
 from app.gui.chat.session import ChatSession
 from app.gui.chat.view import ChatView
 from app.gui.library.controller import LibraryController
-from app.gui.model_picker import STARTER_KEY, HeaderBar, ModelEntry, installed_models, remote_entries
+from app.gui.model_picker import (
+    STARTER_KEY,
+    HeaderBar,
+    ModelEntry,
+    folder_models,
+    model_entries,
+    remote_entries,
+    starter_entry,
+)
 from app.gui.model_settings import CHAT, DEFAULTS, SETTING_DEFAULTS, Baseline, ModelSettingsPanel
 from app.gui.sidebar import Sidebar
 from app.gui.theme import named, repolish
@@ -201,6 +209,9 @@ class MainWindow(QMainWindow):
 
         self.api = ApiServerController(store, self.engine, self)
         self._remote_models: dict[str, list[RemoteModel]] = {}  # per server, as last listed
+        self._folder_models: list[Path] | None = None  # the models folder's files, as last walked
+        self._preferred_model: str | Path | None = None
+        self._models_scan = 0
 
         self._connect()
         self._shortcuts()
@@ -817,11 +828,31 @@ class MainWindow(QMainWindow):
     # -- models -------------------------------------------------------------------------------
 
     def _refresh_models(self, preferred: str | Path | None = None) -> None:
-        extra = [Path(p) for p in self.store.get_setting(SETTING_EXTRA_MODELS, []) if Path(p).exists()]
-        if preferred is not None and Path(preferred).exists():
-            extra.append(Path(preferred))
-        entries = installed_models(extra)
-        remembered = remotes.parse_key(str(self.store.get_setting(SETTING_MODEL) or ""))
+        """The picker now from what is known without walking the models folder (the starter, the
+        files opened from elsewhere, the one asked for and the remembered one: a stat each), and
+        again once a walk of the folder on a background thread comes back."""
+        self._preferred_model = preferred
+        self._show_models()
+        self._models_scan += 1
+        scan = self._models_scan
+
+        def scanned(found: list[Path]) -> None:
+            if scan == self._models_scan and not self._closed:  # a later walk is on its way otherwise
+                self._folder_models = found
+                self._show_models()
+
+        self.library.tasks.submit(folder_models, scanned, lambda _exc: scanned([]), name="models-folder")
+
+    def _show_models(self) -> None:
+        preferred = self._preferred_model
+        known = [Path(p) for p in self.store.get_setting(SETTING_EXTRA_MODELS, [])]
+        remembered_key = str(self.store.get_setting(SETTING_MODEL) or "")
+        if remembered_key and remembered_key != STARTER_KEY and remotes.parse_key(remembered_key) is None:
+            known.append(Path(remembered_key))
+        if preferred is not None:
+            known.append(Path(preferred))
+        entries = model_entries([*(self._folder_models or []), *[p for p in known if p.is_file()]], starter_entry())
+        remembered = remotes.parse_key(remembered_key)
         listed = [m for models in self._remote_models.values() for m in models]
         if remembered is not None and remembered.server in remotes.servers(self.store) and remembered not in listed:
             listed.insert(0, remembered)  # until its server answers
@@ -830,6 +861,8 @@ class MainWindow(QMainWindow):
         if key and not any(e.key == key for e in entries):
             key = None
         self.header.set_models(entries, key or (entries[0].key if entries else None))
+        if self._folder_models is None:
+            return  # "no model" only once the folder has been walked
         self.view.empty.set_no_model(not entries)
         if not entries and not self.library.rows:
             self.library.refresh()  # for the empty state's recommendation (in the background)

