@@ -1,7 +1,8 @@
 """A long conversation costs no more than a new one: reopening it after a restart, and switching
 between two chats in one session, against the next turn of a warm process.
 
-For a conversation of about N prompt tokens (a system prompt and filler turns), each round:
+For a conversation of N tokens of text (a system prompt and filler turns, counted with the model's
+own vocabulary), each round:
 1. warm: an engine process answers the conversation's turn k, saves its KV state (what leaving the
    chat does), and answers turn k+1 from the state it holds: that time to first token is the warm
    figure (the same new tokens are evaluated in every case);
@@ -29,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,11 +47,21 @@ FILLER = (
 )
 
 
-def conversation(tokens: int, topic: str) -> tuple[Message, ...]:
-    """About `tokens` prompt tokens (four characters a token is close for these models)."""
+def token_counter(model: Path) -> Callable[[str], int]:
+    """Tokens of a text in the model's own vocabulary (characters a token differ a lot between
+    vocabularies: the 12.1 GB stand-in's byte-level one takes ~1.2 characters a token)."""
+    from llama_cpp import Llama
+
+    vocab = Llama(str(model), vocab_only=True, verbose=False)
+    return lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))
+
+
+def conversation(tokens: int, topic: str, count: Callable[[str], int]) -> tuple[Message, ...]:
+    """At least `tokens` tokens of message text (the template's own tokens come on top)."""
     messages: list[Message] = [Message("system", f"You answer questions about the {topic} log, briefly.")]
+    size = count(messages[0].content)
     i = 0
-    while sum(len(m.content) for m in messages) < tokens * 4:
+    while size < tokens and i < 100_000:
         i += 1
         text = "".join(
             FILLER.format(
@@ -57,7 +69,9 @@ def conversation(tokens: int, topic: str) -> tuple[Message, ...]:
             )
             for j in range(4)
         )
-        messages += [Message("user", f"Add entry {i}: {text}"), Message("assistant", f"Entry {i} noted.")]
+        turn = [Message("user", f"Add entry {i}: {text}"), Message("assistant", f"Entry {i} noted.")]
+        messages += turn
+        size += sum(count(m.content) for m in turn)
     return (*messages, Message("user", "What was the first entry about?"))
 
 
@@ -89,12 +103,19 @@ def loaded(model: Path, ctx: int, kv: Path) -> LocalBackend:
 
 
 def one_round(
-    model: Path, ctx: int, tokens: int, cold: bool, work: Path, think: float, switch: bool = True
+    model: Path,
+    ctx: int,
+    tokens: int,
+    cold: bool,
+    work: Path,
+    think: float,
+    count: Callable[[str], int],
+    switch: bool = True,
 ) -> dict[str, float]:
     kv = work / "kv"
     for folder in ("kv", "kv-cold", "kv-switch"):  # each round starts with no saved state at all
         shutil.rmtree(work / folder, ignore_errors=True)
-    turn_k = conversation(tokens, "harbour")
+    turn_k = conversation(tokens, "harbour", count)
     out: dict[str, float] = {}
     a = loaded(model, ctx, kv)
     try:
@@ -136,7 +157,7 @@ def one_round(
         answer, _ = ask(d, turn_k, "c1-1")
         d.save_session()  # leaving chat A
         open_chat(d, "c2-1", think)
-        ask(d, conversation(tokens, "lighthouse"), "c2-1")  # another chat
+        ask(d, conversation(tokens, "lighthouse", count), "c2-1")  # another chat
         d.save_session()  # leaving chat B
         open_chat(d, "c1-1", think)
         back = (*turn_k, Message("assistant", answer), Message("user", "And the last entry?"))
@@ -158,11 +179,19 @@ def main() -> int:
     ap.add_argument("--think", type=float, default=1.0, help="seconds from opening a chat to the next message")
     args = ap.parse_args()
     rounds: list[dict[str, float]] = []
+    count = token_counter(Path(args.model))
     with tempfile.TemporaryDirectory(prefix="hearth-reopen-") as tmp:
         for i in range(args.rounds):
             started = time.perf_counter()
             r = one_round(
-                Path(args.model), args.ctx, args.tokens, not args.no_cold, Path(tmp), args.think, not args.no_switch
+                Path(args.model),
+                args.ctx,
+                args.tokens,
+                not args.no_cold,
+                Path(tmp),
+                args.think,
+                count,
+                not args.no_switch,
             )
             rounds.append(r)
             cold = f", cold {r['cold']:.2f} s" if "cold" in r else ""
