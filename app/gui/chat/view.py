@@ -168,7 +168,10 @@ class _Holder(QWidget):
     changes), or — for the reply being written — a live height-for-width layout."""
 
     def __init__(self, view: ChatView, widget: MessageWidget, *, live: bool) -> None:
-        super().__init__()
+        # Made in the column (hidden until the view shows it): a polished widget tree that moves
+        # into another parent is styled all over again, which cost as much as building it.
+        super().__init__(view.column)
+        self.hide()
         self.view = view
         self.widget = widget
         self.live = live
@@ -587,8 +590,7 @@ class ChatView(QScrollArea):
         top = self.verticalScrollBar().value() - self.column.y()
         height = self.viewport().height()
         low, high = top - screens * height, top + height + screens * height
-        bottoms = [s.bottom() for s in self._slots]
-        first = bisect.bisect_left(bottoms, low)
+        first = bisect.bisect_left(self._slots, low, key=_Slot.bottom)  # a few positions read, not all
         last = first
         while last < len(self._slots) and self._slots[last].top() <= high:
             last += 1
