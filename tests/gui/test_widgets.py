@@ -3,6 +3,8 @@ composer's keys, code blocks and links."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
@@ -263,3 +265,61 @@ def test_long_replies_stay_laid_out_when_the_window_resizes(qtbot: QtBot, themed
     qtbot.waitUntil(lambda: view.block_widgets()[0].width() < 420, timeout=10_000)
     qtbot.wait(50)
     assert_fits()
+
+
+def test_the_chat_view_places_messages_one_under_the_other_as_they_build_grow_and_refit(
+    qtbot: QtBot, themed_app: QApplication, tmp_path: Path
+) -> None:
+    """The view places messages itself (no layout): whatever was built, streamed or refitted,
+    each built message sits MESSAGE_SPACING under the one before at the height its content needs,
+    the canvas is exactly as tall as the messages, and a reply streaming at the bottom stays in view."""
+    from app.gui.chat.view import MESSAGE_SPACING, ChatView
+
+    store = ChatStore(tmp_path / "chats.sqlite3")
+    conv = store.create_conversation("long")
+    for i in range(60):
+        store.add_message(conv.id, "user", f"Question {i}: " + "why? " * (i % 9 + 1))
+        store.add_message(conv.id, "assistant", f"Answer {i}.\n\n" + REPLY + "word " * (i * 7 % 50))
+    messages = store.messages(conv.id)
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
+    view.show_messages(messages)
+    qtbot.waitUntil(lambda: not view.busy(), timeout=20_000)
+
+    def assert_placed() -> None:
+        slots = view._slots
+        built = [s for s in slots if s.holder is not None]
+        assert built, "nothing was built"
+        y = 0
+        for slot in slots:
+            assert slot.y == y
+            if slot.holder is not None:
+                holder = slot.holder
+                assert holder.geometry().y() == y and holder.width() == view.canvas.width()
+                assert holder.height() == holder._box.totalHeightForWidth(holder.width())  # nothing clipped
+            y += slot.height() + MESSAGE_SPACING
+        assert view.canvas.height() == y - MESSAGE_SPACING
+
+    assert_placed()
+    bar = view.verticalScrollBar()
+    assert bar.value() == bar.maximum() and view.sticks_to_bottom
+    bar.setValue(0)  # the top comes into view: built there, what the user reads stays put
+    qtbot.waitUntil(lambda: not view.busy(), timeout=20_000)
+    assert view._slots[0].holder is not None and bar.value() <= view._slots[0].bottom()
+    assert_placed()
+    view.resize(520, 700)  # narrower: every built message refits
+    qtbot.waitUntil(lambda: not view.busy() and all(not s.needs_fit for s in view._slots), timeout=20_000)
+    assert_placed()
+    view.scroll_to_bottom()
+    reply = view.add_assistant(10_000)
+    reply.start()
+    before = view.canvas.height()
+    for i in range(40):
+        reply.add_events([AnswerDelta(f"Streamed sentence number {i} of the reply. ")])
+        reply.flush()
+        qtbot.wait(5)
+    qtbot.waitUntil(lambda: view.canvas.height() > before + 60, timeout=10_000)
+    assert_placed()
+    assert bar.value() == bar.maximum()  # followed to the bottom while it grew
