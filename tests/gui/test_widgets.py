@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.core.formats.base import AnswerDelta, ReasoningDelta, ToolCallEvent
@@ -323,3 +323,8 @@ def test_the_chat_view_places_messages_one_under_the_other_as_they_build_grow_an
     qtbot.waitUntil(lambda: view.canvas.height() > before + 60, timeout=10_000)
     assert_placed()
     assert bar.value() == bar.maximum()  # followed to the bottom while it grew
+    view.show_messages(messages[:12])  # another chat: the old messages go with their canvas
+    qtbot.waitUntil(lambda: not view.busy(), timeout=20_000)
+    assert_placed()
+    assert len(view._slots) == 12 and view.canvas.isVisible()
+    assert [c for c in view.column.findChildren(QWidget) if type(c).__name__ == "_Canvas"] == [view.canvas]
