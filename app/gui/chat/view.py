@@ -226,7 +226,8 @@ class _Slot:
     def __init__(self, message: StoredMessage | None, estimate: int) -> None:
         self.message = message
         self.holder: _Holder | None = None
-        self.made: MessageWidget | None = None  # built, not yet on the canvas (see ChatView._build)
+        # Built, not yet shown on the canvas: the message's widgets, then its holder (ChatView._build).
+        self.made: MessageWidget | _Holder | None = None
         self.estimate = max(estimate, 1)
         self.y = 0
 
@@ -449,13 +450,16 @@ class ChatView(QScrollArea):
 
     def _hold(self, slot: _Slot, widget: MessageWidget, *, live: bool) -> None:
         """Put a built widget in the slot's place on the canvas."""
-        holder = _Holder(self, widget, live=live)  # at the canvas's width already (it fits itself)
+        self._show_holder(slot, _Holder(self, widget, live=live))  # at the canvas's width (it fits itself)
+
+    def _show_holder(self, slot: _Slot, holder: _Holder) -> None:
+        holder.fit(self.content_width())  # the width may have changed since it was made
         holder.move(0, slot.y)
         slot.holder = holder
         holder.setVisible(True)
         if holder.height() != slot.estimate:
             self._place(self._slots.index(slot) if slot is not self._slots[-1] else len(self._slots) - 1)
-        self.messageBuilt.emit(widget)
+        self.messageBuilt.emit(holder.widget)
 
     def holder_resized(self, holder: _Holder) -> None:
         """A built message changed its height (its content asked): what follows it moves."""
@@ -591,17 +595,21 @@ class ChatView(QScrollArea):
         return max(120, min(theme.COLUMN_WIDTH, self.viewport().width() - 2 * COLUMN_MARGIN))
 
     def _build(self, slot: _Slot, *, step: bool = False) -> bool:
-        """Build a slot's message. With `step`, one half at a time — the widgets first, off
-        screen; then, on a later call, its place in the column (fit, show) — so that no
-        event-loop turn pays for a whole long message."""
+        """Build a slot's message. With `step`, a third at a time — the widgets, off screen; on
+        a later call their holder, styled and fitted to the width, still hidden; then its place
+        on the canvas — so that no event-loop turn pays for a whole long message."""
         if slot.widget is not None or slot.message is None:
             return False
         if slot.made is None:
             slot.made = self._make(slot.message)
             if step:
                 return True
-        widget, slot.made = slot.made, None
-        self._hold(slot, widget, live=False)
+        if not isinstance(slot.made, _Holder):
+            slot.made = _Holder(self, slot.made, live=False)
+            if step:
+                return True
+        holder, slot.made = slot.made, None
+        self._show_holder(slot, holder)
         self._apply_actions(slot)
         self._apply_position(slot)
         return True
