@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
@@ -268,7 +269,7 @@ def test_long_replies_stay_laid_out_when_the_window_resizes(qtbot: QtBot, themed
 
 
 def test_the_chat_view_places_messages_one_under_the_other_as_they_build_grow_and_refit(
-    qtbot: QtBot, themed_app: QApplication, tmp_path: Path
+    qtbot: QtBot, themed_app: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The view places messages itself (no layout): whatever was built, streamed or refitted,
     each built message sits MESSAGE_SPACING under the one before at the height its content needs,
@@ -292,7 +293,7 @@ def test_the_chat_view_places_messages_one_under_the_other_as_they_build_grow_an
         slots = view._slots
         built = [s for s in slots if s.holder is not None]
         assert built, "nothing was built"
-        y = 0
+        y = view._headroom  # the blank reserve above the first message (none once the top was in view)
         for slot in slots:
             assert slot.y == y
             if slot.holder is not None:
@@ -305,9 +306,21 @@ def test_the_chat_view_places_messages_one_under_the_other_as_they_build_grow_an
     assert_placed()
     bar = view.verticalScrollBar()
     assert bar.value() == bar.maximum() and view.sticks_to_bottom
+    shifted: list[int] = []
+    shift = view._shift_above
+    monkeypatch.setattr(view, "_shift_above", lambda index, delta: (shifted.append(delta), shift(index, delta)))
+    for _ in range(12):  # scrolled up a step at a time: what the user reads stays where it is
+        bar.setValue(bar.value() - 300)
+        first = view._visible_range(0)[0]
+        slot, offset = view._slots[first], view._view_top() - view._slots[first].y
+        qtbot.waitUntil(lambda: not view.busy(), timeout=20_000)
+        assert view._view_top() - slot.y == offset
+        assert_placed()
+    assert shifted, "no message built above the view grew into the headroom"
     bar.setValue(0)  # the top comes into view: built there, what the user reads stays put
     qtbot.waitUntil(lambda: not view.busy(), timeout=20_000)
     assert view._slots[0].holder is not None and bar.value() <= view._slots[0].bottom()
+    assert view._headroom == 0 and view._slots[0].y == 0  # no blank space above the first message
     assert_placed()
     view.resize(520, 700)  # narrower: every built message refits
     qtbot.waitUntil(lambda: not view.busy() and all(not s.needs_fit for s in view._slots), timeout=20_000)

@@ -51,6 +51,7 @@ STICK_MARGIN_PX = 48  # within this distance of the bottom counts as "at the bot
 SLICE_S = 0.010  # the most one event-loop turn spends building or re-colouring slots
 FILL_SLICE_S = 0.010  # the same while the viewport of a conversation just opened is filled
 PREFETCH_SCREENS = 1.0  # slots this many viewport heights above and below are built too
+HEADROOM_SCREENS = 4  # the blank reserve above the first message that slots built above the view grow into
 MESSAGE_SPACING = 20
 COLUMN_MARGIN = 24
 
@@ -334,6 +335,7 @@ class ChatView(QScrollArea):
         self._layout.addStretch(1)
         self.setWidget(inner)
         self._slots: list[_Slot] = []
+        self._headroom = 0  # blank pixels above the first message (see _shift_above)
         self._thread: Thread | None = None
         self._stick = True
         self._streaming = False
@@ -392,6 +394,7 @@ class ChatView(QScrollArea):
         else:
             self._bury(self._slots)
         self._slots = []
+        self._headroom = 0
         self._thread = None
         self.empty.setVisible(True)
         self._stick = True
@@ -454,12 +457,36 @@ class ChatView(QScrollArea):
 
     def _show_holder(self, slot: _Slot, holder: _Holder) -> None:
         holder.fit(self.content_width())  # the width may have changed since it was made
-        holder.move(0, slot.y)
+        delta = holder.height() - slot.estimate
+        above = not self._stick and slot.bottom() <= self._view_top()  # wholly above the viewport
+        index = len(self._slots) - 1 if slot is self._slots[-1] else self._slots.index(slot)
         slot.holder = holder
+        if not delta:
+            holder.move(0, slot.y)
+        elif above and delta <= self._headroom:
+            self._shift_above(index, delta)
+        else:
+            if above:  # the reserve ran out: a fresh one, and everything placed once
+                self._headroom += HEADROOM_SCREENS * max(self.viewport().height(), 100)
+            self._place(0 if above else index)
         holder.setVisible(True)
-        if holder.height() != slot.estimate:
-            self._place(self._slots.index(slot) if slot is not self._slots[-1] else len(self._slots) - 1)
         self.messageBuilt.emit(holder.widget)
+
+    def _view_top(self) -> int:
+        """The viewport's top on the canvas."""
+        return self.verticalScrollBar().value() - self._origin()
+
+    def _shift_above(self, index: int, delta: int) -> None:
+        """Slot `index`, above the viewport, grew by `delta` (at most the headroom): it and the
+        slots above it move up into the headroom — the blank reserve at the canvas's top —
+        instead of everything under it moving down, so the messages in view and after stay
+        where they are and nothing repaints (slots above the view are mostly not built yet)."""
+        self._headroom -= delta
+        width = self.canvas.width()
+        for slot in self._slots[: index + 1]:
+            slot.y -= delta
+            if slot.holder is not None:
+                slot.holder.setGeometry(0, slot.y, width, slot.holder.height())
 
     def holder_resized(self, holder: _Holder) -> None:
         """A built message changed its height (its content asked): what follows it moves."""
@@ -475,7 +502,7 @@ class ChatView(QScrollArea):
         the canvas as tall as the messages (the scroll range follows)."""
         slots = self._slots
         start = max(0, min(start, len(slots)))
-        y = slots[start - 1].bottom() + MESSAGE_SPACING if start else 0
+        y = slots[start - 1].bottom() + MESSAGE_SPACING if start else self._headroom
         width = self.canvas.width()
         for slot in slots[start:]:
             slot.y = y
@@ -630,7 +657,7 @@ class ChatView(QScrollArea):
         """Indices [first, last) of the slots within `screens` viewport heights of the view."""
         if not self._slots:
             return 0, 0
-        top = self.verticalScrollBar().value() - self._origin()
+        top = self._view_top()
         height = self.viewport().height()
         low, high = top - screens * height, top + height + screens * height
         first = bisect.bisect_left(self._slots, low, key=_Slot.bottom)  # a few positions read, not all
@@ -666,6 +693,9 @@ class ChatView(QScrollArea):
         anchor = None if self._stick else self._anchor()
         done = True
         changed = False
+        if first == 0 and self._headroom:
+            self._headroom = 0  # the top is near: the reserve goes (one placement, the view kept)
+            changed = True
         for i in order:
             slot = self._slots[i]
             if self._pending(slot):
@@ -676,7 +706,8 @@ class ChatView(QScrollArea):
         if changed:
             self._flush_layout()
             self._restore(anchor)
-        return done
+        # A slot is built a step per pass: the region is done once nothing in it waits.
+        return done and not any(self._pending(self._slots[i]) for i in order if i < len(self._slots))
 
     def _anchor(self) -> tuple[_Slot, int] | None:
         """The first slot in view and how far its top is above the viewport's top."""
