@@ -186,10 +186,11 @@ class _Holder(QWidget):
         widget.ensurePolished()  # the style sheet's paddings count in the height fitted next
         self.set_live(live)
 
-    def set_live(self, live: bool) -> None:
+    def set_live(self, live: bool) -> int:
+        """Returns the change in height (a settled reply is fitted once more)."""
         self.live = live
         self._fitted_width = -1
-        self.fit(self.view.content_width())
+        return self.fit(self.view.content_width())
 
     def fit(self, width: int) -> int:
         """Give the message its height at `width`; returns the change in height."""
@@ -538,8 +539,8 @@ class ChatView(QScrollArea):
     def settle(self, message_id: int) -> None:
         """The reply finished: its slot gets a fixed height like the others."""
         slot = self._slot_for(message_id)
-        if slot is not None and slot.holder is not None and slot.holder.live:
-            slot.holder.set_live(False)
+        if slot is not None and slot.holder is not None and slot.holder.live and slot.holder.set_live(False):
+            self.holder_resized(slot.holder)
 
     def remove_from(self, message_id: int) -> None:
         """Remove the message with this id and every one after it (in the order shown)."""
