@@ -308,7 +308,12 @@ def test_the_chat_view_places_messages_one_under_the_other_as_they_build_grow_an
     assert bar.value() == bar.maximum() and view.sticks_to_bottom
     shifted: list[int] = []
     shift = view._shift_above
-    monkeypatch.setattr(view, "_shift_above", lambda index, delta: (shifted.append(delta), shift(index, delta)))
+
+    def recording_shift(index: int, delta: int) -> None:
+        shifted.append(delta)
+        shift(index, delta)
+
+    monkeypatch.setattr(view, "_shift_above", recording_shift)
     for _ in range(12):  # scrolled up a step at a time: what the user reads stays where it is
         bar.setValue(bar.value() - 300)
         first = view._visible_range(0)[0]
