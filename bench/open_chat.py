@@ -27,6 +27,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,8 +145,6 @@ def run_until(app: QApplication, done: Callable[[], bool], timeout_s: float) -> 
 
 
 def prewarming() -> bool:
-    import threading
-
     return any(t.name == "hearth-prewarm" for t in threading.enumerate())
 
 

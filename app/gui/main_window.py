@@ -847,19 +847,19 @@ class MainWindow(QMainWindow):
         preferred = self._preferred_model
         known = [Path(p) for p in self.store.get_setting(SETTING_EXTRA_MODELS, [])]
         remembered_key = str(self.store.get_setting(SETTING_MODEL) or "")
-        if remembered_key and remembered_key != STARTER_KEY and remotes.parse_key(remembered_key) is None:
+        remembered = remotes.parse_key(remembered_key)
+        if remembered_key and remembered_key != STARTER_KEY and remembered is None:
             known.append(Path(remembered_key))
         if preferred is not None:
             known.append(Path(preferred))
         entries = model_entries([*(self._folder_models or []), *[p for p in known if p.is_file()]], starter_entry())
-        remembered = remotes.parse_key(remembered_key)
         listed = [m for models in self._remote_models.values() for m in models]
         if remembered is not None and remembered.server in remotes.servers(self.store) and remembered not in listed:
             listed.insert(0, remembered)  # until its server answers
         entries += remote_entries(listed)
-        key = str(preferred) if preferred is not None else self.store.get_setting(SETTING_MODEL)
-        if key and not any(e.key == key for e in entries):
-            key = None
+        key = str(preferred) if preferred is not None else remembered_key
+        if not any(e.key == key for e in entries):
+            key = ""
         self.header.set_models(entries, key or (entries[0].key if entries else None))
         if self._folder_models is None:
             return  # "no model" only once the folder has been walked

@@ -383,6 +383,7 @@ class ChatView(QScrollArea):
     def clear(self) -> None:
         self._end_fill()
         self._stop_prepare()
+        old = None
         if any(s.holder is not None for s in self._slots):
             # A fresh canvas: hiding the old one hides its hundreds of messages in one step
             # (hiding them one by one took ~50 ms at 500); they are deleted in slices after.
@@ -390,10 +391,9 @@ class ChatView(QScrollArea):
             self._layout.replaceWidget(old, self.canvas)
             old.hide()
             self.canvas.setVisible(self.column.isVisible())
-            self._bury(self._slots)
+        self._bury(self._slots)
+        if old is not None:
             self._graveyard.insert(0, old)  # the last one deleted, once its messages are gone
-        else:
-            self._bury(self._slots)
         self._slots = []
         self._headroom = 0
         self._thread = None
