@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -46,12 +47,22 @@ def seed_conversation(store: ChatStore, numbers: int) -> int:
     return conv.id
 
 
-def app_rate(window: MainWindow, first_round: bool, prompt: str) -> tuple[float, int]:
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def app_rate(window: MainWindow, first_round: bool, prompt: str) -> tuple[float, int, float]:
+    """Tokens a second as the window sees them, and the window process's own CPU time per second
+    of streaming (rendering, the chat service, the pipe: what competes with llama.cpp's threads)."""
     times: list[float] = []
+    cpu: list[float] = []
+    frames = window.session.frames_drawn
 
     def first_batch(*_args: object) -> None:  # connected after the view: runs once it has rendered
         if not times:
             times.append(time.perf_counter())
+            cpu.append(cpu_s())
 
     window.engine.events.connect(first_batch)
     if first_round:
@@ -61,11 +72,14 @@ def app_rate(window: MainWindow, first_round: bool, prompt: str) -> tuple[float,
         window.session.regenerate()
     _i, (outcome,) = wait_for([window.session.replyFinished], 1800)
     done = time.perf_counter()
+    cpu_used = cpu_s() - cpu[0] if cpu else 0.0
     window.engine.events.disconnect(first_batch)
     n = outcome.stats["generated_tokens"]
     if outcome.state != "complete" or not times or n < 2:
         raise SystemExit(f"the app run failed: {outcome.state} {outcome.error}")
-    return (n - 1) / (done - times[0]), n
+    fps = (window.session.frames_drawn - frames) / (done - times[0])
+    print(f"  the window drew the reply {fps:.1f} times a second", flush=True)
+    return (n - 1) / (done - times[0]), n, cpu_used / (done - times[0])
 
 
 def main() -> int:
@@ -95,22 +109,28 @@ def main() -> int:
     prompt = f"Count from 1 to {args.numbers} again."
 
     bare_process = BareProcess(args.model, args.ctx, SAMPLING)
-    ours, bare = [], []
+    ours, bare, window_cpu = [], [], []
     for i in range(args.rounds):
-        rate, n = app_rate(window, i == 0, prompt)
+        rate, n, cpu = app_rate(window, i == 0, prompt)
         ours.append(rate)
+        window_cpu.append(cpu)
         messages = store.messages(conv_id)[:-1]  # the prompt the session built: up to the new message
         conversation = store.get_conversation(conv_id)
         assert conversation is not None
         request = GenerateRequest(prompt_conversation(conversation, messages), sampling=SAMPLING)
         b, nb = bare_process.rate(request, n)
         bare.append(b)
-        print(f"round {i + 1}: app {rate:.2f} tok/s ({n} tokens), bare {b:.2f} tok/s ({nb} tokens)", flush=True)
+        print(
+            f"round {i + 1}: app {rate:.2f} tok/s ({n} tokens), bare {b:.2f} tok/s ({nb} tokens),"
+            f" window process CPU {cpu * 1000:.0f} ms/s",
+            flush=True,
+        )
     bare_process.close()
     window.close()
     store.close()
     ratio = statistics.median(ours) / statistics.median(bare)
     print(f"app median {statistics.median(ours):.2f} tok/s, bare median {statistics.median(bare):.2f} tok/s")
+    print(f"window process CPU while streaming: median {statistics.median(window_cpu) * 1000:.0f} ms per second")
     print(f"stream_overhead_ratio {ratio:.3f}")
     return 0
 

@@ -3,6 +3,7 @@ its own beyond start-up (restore the layout, load the last model) and shutdown (
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,6 +137,7 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._resumed_downloads = False
         self._prewarmed = False
+        self._gc_frozen = False
         self._offer_shown = False  # the banner shows a "switch to this chat's model" offer
         self._freeing = 0  # bytes the model held when Unload was asked for
         self._loading_name = ""
@@ -914,6 +916,12 @@ class MainWindow(QMainWindow):
             self._fill_model_panel()
         if self.session.conversation is not None:  # its saved KV state comes back before the user asks
             self.engine.enter_conversation(self.session.conversation.id)
+        if not self._gc_frozen:
+            # Start-up's objects (modules, classes, Qt wrappers: most of what the process holds)
+            # live as long as the window: the garbage collector's full passes stop walking them,
+            # which cost the GUI thread several ms at a time while a reply streamed.
+            self._gc_frozen = True
+            gc.freeze()
         self.modelLoaded.emit(result)
 
     def _start_network_features(self) -> None:

@@ -6,6 +6,7 @@ hard-code colours: they read `current()` (a `Theme`) and repaint on `ThemeManage
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -343,9 +344,16 @@ def chevron_path(t: Theme) -> str:
 
 
 def markdown_css(t: Theme, *, muted: bool = False) -> str:
-    """CSS for Markdown HTML inside a QLabel (Qt's rich-text subset of CSS 2.1)."""
+    """CSS for Markdown HTML inside a QLabel (Qt's rich-text subset of CSS 2.1), as a <style>."""
+    return f"<style>{markdown_sheet(t, muted=muted)}</style>"
+
+
+@functools.lru_cache(maxsize=16)
+def markdown_sheet(t: Theme, *, muted: bool = False) -> str:
+    """The style sheet of `markdown_css`, for a QTextDocument's default style sheet. Remembered
+    per theme: it is asked for every block rendered, and the monospace family costs a font lookup."""
     color = t.muted if muted else t.text
-    return f"""<style>
+    return f"""
 body {{ color: {color}; }}
 p {{ margin: 0; line-height: 150%; }}
 li {{ line-height: 150%; margin-bottom: 2px; }}
@@ -361,7 +369,7 @@ table {{ border-collapse: collapse; margin: 0; }}
 th {{ border: 1px solid {t.faint}; padding: 6px 10px; background-color: {t.code_bar}; font-weight: 600; }}
 td {{ border: 1px solid {t.faint}; padding: 6px 10px; }}
 hr {{ color: {t.faint}; }}
-</style>"""
+"""
 
 
 class ThemeManager(QObject):

@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 __all__ = ["EngineController"]
 
 
+# A streaming reply reaches the window 15 times a second: each delivery wakes the GUI thread (a
+# few hundred microseconds of CPU on a cold core) and that time is taken from llama.cpp's threads
+# on a machine whose cores they fill; the window draws at most this often anyway (see pacing.py).
+REPLY_EVENTS_INTERVAL_S = 1 / 15
+
+
 class EngineController(QObject):
     """Lives on the GUI thread; owns the chat service (and so the engine process)."""
 
@@ -68,7 +74,13 @@ class EngineController(QObject):
         if self._service is None:
             from app.core.chat.service import ChatService
 
-            self._service = ChatService(self._store, self._backend, listener=self._relay.emit, ctx_cap=self._ctx_cap)
+            self._service = ChatService(
+                self._store,
+                self._backend,
+                listener=self._relay.emit,
+                ctx_cap=self._ctx_cap,
+                emit_interval=REPLY_EVENTS_INTERVAL_S,
+            )
         return self._service
 
     # -- requests (GUI thread) ------------------------------------------------------------------

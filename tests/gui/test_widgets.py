@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 from app.core.formats.base import AnswerDelta, ReasoningDelta, ToolCallEvent
 from app.core.store import ChatStore
 from app.gui.chat import blocks
-from app.gui.chat.blocks import CodeBlock, MarkdownView, ProseBlock
+from app.gui.chat.blocks import CodeBlock, LiveProse, MarkdownView, ProseBlock
 from app.gui.chat.composer import Composer
 from app.gui.chat.messages import AssistantMessageWidget, stats_text
 
@@ -71,8 +71,8 @@ def test_streaming_reuses_closed_block_widgets(qtbot: QtBot, themed_app: QApplic
         view.flush()
     widgets = view.block_widgets()
     assert widgets[0] is first  # the closed block was not rebuilt
-    assert isinstance(widgets[1], ProseBlock)
-    assert len(widgets) == 2 and "Second paragraph keeps growing." in widgets[1].text()
+    assert isinstance(widgets[1], LiveProse)  # the open block, until it closes
+    assert len(widgets) == 2 and "Second paragraph keeps growing." in widgets[1].shown_text()
 
 
 def test_thinking_is_live_then_folds_when_the_answer_starts(qtbot: QtBot, themed_app: QApplication) -> None:

@@ -49,6 +49,13 @@ def _table_open(self: Any, tokens: list[Token], idx: int, options: Any, env: Any
 _LONG_RUN = re.compile(rf"\S{{{LONG_WORD},}}")
 
 
+# Characters that can start, end or change Markdown inside a line (or end the line): text that
+# holds none of them, added to a paragraph, is shown as it is (see StreamingMarkdown.append_plain).
+_PLAIN_UNSAFE = frozenset("\n\r\\`*_~[]()<>!&|#;")
+_PLAIN_ENDS = frozenset(",.?:'\"%/$@+=-")  # after these the next character means nothing more
+_LIST_NUMBER = re.compile(r"\d{1,9}")
+
+
 def breakable(text: str) -> str:
     """Let Qt wrap very long words (URLs, hashes): a zero-width space every LONG_WORD characters.
     Qt's rich text only wraps at word boundaries, so one 1,000-character word would widen the
@@ -207,6 +214,7 @@ class StreamingMarkdown:
         self._closed: list[str] = []  # source text of the closed blocks
         self._open = ""  # source text of the open (last) block
         self._env: dict[str, Any] = {}
+        self._paragraph = False  # the open block was a plain paragraph at the last update
 
     @property
     def text(self) -> str:
@@ -222,8 +230,31 @@ class StreamingMarkdown:
             self._open += "".join(self._pending)
             self._pending.clear()
 
+    def append_plain(self) -> str | None:
+        """The text to add at the end of what is shown, when the text fed since the last update
+        only continues the open paragraph's last line with characters Markdown gives no meaning
+        to there (so rendering the open block again would show the same with that text at its end);
+        else None, and the caller renders with `update()`. Most of a streamed reply is such text:
+        this spares parsing and rendering the whole paragraph again for each screen update."""
+        if not self._pending or not self._paragraph:
+            return None
+        pending = "".join(self._pending)
+        if not _PLAIN_UNSAFE.isdisjoint(pending):
+            return None
+        shown = self._open.rstrip()
+        if "\n" in self._open[len(shown) :] or "\r" in self._open[len(shown) :]:
+            return None  # the new text starts a line, where it can start a list or a heading
+        if not shown or not (shown[-1].isalnum() or shown[-1] in _PLAIN_ENDS):
+            return None  # after a delimiter, an entity or a link the next character can matter
+        last_line = shown.rsplit("\n", 1)[-1].lstrip()
+        if not last_line[:1].isalnum() or _LIST_NUMBER.fullmatch(last_line):
+            return None  # a line that is only a number might yet become a list ("12.")
+        self._take_pending()
+        return self._open.rstrip()[len(shown) :]
+
     def update(self) -> tuple[list[Block], Block | None]:
         self._take_pending()
+        self._paragraph = False
         if not self._open:
             return [], None
         md = _parser()
@@ -245,6 +276,7 @@ class StreamingMarkdown:
             if not spans:
                 return closed, None
         tail = _render(tokens, spans[-1], self._env, closed=_fence_is_closed(self._open, tokens[spans[-1][0]]))
+        self._paragraph = len(spans) == 1 and tokens[spans[-1][0]].type == "paragraph_open"
         return closed, tail
 
     def finish(self) -> list[Block]:

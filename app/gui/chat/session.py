@@ -19,6 +19,7 @@ from app.core.store import ChatStore, StoreError, Thread
 from app.core.store import Conversation as StoredConversation
 from app.gui.chat.composer import Composer
 from app.gui.chat.messages import AssistantMessageWidget, UserMessageWidget
+from app.gui.chat.pacing import FramePacer
 from app.gui.chat.view import ChatView, MessageWidget
 from app.gui.workers import EngineController
 
@@ -90,6 +91,8 @@ class ChatSession(QObject):
         self.tools_factory: Callable[[], tuple[ToolRegistry, Approvals]] | None = None
         self.draft_tools: list[str] | None = None
         self._calls: dict[int, list[ToolCall]] = {}
+        # The streaming reply is drawn at the pacer's rate, not at every batch (see pacing.py).
+        self._pacer = FramePacer(self._draw_reply, parent=self)
         engine.events.connect(self._on_events)
         engine.finished.connect(self._on_finished)
         engine.toolCall.connect(self._on_tool_call)
@@ -104,6 +107,11 @@ class ChatSession(QObject):
     @property
     def streaming(self) -> bool:
         return self._active is not None
+
+    @property
+    def frames_drawn(self) -> int:
+        """How many times a streaming reply has been drawn (benchmarks report the rate)."""
+        return self._pacer.frames
 
     @property
     def effort(self) -> str:
@@ -205,7 +213,7 @@ class ChatSession(QObject):
         active = self._active
         if active is None or active.job_id != update.job_id or active.widget is None:
             return
-        active.widget.flush()
+        self._pacer.flush()
         active.widget.show_tool_call(
             update.call, needs_approval=update.needs_approval, ask_every_time=update.ask_every_time
         )
@@ -231,6 +239,7 @@ class ChatSession(QObject):
     def _detach(self) -> None:
         if self._active is not None:
             self.engine.cancel(self._active.job_id)
+            self._pacer.cancel()
             self._active.widget = None
             self._detached[self._active.job_id] = self._active
             self._active = None
@@ -432,7 +441,12 @@ class ChatSession(QObject):
         if active is None or active.job_id != job_id or active.widget is None:
             return
         active.widget.add_events(events)
-        active.widget.flush()
+        self._pacer.request()
+
+    def _draw_reply(self) -> None:
+        active = self._active
+        if active is not None and active.widget is not None:
+            active.widget.flush()
 
     def _on_finished(self, outcome: ReplyOutcome) -> None:
         active = self._active if self._active and self._active.job_id == outcome.job_id else None
@@ -440,6 +454,7 @@ class ChatSession(QObject):
         if outcome.calls:
             self._calls[outcome.message_id or 0] = list(outcome.calls)
         if active is not None and active is self._active:
+            self._pacer.cancel()  # finish() below draws everything
             self._active = None
             self.composer.set_hint(None)
             if active.widget is not None:

@@ -297,6 +297,9 @@ class _Canvas(QWidget):
         self.view = view
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setFixedHeight(0)
+        # Opaque (filled with the window colour it shows anyway): a streamed update repaints the
+        # canvas and the message under it, not the window, splitter, stack and pane behind it.
+        self.setAutoFillBackground(True)
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)
