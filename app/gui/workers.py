@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["EngineController"]
 
 
-# A streaming reply reaches the window 15 times a second: each delivery wakes the GUI thread (a
-# few hundred microseconds of CPU on a cold core) and that time is taken from llama.cpp's threads
-# on a machine whose cores they fill; the window draws at most this often anyway (see pacing.py).
-REPLY_EVENTS_INTERVAL_S = 1 / 15
-
-
 class EngineController(QObject):
     """Lives on the GUI thread; owns the chat service (and so the engine process)."""
 
@@ -45,7 +39,7 @@ class EngineController(QObject):
     loadCrashed = Signal(str, str)  # sentence, the model's path: the engine process died while loading
     engineStopped = Signal(str)  # the engine died mid-reply or while idle: one sentence
     unloaded = Signal()
-    events = Signal(int, list)  # job id, coalesced ParsedEvents
+    events = Signal(int, object)  # job id, list of coalesced ParsedEvents (object: no conversion)
     finished = Signal(object)  # ReplyOutcome
     toolCall = Signal(object)  # ToolCallUpdate: a call made, waiting for approval, running, finished
     replyNotice = Signal(int, str)  # job id, a sentence (tools left out, a server that failed, ...)
@@ -74,13 +68,7 @@ class EngineController(QObject):
         if self._service is None:
             from app.core.chat.service import ChatService
 
-            self._service = ChatService(
-                self._store,
-                self._backend,
-                listener=self._relay.emit,
-                ctx_cap=self._ctx_cap,
-                emit_interval=REPLY_EVENTS_INTERVAL_S,
-            )
+            self._service = ChatService(self._store, self._backend, listener=self._relay.emit, ctx_cap=self._ctx_cap)
         return self._service
 
     # -- requests (GUI thread) ------------------------------------------------------------------

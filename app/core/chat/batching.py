@@ -1,5 +1,9 @@
-"""Events leave in batches: a few dozen a second, whatever the token rate, and never held back
-by a stall.
+"""Events leave in batches: 15 a second, whatever the token rate, and never held back by a stall.
+
+Each batch wakes a thread on the other side (the engine process's pipe, the chat service, the
+window or the API server), and on a machine whose cores llama.cpp's threads fill, every wake-up's
+CPU time is taken from them; 15 a second reads as smooth streaming and halved what the window's
+process spent at 30 (bench/stream_overhead.py prints it).
 
 `Batcher.add()` joins consecutive deltas of one kind (`coalesce`) and sends the batch when the
 interval has passed since the last send; a flusher thread sends what is pending once the interval
@@ -16,7 +20,7 @@ from collections.abc import Callable
 
 from app.core.formats.base import ParsedEvent, coalesce
 
-EMIT_INTERVAL_S = 1 / 30
+EMIT_INTERVAL_S = 1 / 15
 
 
 class Batcher:

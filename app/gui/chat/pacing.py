@@ -2,7 +2,7 @@
 
 On a machine where llama.cpp's threads use every core, each millisecond the window spends drawing
 is a millisecond taken from one of them — and its partner thread waits for it at the next barrier,
-so the whole generation slows by that much. Drawing every batch the engine sends (30 a second)
+so the whole generation slows by that much. Drawing every batch the engine sent (then 30 a second)
 cost about 85 ms of CPU a second on the 2-core test machine: a tenth of the generation speed.
 
 `FramePacer` draws at most every `MIN_INTERVAL_S`, and further apart when a frame costs more: it
