@@ -150,6 +150,7 @@ TEXTS = [
     "<b>html</b> is escaped and <http://auto.link> too",
     "word~~strike~~ and ~single",
     "| a | b |\n|---|---|\n| 1 | 2 |",
+    "Spaces  inside   a line\tand a tab, then  more  words  here",
 ]
 
 
@@ -234,5 +235,8 @@ def test_a_long_plain_paragraph_is_not_rendered_again_for_each_update(qtbot: QtB
         view.flush()
     assert view._tail is live and live.text() == rendered  # appended to, never set again
     assert live.shown_text().endswith("198, 199,")
+    shown = live.shown_text()
+    live.retheme()  # the theme changed mid-reply: the appended text stays
+    assert live.shown_text() == shown
     view.finish()
     assert [type(w).__name__ for w in view.block_widgets()] == ["ProseBlock"]

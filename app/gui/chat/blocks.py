@@ -150,6 +150,7 @@ class LiveProse(QWidget):
         super().__init__(parent)
         self._muted = muted
         self._html = ""
+        self._appended: list[str] = []  # plain text added since the HTML was set (append_text)
         self._doc = QTextDocument(self)
         self._doc.setDocumentMargin(0)
         self._doc.setUndoRedoEnabled(False)
@@ -171,8 +172,18 @@ class LiveProse(QWidget):
 
     def retheme(self) -> None:
         self._style()
-        html, self._html = self._html, ""
-        self.set_html(html)
+        self._reload()
+
+    def _reload(self) -> None:
+        """The document made again from the HTML and the text appended to it (new colours or font)."""
+        self._heights.clear()
+        self._doc.setHtml(self._html.rstrip())
+        if self._appended:
+            cursor = QTextCursor(self._doc)
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertText("".join(self._appended))
+        self.updateGeometry()
+        self.update()
 
     def text(self) -> str:
         """The HTML last set (append_text adds to what is shown, not to this)."""
@@ -187,6 +198,7 @@ class LiveProse(QWidget):
             return
         top = self._unchanged_above(html)
         self._html = html
+        self._appended.clear()
         self._heights.clear()
         # Without the renderer's closing newline, which would be a space after the last word,
         # where append_text then adds its text.
@@ -205,9 +217,11 @@ class LiveProse(QWidget):
             return
         top = self._last_line_top() if self._doc.textWidth() == self.width() else 0
         before = self._doc.size().height()
+        text = breakable(text)
+        self._appended.append(text)
         cursor = QTextCursor(self._doc)
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(breakable(text))
+        cursor.insertText(text)
         self._heights.clear()
         if self._doc.size().height() != before:
             self.updateGeometry()
@@ -262,9 +276,7 @@ class LiveProse(QWidget):
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt API)
         if event.type() == QEvent.Type.FontChange:
             self._doc.setDefaultFont(self.font())
-            self._heights.clear()
-            self._doc.setHtml(self._html.rstrip())
-            self.updateGeometry()
+            self._reload()
         super().changeEvent(event)
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)

@@ -54,6 +54,7 @@ _LONG_RUN = re.compile(rf"\S{{{LONG_WORD},}}")
 _PLAIN_UNSAFE = frozenset("\n\r\\`*_~[]()<>!&|#;")
 _PLAIN_ENDS = frozenset(",.?:'\"%/$@+=-")  # after these the next character means nothing more
 _LIST_NUMBER = re.compile(r"\d{1,9}")
+_SPACES = re.compile(r"[ \t]+")
 
 
 def breakable(text: str) -> str:
@@ -250,7 +251,7 @@ class StreamingMarkdown:
         if not last_line[:1].isalnum() or _LIST_NUMBER.fullmatch(last_line):
             return None  # a line that is only a number might yet become a list ("12.")
         self._take_pending()
-        return self._open.rstrip()[len(shown) :]
+        return _SPACES.sub(" ", self._open.rstrip()[len(shown) :])  # as HTML shows spaces: one
 
     def update(self) -> tuple[list[Block], Block | None]:
         self._take_pending()
