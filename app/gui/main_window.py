@@ -4,6 +4,7 @@ its own beyond start-up (restore the layout, load the last model) and shutdown (
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,9 @@ class ErrorBanner(QFrame):
         self.hide()
         if callback is not None:
             callback()
+
+
+log = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
@@ -1127,12 +1131,24 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(AUTOLOAD_DELAY_MS, self.library.resume_unfinished)
 
     def _prewarm(self) -> None:
-        """Markdown and highlighting imported on a background thread before a chat is opened."""
+        """Markdown and highlighting imported on a background thread before a chat is opened, and
+        the tools' modules (the MCP SDK: ~170 ms) before the first Send needs them, which on the GUI
+        thread was the longest stall of a first reply."""
         import threading
 
         from app.gui.chat import markdown
 
-        threading.Thread(target=markdown.prewarm, name="hearth-prewarm", daemon=True).start()
+        def prewarm() -> None:
+            import importlib
+
+            markdown.prewarm()
+            for module in ("app.core.tools.approval", "app.core.tools.mcp", "app.core.tools.registry"):
+                try:
+                    importlib.import_module(module)
+                except Exception:  # imported again, and reported, where it is used
+                    log.debug("prewarming %s failed", module, exc_info=True)
+
+        threading.Thread(target=prewarm, name="hearth-prewarm", daemon=True).start()
 
     def _set_icon(self) -> None:
         from PySide6.QtWidgets import QApplication
