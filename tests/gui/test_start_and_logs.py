@@ -189,8 +189,8 @@ def test_show_log_folder_opens_the_logs_folder(themed_app: QApplication, qtbot: 
         assert dialog.log_button.text() == "Show log folder"
         dialog.log_button.click()
         assert [Path(u.toLocalFile()) for u in catcher.urls] == [paths.logs_dir()]
-        with qtbot.wait_signal(dialog.lookup.ready, timeout=60_000):  # its thread ends before the test
-            pass
+        # Its thread ends before the test (also when its answer already arrived during the click).
+        qtbot.waitUntil(lambda: dialog.lookup.choice is not None, timeout=60_000)
     finally:
         QDesktopServices.unsetUrlHandler("file")
     shutil.rmtree(paths.logs_dir(), ignore_errors=True)

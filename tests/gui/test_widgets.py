@@ -346,3 +346,38 @@ def test_the_chat_view_places_messages_one_under_the_other_as_they_build_grow_an
     assert_placed()
     assert len(view._slots) == 12 and view.canvas.isVisible()
     assert [c for c in view.column.findChildren(QWidget) if type(c).__name__ == "_Canvas"] == [view.canvas]
+
+
+def test_a_huge_reply_left_behind_is_deleted_a_piece_at_a_time(
+    qtbot: QtBot, themed_app: QApplication, tmp_path: Path
+) -> None:
+    """Leaving a chat whose reply has hundreds of blocks: each slice of the view's clean-up
+    deletes at most DIG_PIECE widgets (deleting the reply whole stalled the window ~140 ms), and
+    in the end every one of them is gone."""
+    from app.gui.chat.view import DIG_PIECE, ChatView
+
+    store = ChatStore(tmp_path / "chats.sqlite3")
+    conv = store.create_conversation("huge")
+    store.add_message(conv.id, "user", "Write a lot.")
+    store.add_message(conv.id, "assistant", "\n\n".join(f"Paragraph {i}.\n\n```\ncode {i}\n```" for i in range(150)))
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
+    view.show_messages(store.messages(conv.id))
+    qtbot.waitUntil(lambda: not view.busy(), timeout=20_000)
+    reply = view.last_assistant()
+    assert reply is not None and len(reply.findChildren(QWidget)) > 5 * DIG_PIECE
+    view._pump_timer.stop()
+    view.clear()
+    view._pump_timer.stop()
+    counts = [len(QApplication.allWidgets())]
+    for _ in range(10_000):
+        if not view._graveyard:
+            break
+        view._dig(0.0)  # the slice's time is already up: one piece per call
+        counts.append(len(QApplication.allWidgets()))
+    assert not view._graveyard
+    steps = [before - after for before, after in zip(counts, counts[1:])]
+    assert max(steps) <= DIG_PIECE + 1
+    assert counts[0] - counts[-1] > 5 * DIG_PIECE  # the reply's widgets were deleted
