@@ -179,11 +179,14 @@ class LiveProse(QWidget):
         self._heights.clear()
         self._doc.setHtml(self._html.rstrip())
         if self._appended:
-            cursor = QTextCursor(self._doc)
-            cursor.movePosition(QTextCursor.MoveOperation.End)
-            cursor.insertText("".join(self._appended))
+            self._insert_at_end("".join(self._appended))
         self.updateGeometry()
         self.update()
+
+    def _insert_at_end(self, text: str) -> None:
+        cursor = QTextCursor(self._doc)
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(text)
 
     def text(self) -> str:
         """The HTML last set (append_text adds to what is shown, not to this)."""
@@ -204,10 +207,7 @@ class LiveProse(QWidget):
         # where append_text then adds its text.
         self._doc.setHtml(html.rstrip())
         self.updateGeometry()
-        if top > 0:
-            self.update(0, top, self.width(), max(self.height() - top, 0))
-        else:
-            self.update()
+        self._repaint_from(top)
 
     def append_text(self, text: str) -> None:
         """Add plain text at the end, in the format of the text before it (the caller knows the
@@ -219,12 +219,14 @@ class LiveProse(QWidget):
         before = self._doc.size().height()
         text = breakable(text)
         self._appended.append(text)
-        cursor = QTextCursor(self._doc)
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(text)
+        self._insert_at_end(text)
         self._heights.clear()
         if self._doc.size().height() != before:
             self.updateGeometry()
+        self._repaint_from(top)
+
+    def _repaint_from(self, top: int) -> None:
+        """Paint again from `top` down (0: all of it)."""
         if top > 0:
             self.update(0, top, self.width(), max(self.height() - top, 0))
         else:
@@ -259,9 +261,6 @@ class LiveProse(QWidget):
             self._heights[width] = height
         return height
 
-    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt API)
-        return True
-
     def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt API)
         return self._height_at(max(width, 1))
 
@@ -286,10 +285,8 @@ class LiveProse(QWidget):
         painter = QPainter(self)
         context = QAbstractTextDocumentLayout.PaintContext()
         context.palette = self.palette()
-        context.clip = QRectF(event.rect())
-        painter.setClipRect(event.rect())
-        layout = self._doc.documentLayout()
-        layout.draw(painter, context)
+        context.clip = QRectF(event.rect())  # the painter is clipped already; this skips lines
+        self._doc.documentLayout().draw(painter, context)
         painter.end()
 
 
