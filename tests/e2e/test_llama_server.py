@@ -22,6 +22,7 @@ from app.core.engine.remote import RemoteBackend
 from app.core.engine.types import CancelToken, EngineError, GenerateRequest, Sampling
 from app.core.formats.base import AnswerDelta, Conversation, Done, Message
 from app.core.store import ChatStore
+from tests.e2e.test_remote_engine import COUNTING, GREEDY
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +118,7 @@ def test_stop_closes_llama_servers_stream(llama_server: LlamaServer) -> None:
     try:
         backend.load(ALIAS)
         token = CancelToken()
-        request = GenerateRequest(Conversation((Message("user", "Count to five hundred."),)), max_tokens=1000)
+        request = GenerateRequest(Conversation((Message("user", COUNTING),)), max_tokens=1000, sampling=GREEDY)
         n = 0
         for event in backend.generate(request, token):
             if isinstance(event, Done):
@@ -150,8 +151,8 @@ def test_a_wrong_key_and_a_killed_server_are_sentences(starter_path: Path, tmp_p
                 pass
             assert isinstance(event, Loaded)
             conv = store.create_conversation("remote")
-            store.add_message(conv.id, "user", "Count from one to five hundred, one number per line.")
-            _job, message_id = service.start_turn(conv.id, model_name=ALIAS, max_tokens=2000)
+            store.add_message(conv.id, "user", COUNTING)
+            _job, message_id = service.start_turn(conv.id, model_name=ALIAS, max_tokens=2000, sampling=GREEDY)
             killed = False
             while True:
                 event = inbox.get(timeout=300)
