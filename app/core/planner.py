@@ -408,9 +408,9 @@ def _cpu_flash_attn_choices() -> tuple[bool, ...]:
     # On the CPU flash attention is tried off first, although it is leaner and mostly no slower
     # (bench/flash_attention.py, docs/PERFORMANCE.md, 2-core build machine: prompt processing 8 %
     # faster for Gemma 3 270M and for the gpt-oss-20b stand-in, generation 13 % faster for Gemma
-    # and level to 8 % slower for the stand-in): with it, a conversation restored from its saved KV
-    # state no longer continues token for token as the warm one does (the starter's reply differs
-    # after a few tokens; tests/e2e/test_kv_state.py), and that exactness is what the saved state
+    # and level to 8 % slower for the stand-in): with it and 2 threads, a conversation restored from
+    # its saved KV state does not always continue token for token as the live one does (3 of 5
+    # starter prompts differed; with it off none), and that exactness is what the saved state
     # promises. Without it llama.cpp keeps the attention scores plus an f16 copy as the context
     # fills, 1.5 * n_head * n_ctx * n_ubatch * 4 bytes (2.9 GiB measured for gpt-oss at 16K), so it
     # is switched on where that is what stops a context from fitting.

@@ -1,9 +1,9 @@
 """Saved KV state per conversation: a long chat resumes as quickly as a new one.
 
 When the engine moves to another conversation, unloads or exits, it writes the conversation's
-llama.cpp sequence state (`llama_state_seq_get_data`) with the exact tokens it belongs to; when
-that conversation is answered again with the same model file, load parameters and llama.cpp build,
-the state is read back and only the tokens after it are evaluated.
+llama.cpp state (`llama_state_get_data`: the whole context, every cell in place) with the exact
+tokens it belongs to; when that conversation is answered again with the same model file, load
+parameters and llama.cpp build, the state is read back and only the tokens after it are evaluated.
 
 One file per conversation under cache_dir()/kv/<key>/, where the key hashes what must match for a
 state to be valid: the model file (size, modification time and three 1 MiB samples — hashing 12 GB
@@ -33,7 +33,7 @@ from app.core import paths
 log = logging.getLogger("hearth.kvcache")
 
 MAGIC = b"HEARTHKV"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the whole context's state (1 was sequence 0's, without the cells outside the window)
 SUFFIX = ".kv"
 DEFAULT_CAP_BYTES = 4 << 30
 MIN_TOKENS = 32  # shorter conversations cost less to evaluate than to save
@@ -100,7 +100,7 @@ def session_path(key: str, session: str, root: Path | None = None) -> Path:
 @dataclass(frozen=True)
 class SavedState:
     tokens: list[int]
-    data: bytearray  # llama.cpp's sequence state, exactly as llama_state_seq_get_data wrote it
+    data: bytearray  # llama.cpp's state, exactly as llama_state_get_data wrote it
 
 
 def write_state(path: Path, key: str, tokens: list[int], data: bytes | memoryview) -> int:

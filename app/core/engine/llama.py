@@ -209,9 +209,16 @@ class Engine:
         if n < kvcache.MIN_TOKENS:
             return
         started = time.perf_counter()
-        size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
+        # The whole context's state, not sequence 0's (`llama_state_seq_get_data`), although Hearth
+        # uses one sequence: llama.cpp leaves a sequence's sliding-window cells outside the window
+        # out of a sequence state, and restores the rest from cell 0. The restored cache then held
+        # other cells than the live one (Gemma 3: positions 440-951 where the live cache held 0-951),
+        # so the next reply was not token for token the live one's (2 of 5 prompts differed), and a
+        # rollback to before the window (an edited earlier message) would have attended over cells
+        # that were gone. The whole state keeps every cell in place: ~2x the bytes for long chats.
+        size = llama_cpp.llama_state_get_size(llm._ctx.ctx)
         buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buffer, size, 0)
+        written = llama_cpp.llama_state_get_data(llm._ctx.ctx, buffer, size)
         if not 0 < written <= size:
             return
         path = kvcache.session_path(self._kv_key, session, self._kv_dir)
@@ -247,7 +254,7 @@ class Engine:
         llm.reset()
         llm._ctx.kv_cache_clear()
         data = (ctypes.c_uint8 * len(saved.data)).from_buffer(saved.data)
-        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, data, len(saved.data), 0) == 0:
+        if llama_cpp.llama_state_set_data(llm._ctx.ctx, data, len(saved.data)) == 0:
             llm._ctx.kv_cache_clear()
             kvcache.session_path(self._kv_key, session, self._kv_dir).unlink(missing_ok=True)
             log.warning("llama.cpp refused the saved KV state of %s; evaluating it again", session)
@@ -489,7 +496,16 @@ def _prefix_still_in_cache(llm: Any, info: ModelInfo, plan: LoadPlan | None, pre
     full-size recycles the cells of old positions, and resuming anywhere before the cache's end
     changed the output on Gemma 3 (same seed, different reply) even where llama.cpp reported the
     window's positions present; so only a full-size cache (the planner's choice) is rolled back."""
-    return not info.sliding_window or (plan is not None and plan.swa_full) or prefix >= llm.n_tokens
+    if not info.sliding_window or prefix >= llm.n_tokens:
+        return True
+    if plan is None or not plan.swa_full:
+        return False
+    # Full-size, but the positions the window needs must really be there (a sequence state restored
+    # by llama.cpp keeps only the window; `_save_session` saves the whole context for this reason).
+    import llama_cpp
+
+    lowest = llama_cpp.llama_memory_seq_pos_min(llama_cpp.llama_get_memory(llm._ctx.ctx), 0)
+    return 0 <= lowest <= max(0, prefix - info.sliding_window)
 
 
 def _grammar(text: str) -> Any:
