@@ -7,6 +7,11 @@ resident set (VmHWM) and the planner's estimate for that plan. Off and on altern
 times each; medians are compared.
 
     python bench/flash_attention.py --model FILE [--rounds 5] [--ctx 4096] [--prompt 512] [--gen 64]
+        [--build vulkan]
+
+`--build` runs the children on another llama.cpp build (HEARTH_LLAMA_BUILDS, as the app finds
+them) with the device that build would be forced onto in Settings (on this machine: lavapipe,
+Mesa's software Vulkan device, GGML_VK_VISIBLE_DEVICES=0).
 
 Last line: flash_attn_speed_ratio X (generation tok/s with flash attention ÷ without).
 """
@@ -21,6 +26,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,7 +40,7 @@ def _vm_hwm() -> int:
     return 0
 
 
-def child(model: str, ctx: int, flash: bool, prompt: int, gen: int) -> dict[str, float]:
+def child(model: str, ctx: int, flash: bool, prompt: int, gen: int) -> dict[str, Any]:
     from app.core.engine.llama import Engine
     from app.core.gguf_file import inspect_gguf
     from app.core.hardware import probe
@@ -78,6 +84,7 @@ def child(model: str, ctx: int, flash: bool, prompt: int, gen: int) -> dict[str,
             break
     engine.unload()
     return {
+        "device": f"{plan.device}, {plan.n_gpu_layers} layers offloaded",
         "ctx": plan.n_ctx,
         "prompt_tokens": len(tokens),
         "prompt_tps": len(tokens) / prompt_s,
@@ -87,11 +94,11 @@ def child(model: str, ctx: int, flash: bool, prompt: int, gen: int) -> dict[str,
     }
 
 
-def run(model: str, ctx: int, flash: bool, prompt: int, gen: int) -> dict[str, float]:
+def run(model: str, ctx: int, flash: bool, prompt: int, gen: int, env: dict[str, str] | None) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", "--model", model, "--ctx", str(ctx), "--prompt", str(prompt),
          "--gen", str(gen), *(["--flash"] if flash else [])],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     if out.returncode != 0:
         raise SystemExit(f"the run failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -105,19 +112,29 @@ def main() -> int:
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=64)
+    ap.add_argument("--build", default="cpu", help="the llama.cpp build the children load (cpu, vulkan, ...)")
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--flash", action="store_true")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.model, args.ctx, args.flash, args.prompt, args.gen)))
         return 0
-    results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    env = None
+    if args.build != "cpu":
+        from app.core import llama_builds
+
+        choice = llama_builds.choose_build(args.build)
+        if choice.build.name != args.build:
+            raise SystemExit(f"the {args.build} build cannot be used here: {choice.reason}")
+        print(f"build: {choice.reason}", flush=True)
+        env = llama_builds.child_env(choice)
+    results: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for i in range(args.rounds):
         for flash in (False, True) if i % 2 == 0 else (True, False):
-            r = run(args.model, args.ctx, flash, args.prompt, args.gen)
+            r = run(args.model, args.ctx, flash, args.prompt, args.gen, env)
             results[flash].append(r)
             print(
-                f"round {i + 1} flash_attn={'on ' if flash else 'off'}: ctx {r['ctx']:.0f}, prompt "
+                f"round {i + 1} flash_attn={'on ' if flash else 'off'} ({r['device']}): ctx {r['ctx']:.0f}, prompt "
                 f"{r['prompt_tokens']:.0f} tokens at {r['prompt_tps']:.1f} tok/s, generation {r['gen_tps']:.2f} "
                 f"tok/s, peak {r['peak_mib']:.0f} MiB (planner {r['estimate_mib']:.0f} MiB)",
                 flush=True,
