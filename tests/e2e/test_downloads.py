@@ -668,15 +668,18 @@ def test_kill_9_mid_download_then_restart_resumes(hub: HubServer, make_manager, 
     done = m.wait(job_id, 120)
     assert done.state == JobState.DONE, done.message
     assert_installed("killed", {"crash.gguf": data})
-    resumed = [r for r in hub.requests("GET", "crash.gguf") if r.server == "cdn"][-1]
+
+    # The dead request is logged once the server notices it ended, which can be after the resumed
+    # one (seen in CI): wait for both, then tell them apart by their range.
+    def both_logged() -> bool:
+        return len([r for r in hub.requests("GET", "crash.gguf") if r.server == "cdn"]) == 2
+
+    wait_until(both_logged)
+    (resumed,) = [r for r in hub.requests("GET", "crash.gguf") if r.server == "cdn" and r.range is not None]
     assert resumed.range == f"bytes={kept}-"
     assert resumed.sent == size - kept
 
     # What the killed process had received but not yet written is all that is fetched twice.
-    def both_logged() -> bool:  # the dead request is logged once the server notices it ended
-        return len([r for r in hub.requests("GET", "crash.gguf") if r.server == "cdn"]) == 2
-
-    wait_until(both_logged)
     re_downloaded = hub.body_bytes("crash.gguf") - size
     assert 0 <= re_downloaded < 1_000_000, f"{re_downloaded:,} bytes were downloaded twice"
 

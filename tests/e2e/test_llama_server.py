@@ -118,7 +118,9 @@ def test_stop_closes_llama_servers_stream(llama_server: LlamaServer) -> None:
     try:
         backend.load(ALIAS)
         token = CancelToken()
-        request = GenerateRequest(Conversation((Message("user", COUNTING),)), max_tokens=1000, sampling=GREEDY)
+        request = GenerateRequest(
+            Conversation((Message("user", COUNTING),)), max_tokens=1000, sampling=GREEDY, ignore_eos=True
+        )
         n = 0
         for event in backend.generate(request, token):
             if isinstance(event, Done):

@@ -222,6 +222,8 @@ class RemoteBackend:
                 body["seed"] = s.seed
         if request.stop:
             body["stop"] = list(request.stop)
+        if request.ignore_eos:
+            body["ignore_eos"] = True  # llama-server's extension (Hearth's and vLLM's too); benchmarks, tests
         if result.remote_reasoning:
             body["reasoning_effort"] = request.effort
         if request.conversation.tools:
