@@ -123,6 +123,8 @@ class HubServer:
         self.log: list[Request] = []
         self._faults: dict[tuple[str, str], list[Fault]] = {}
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._in_flight = 0  # requests being answered: logged when their handler is done
         self.stopping = threading.Event()
         self._hub = _Server(("127.0.0.1", port), _Handler, self, "hub")
         self._cdn = _Server(("127.0.0.1", 0), _Handler, self, "cdn")
@@ -201,12 +203,22 @@ class HubServer:
 
     # -- what happened --------------------------------------------------------------------------
 
+    def begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
     def record(self, req: Request) -> None:
         with self._lock:
             self.log.append(req)
+            self._in_flight -= 1
+            self._settled.notify_all()
 
-    def requests(self, method: str | None = None, contains: str = "") -> list[Request]:
+    def requests(self, method: str | None = None, contains: str = "", settle_s: float = 0.5) -> list[Request]:
+        """The logged requests. A client can have read a whole answer before its handler logs it (seen
+        in CI: a search's result back, its request not yet in the log), so this first waits up to
+        `settle_s` for the requests being answered to finish (a download still streaming does not)."""
         with self._lock:
+            self._settled.wait_for(lambda: self._in_flight == 0, timeout=settle_s)
             return [r for r in self.log if (method is None or r.method == method) and contains in r.path]
 
     def body_bytes(self, name: str = "") -> int:
@@ -253,6 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.server.hub
         self._sent = 0
         self._status = 0
+        hub.begin()
         try:
             parts = urlsplit(self.path)
             path = unquote(parts.path)
