@@ -213,9 +213,10 @@ class Engine:
         # uses one sequence: llama.cpp leaves a sequence's sliding-window cells outside the window
         # out of a sequence state, and restores the rest from cell 0. The restored cache then held
         # other cells than the live one (Gemma 3: positions 440-951 where the live cache held 0-951),
-        # so the next reply was not token for token the live one's (2 of 5 prompts differed), and a
+        # so the next reply was not token for token the live one's (1 of 5 prompts differed), and a
         # rollback to before the window (an edited earlier message) would have attended over cells
-        # that were gone. The whole state keeps every cell in place: ~2x the bytes for long chats.
+        # that were gone. The whole state keeps every cell in place: 1.6-3.5x the bytes on Gemma 3
+        # (937 and 3,641 tokens, docs/PERFORMANCE.md).
         size = llama_cpp.llama_state_get_size(llm._ctx.ctx)
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_get_data(llm._ctx.ctx, buffer, size)
