@@ -15,7 +15,10 @@ Each round opens the conversation cold: the Markdown cache is emptied first (as 
 The rounds begin once the window's own start-up import of the parser and highlighter (on a thread,
 after the first frame) is done.
 
-    python bench/open_chat.py [--rounds 5] [--messages 500]
+    python bench/open_chat.py [--rounds 5] [--messages 500] [--trace-stalls 30]
+
+`--trace-stalls MS` samples the GUI thread's stack during every gap of MS or more and prints the
+longest gaps with their stacks at the end (bench/stalls.py).
 
 Last line: open_chat_first_paint_ms X (the median of the rounds).
 """
@@ -43,6 +46,7 @@ from app.core.store import ChatStore  # noqa: E402
 from app.gui.app import application  # noqa: E402
 from app.gui.main_window import PREWARM_DELAY_MS, MainWindow  # noqa: E402
 from app.gui.theme import ThemeManager  # noqa: E402
+from bench.stalls import SlowTurns, StallTracer  # noqa: E402
 
 WORDS = (
     "harbour tide gauge moon reading drift spring datum observer north south level falling rising "
@@ -97,21 +101,29 @@ class PaintWatch(QObject):
 
 
 class Heartbeat:
+    last_ns = 1 << 62  # the latest beat, for the stall tracer; far in the future while none runs
+
     def __init__(self, clock: QElapsedTimer) -> None:
         self.clock = clock
         self.beats: list[int] = []
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(5)
-        self.timer.timeout.connect(lambda: self.beats.append(self.clock.nsecsElapsed()))
+        self.timer.timeout.connect(self.beat)
+
+    def beat(self) -> None:
+        Heartbeat.last_ns = self.clock.nsecsElapsed()
+        self.beats.append(Heartbeat.last_ns)
 
     def start(self) -> None:
-        self.beats = [self.clock.nsecsElapsed()]
+        self.beat()
+        self.beats = [Heartbeat.last_ns]
         self.timer.start()
 
     def stop(self) -> float:
         self.beats.append(self.clock.nsecsElapsed())
         self.timer.stop()
+        Heartbeat.last_ns = 1 << 62  # no heartbeat: nothing to trace until the next one starts
         return max((b - a) / 1e6 for a, b in zip(self.beats, self.beats[1:]))
 
 
@@ -234,6 +246,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--messages", type=int, default=500)
     ap.add_argument("--search-conversations", type=int, default=400)
+    ap.add_argument("--trace-stalls", type=float, default=0.0, metavar="MS")
+    ap.add_argument("--trace-calls", type=float, default=0.0, metavar="MS", help="report GUI-thread calls this slow")
     args = ap.parse_args()
 
     app = application()
@@ -256,10 +270,23 @@ def main() -> int:
     run_until(app, lambda: time.monotonic() - shown > PREWARM_DELAY_MS / 1000 + 0.1 and not prewarming(), 30)
 
     paints, open_stalls, scroll_stalls, searches = [], [], [], []
+    tracer = None
+    if args.trace_stalls:
+        tracer = StallTracer(lambda: Heartbeat.last_ns / 1e6, lambda: clock.nsecsElapsed() / 1e6, args.trace_stalls)
+        tracer.start()
+    calls = SlowTurns(args.trace_calls) if args.trace_calls else None
+    if calls is not None:
+        calls.start()
     queries = ("glacier", "check_walnut", "Notes 17", "jump of", "compare with the quartz")
     for i in range(args.rounds):
+        if calls is not None:
+            calls.phase = f"round {i + 1}, opening"
         paint, stall = open_round(app, window, conv_id, clock)
+        if calls is not None:
+            calls.phase = f"round {i + 1}, scrolling"
         scroll = scroll_round(app, window, clock)
+        if calls is not None:
+            calls.phase = f"round {i + 1}, searching"
         search_ms, found = search_round(app, window, queries[i % len(queries)], clock)
         search_round(app, window, "", clock)
         paints.append(paint)
@@ -274,6 +301,12 @@ def main() -> int:
         )
     window.close()
     store.close()
+    if tracer is not None:
+        tracer.stop()
+        tracer.report()
+    if calls is not None:
+        calls.stop()
+        calls.report()
     print(
         f"spread: first paint {min(paints):.0f}–{max(paints):.0f} ms, stall opening {min(open_stalls):.0f}–"
         f"{max(open_stalls):.0f} ms, scrolling {min(scroll_stalls):.0f}–{max(scroll_stalls):.0f} ms, "

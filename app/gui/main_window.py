@@ -117,6 +117,18 @@ class ErrorBanner(QFrame):
 
 log = logging.getLogger(__name__)
 
+_frozen: set[str] = set()  # the moments whose objects gc.freeze() has set aside, once a process
+
+
+def freeze_once(moment: str) -> None:
+    """Move what the process holds now out of the garbage collector's full passes (gc.freeze),
+    once per `moment` per process: what is frozen is never collected as a cycle, so the moments
+    are those after which what exists lives as long as the process (start-up's imports, a first
+    model load), not one per chat."""
+    if moment not in _frozen:
+        _frozen.add(moment)
+        gc.freeze()
+
 
 class MainWindow(QMainWindow):
     modelLoaded = Signal(object)  # LoadResult
@@ -141,7 +153,6 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._resumed_downloads = False
         self._prewarmed = False
-        self._gc_frozen = False
         self._offer_shown = False  # the banner shows a "switch to this chat's model" offer
         self._freeing = 0  # bytes the model held when Unload was asked for
         self._loading_name = ""
@@ -920,12 +931,10 @@ class MainWindow(QMainWindow):
             self._fill_model_panel()
         if self.session.conversation is not None:  # its saved KV state comes back before the user asks
             self.engine.enter_conversation(self.session.conversation.id)
-        if not self._gc_frozen:
-            # Start-up's objects (modules, classes, Qt wrappers: most of what the process holds)
-            # live as long as the window: the garbage collector's full passes stop walking them,
-            # which cost the GUI thread several ms at a time while a reply streamed.
-            self._gc_frozen = True
-            gc.freeze()
+        # What the first load adds (the engine's client, the picker's models) lives as long as the
+        # window: full collections walking it cost the GUI thread several ms at a time while a
+        # reply streamed.
+        freeze_once("model loaded")
         self.modelLoaded.emit(result)
 
     def _start_network_features(self) -> None:
@@ -1147,6 +1156,9 @@ class MainWindow(QMainWindow):
                     importlib.import_module(module)
                 except Exception:  # imported again, and reported, where it is used
                     log.debug("prewarming %s failed", module, exc_info=True)
+            # What start-up and these imports made lives as long as the process: full collections
+            # walking it took 30-43 ms of the GUI thread at a time while a long chat opened.
+            freeze_once("prewarmed")
 
         threading.Thread(target=prewarm, name="hearth-prewarm", daemon=True).start()
 
