@@ -78,7 +78,12 @@ def app_rate(window: MainWindow, first_round: bool, prompt: str) -> tuple[float,
     if outcome.state != "complete" or not times or n < 2:
         raise SystemExit(f"the app run failed: {outcome.state} {outcome.error}")
     fps = (window.session.frames_drawn - frames) / (done - times[0])
-    print(f"  the window drew the reply {fps:.1f} times a second", flush=True)
+    own = float(outcome.stats.get("tokens_per_s") or 0.0)
+    print(
+        f"  the window drew the reply {fps:.1f} times a second; the engine's own rate {own:.2f} tok/s"
+        f" (first token to last, in the engine process)",
+        flush=True,
+    )
     return (n - 1) / (done - times[0]), n, cpu_used / (done - times[0])
 
 
@@ -129,6 +134,8 @@ def main() -> int:
     window.close()
     store.close()
     ratio = statistics.median(ours) / statistics.median(bare)
+    paired = statistics.median(o / b for o, b in zip(ours, bare))
+    print(f"median of the rounds' own ratios {paired:.3f} (each app round over the bare round after it)")
     print(f"app median {statistics.median(ours):.2f} tok/s, bare median {statistics.median(bare):.2f} tok/s")
     print(f"window process CPU while streaming: median {statistics.median(window_cpu) * 1000:.0f} ms per second")
     print(f"stream_overhead_ratio {ratio:.3f}")

@@ -117,6 +117,22 @@ class ErrorBanner(QFrame):
 
 log = logging.getLogger(__name__)
 
+
+def frame_budget(result: LoadResult) -> float:
+    """How much of a core drawing a streaming reply may take with this model loaded: less when
+    llama.cpp's generation threads fill every core here (app.gui.chat.pacing)."""
+    import os
+
+    from app.gui.chat.pacing import BUDGET, budget_for
+
+    plan = result.plan
+    if plan is None:  # a remote engine: its work is on another machine
+        return BUDGET
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    all_on_gpu = plan.n_gpu_layers > 0 and plan.n_layers_total > 0 and plan.n_gpu_layers >= plan.n_layers_total
+    return budget_for(plan.n_threads, cores, all_on_gpu=all_on_gpu)
+
+
 _frozen: set[str] = set()  # the moments whose objects gc.freeze() has set aside, once a process
 
 
@@ -926,6 +942,7 @@ class MainWindow(QMainWindow):
         self.sidebar.network.set_remote(result.remote or None)
         self.header.effort.set_effort(self.session.effort)
         self._update_baseline(result)
+        self.session.set_frame_budget(frame_budget(result))
         self._use_model_settings()
         if self.model_panel.isVisible():
             self._fill_model_panel()

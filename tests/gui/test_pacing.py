@@ -7,17 +7,23 @@ busy this machine is."""
 
 from __future__ import annotations
 
+import os
 import random
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
+from app.core.store import ChatStore
 from app.gui.chat import pacing
 from app.gui.chat.blocks import LiveProse, MarkdownView, ProseBlock
 from app.gui.chat.markdown import Block, StreamingMarkdown, _parser, _render, _top_level_spans
 from app.gui.chat.pacing import FramePacer
+from app.gui.main_window import frame_budget
+from tests.gui.conftest import WindowFactory, load
 
 
 class Clocks:
@@ -76,6 +82,45 @@ def test_frames_are_spaced_by_what_they_cost(qtbot: QtBot, qapp: QApplication) -
                 pacer.flush()
         assert pacer.interval == pytest.approx(expected, rel=0.05), cost
         assert pacer.frames <= 40 * 0.02 / expected + 2  # no more frames than the spacing allows
+
+
+def test_the_budget_halves_when_llama_cpps_threads_take_every_core(qtbot: QtBot, qapp: QApplication) -> None:
+    """Measured (bench/stream_overhead.py, alternated rounds on the 2-core machine): with 2 of 2
+    cores generating, ~15 frames a second slowed generation to 0.93 of bare llama.cpp, ~10 to 0.98."""
+    assert pacing.budget_for(2, 2) == pacing.BUDGET_CORES_FULL
+    assert pacing.budget_for(8, 8) == pacing.BUDGET_CORES_FULL
+    assert pacing.budget_for(4, 8) == pacing.BUDGET  # hyper-threads or spare cores: room for the window
+    assert pacing.budget_for(2, 2, all_on_gpu=True) == pacing.BUDGET
+    assert pacing.budget_for(0, None) == pacing.BUDGET
+    clocks = Clocks()
+    pacer, _drawn = make_pacer(clocks, 0.002)
+    pacer.set_budget(pacing.BUDGET_CORES_FULL)
+    for _ in range(40):
+        pacer.request()
+        clocks.now += 0.02
+        if pacer.pending and clocks.now - pacer._last >= pacer.interval:
+            pacer.flush()
+    assert pacer.interval == pytest.approx(0.002 / pacing.BUDGET_CORES_FULL, rel=0.05)  # 2x at BUDGET
+
+
+def test_the_window_sets_the_budget_from_the_loaded_models_plan(
+    qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
+) -> None:
+    """The starter loaded here (2 threads on this 2-core machine in CI and locally): the window's
+    session draws with the budget its plan calls for; a remote model (no plan) gets the full one."""
+    window = make_window(store)
+    window.session.set_frame_budget(0.5)  # the load must set it
+    load(qtbot, window, starter_path)
+    result = window.engine.result
+    assert result is not None and result.plan is not None
+    cores = len(os.sched_getaffinity(0))
+    expected = pacing.budget_for(result.plan.n_threads, cores)
+    assert window.session.frame_budget == expected
+    assert frame_budget(replace(result, plan=None, info=None, remote="gpu-box:8080")) == pacing.BUDGET
+    everything = replace(
+        result.plan, n_gpu_layers=result.plan.n_layers_total or 1, n_layers_total=result.plan.n_layers_total or 1
+    )
+    assert frame_budget(replace(result, plan=everything)) == pacing.BUDGET
 
 
 def test_a_frame_followed_by_a_pause_does_not_count_what_the_window_did_meanwhile(

@@ -114,6 +114,14 @@ class ChatSession(QObject):
         return self._pacer.frames
 
     @property
+    def frame_budget(self) -> float:
+        return self._pacer.budget
+
+    def set_frame_budget(self, budget: float) -> None:
+        """The share of one core drawing a streaming reply may take (see pacing.budget_for)."""
+        self._pacer.set_budget(budget)
+
+    @property
     def effort(self) -> str:
         return self.conversation.effort if self.conversation else self.draft_effort
 
