@@ -6,10 +6,13 @@ CPU time is taken from them; 15 a second reads as smooth streaming and halved wh
 process spent at 30 (bench/stream_overhead.py prints it).
 
 `Batcher.add()` joins consecutive deltas of one kind (`coalesce`) and sends the batch when the
-interval has passed since the last send; a flusher thread sends what is pending once the interval
-has passed without a new event, so text generated just before a stall is not held until the next
-token. `on_tick` runs on the flusher thread every interval (the chat service saves the reply
-there, so text already on screen reaches the disk even when tokens stall).
+interval has passed since the last send; a flusher thread wakes every `STALL_FLUSH_S` and sends
+what is pending once the interval has passed without a new event, so text generated just before a
+stall is not held until the next token (at most STALL_FLUSH_S + the interval). While tokens flow,
+add() sends every batch itself: a flusher that woke at the batch rate only added wake-ups, each
+taken from llama.cpp's threads. `on_tick` runs on the flusher thread at each of its wake-ups (the
+chat service saves the reply there, so text already on screen reaches the disk even when tokens
+stall).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from app.core.formats.base import ParsedEvent, coalesce
 
 EMIT_INTERVAL_S = 1 / 15
+STALL_FLUSH_S = 0.2  # how often the flusher looks for text held by a stall
 
 
 class Batcher:
@@ -30,9 +34,11 @@ class Batcher:
         interval: float = EMIT_INTERVAL_S,
         on_tick: Callable[[], None] | None = None,
         name: str = "hearth-batcher",
+        stall_flush: float | None = None,
     ) -> None:
         self._send = send
         self._interval = interval
+        self._stall_flush = max(interval, STALL_FLUSH_S if stall_flush is None else stall_flush)
         self._on_tick = on_tick
         self._lock = threading.Lock()
         self._pending: list[ParsedEvent] = []
@@ -71,7 +77,7 @@ class Batcher:
         self._last = time.monotonic()
 
     def _flusher(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._stop.wait(self._stall_flush):
             with self._lock:
                 if self._pending and time.monotonic() - self._last >= self._interval:
                     self._send_locked()
