@@ -6,7 +6,9 @@ package). Each round, for each server in turn: a first turn (a fresh prompt), th
 that extends it (prefix reuse), both streamed. llama-server gets the exact prompt text Hearth
 renders for the same messages (its raw /v1/completions endpoint), so both evaluate the same tokens.
 Times are measured by this client: time to first token, generation tokens/s (completion tokens - 1
-over first to last chunk), and the second turn's time to first token.
+over first to last chunk), and the second turn's time to first token. Each round also runs the
+first turn in bare llama-cpp-python (bench/bare.py: Hearth's own llama.cpp build, no server), so
+that llama-server ÷ bare shows how much of a gap is the two llama.cpp builds rather than Hearth.
 
     python bench/server_vs_llama_server.py --model FILE [--rounds 5] [--tokens 128]
 
@@ -30,12 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
+from app.core.engine import GenerateRequest  # noqa: E402
 from app.core.engine.llama import render_prompt  # noqa: E402
 from app.core.formats import format_for  # noqa: E402
 from app.core.formats.base import Conversation, Message  # noqa: E402
 from app.core.gguf_file import inspect_gguf  # noqa: E402
 from app.core.hardware import probe  # noqa: E402
 from app.core.planner import plan_load  # noqa: E402
+from bench.bare import SAMPLING as BARE_SAMPLING  # noqa: E402
+from bench.bare import BareProcess  # noqa: E402
 from bench.server_overhead import free_port, start_server  # noqa: E402
 
 LLAMA_LOG = Path(tempfile.gettempdir()) / "hearth-bench-llama-server.log"  # its log, for when it fails
@@ -122,6 +127,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hearth-bench-") as home:
         hearth, hearth_url = start_server(args.model, args.ctx, home)
         llama, llama_url = start_llama_server(args.model, args.ctx, plan.n_threads)
+        bare = BareProcess(args.model, args.ctx)
         try:
             with httpx.Client(timeout=600) as client:
                 for i in range(args.rounds + 1):  # round 0 warms both up and is not counted
@@ -159,16 +165,22 @@ def main() -> int:
                                 ttft, rate, n = timed_stream(client, f"{llama_url}/v1/completions", body, "text")
                             row[f"{name}_ttft{turn}"] = ttft
                             row[f"{name}_rate{turn}"] = rate
+                    # The same first turn in bare llama-cpp-python (Hearth's llama.cpp build, no server):
+                    # llama-server over bare says how much of the gap is the two builds of llama.cpp.
+                    request = GenerateRequest(Conversation(tuple(first)), sampling=BARE_SAMPLING)
+                    row["bare_rate1"], _n = bare.rate(request, args.tokens)
                     if i:
                         rows.append(row)
                         print(
                             f"round {i}: hearth {row['hearth_rate1']:.2f} tok/s, "
                             f"first token {row['hearth_ttft1']:.2f} s, "
                             f"second turn {row['hearth_ttft2']:.2f} s | llama-server {row['llama_rate1']:.2f} tok/s, "
-                            f"first token {row['llama_ttft1']:.2f} s, second turn {row['llama_ttft2']:.2f} s",
+                            f"first token {row['llama_ttft1']:.2f} s, second turn {row['llama_ttft2']:.2f} s"
+                            f" | bare llama-cpp-python {row['bare_rate1']:.2f} tok/s",
                             flush=True,
                         )
         finally:
+            bare.close()
             for proc in (hearth, llama):
                 proc.terminate()
                 proc.wait(60)
@@ -177,6 +189,10 @@ def main() -> int:
         f"medians: hearth {med['hearth_rate1']:.2f} tok/s, first token {med['hearth_ttft1']:.2f} s, second turn "
         f"{med['hearth_ttft2']:.2f} s; llama-server {med['llama_rate1']:.2f} tok/s, first token "
         f"{med['llama_ttft1']:.2f} s, second turn {med['llama_ttft2']:.2f} s"
+    )
+    print(
+        f"bare llama-cpp-python {med['bare_rate1']:.2f} tok/s: llama-server ÷ bare "
+        f"{med['llama_rate1'] / med['bare_rate1']:.3f}, hearth ÷ bare {med['hearth_rate1'] / med['bare_rate1']:.3f}"
     )
     print(f"server_vs_llama_server_ratio {med['hearth_rate1'] / med['llama_rate1']:.3f}")
     return 0
