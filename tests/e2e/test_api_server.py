@@ -240,9 +240,12 @@ def test_while_a_model_loads_requests_get_503(starter_path: Path) -> None:
         seen: set[int] = set()
         deadline = time.monotonic() + 120
         while not service.loaded and time.monotonic() < deadline:
+            # A request that lands just after the load finishes is answered: kept short (CI: a
+            # whole default-length reply outlasted httpx's 5 s timeout).
             r = httpx.post(
                 f"{server.url}/v1/chat/completions",
-                json={"model": starter_path.stem, "messages": [{"role": "user", "content": "hi"}]},
+                json={"model": starter_path.stem, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+                timeout=120,
             )
             seen.add(r.status_code)
             if r.status_code == 503:
