@@ -149,7 +149,6 @@ class Sidebar(QWidget):
         self._pending_delete: dict[int, str] = {}
         self._building = False
         self._rows: list[tuple[str, int, str]] = []  # what the list shows: (group, id, title)
-        self._shown_count = -1
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 12, 12, 12)
         layout.setSpacing(8)
@@ -311,14 +310,13 @@ class Sidebar(QWidget):
     def _show(self, conversations: list[Conversation]) -> None:
         today = dt.date.today()
         rows = [(group_label(conv.updated_at, today), conv.id, conv.title) for conv in conversations]
-        if rows == self._rows and self.list.count() == self._shown_count:
+        if rows and rows == self._rows:
             # The same list (opening a chat, a reply that leaves the order as it was): rebuilding
             # 400 rows and laying them out again cost the open ~30 ms of the GUI thread.
             self.set_current(self._current)
         else:
             self._rebuild(conversations, today)
             self._rows = rows
-            self._shown_count = self.list.count()
         self.empty_label.setVisible(not conversations)
         self.empty_label.setText("No matches." if self.search.text().strip() else "No chats yet.")
         self.searchFinished.emit()

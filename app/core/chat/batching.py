@@ -34,11 +34,10 @@ class Batcher:
         interval: float = EMIT_INTERVAL_S,
         on_tick: Callable[[], None] | None = None,
         name: str = "hearth-batcher",
-        stall_flush: float | None = None,
     ) -> None:
         self._send = send
         self._interval = interval
-        self._stall_flush = max(interval, STALL_FLUSH_S if stall_flush is None else stall_flush)
+        self._stall_flush = max(interval, STALL_FLUSH_S)
         self._on_tick = on_tick
         self._lock = threading.Lock()
         self._pending: list[ParsedEvent] = []
