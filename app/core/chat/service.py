@@ -469,6 +469,7 @@ class ChatService:
 
     def _load(self, job: _LoadJob) -> None:
         path = job.path
+        outcome: ServiceEvent
         try:
             if self._closing:
                 raise RuntimeError("Hearth is closing.")
@@ -493,17 +494,20 @@ class ChatService:
             self._switch_backend(wanted)  # a remote model: the local one answered until the server said yes
         except EngineCrashedError as exc:
             self.result = None
-            self._emit(LoadFailed(sentence(exc), path, crashed=True))
+            outcome = LoadFailed(sentence(exc), path, crashed=True)
         except Exception as exc:  # every failure is told in a sentence; the service goes on
             self.result = self.result if self.backend.loaded else None
-            self._emit(LoadFailed(sentence(exc), path))
+            outcome = LoadFailed(sentence(exc), path)
         else:
             self.result = result
             self._last_load = _LoadJob(path, job.ctx_cap, job.backend, job.gpu_layers)
-            self._emit(Loaded(result))
+            outcome = Loaded(result)
         finally:
+            # The count drops before the outcome is told: a listener on another thread that asks
+            # `loading` as soon as it hears the outcome must hear False (CI saw True).
             with self._lock:
                 self._pending_loads = max(0, self._pending_loads - 1)
+        self._emit(outcome)
 
     def _switch_backend(self, wanted: Backend) -> None:
         """Before a load: free what the current backend holds when another one is wanted (a local
