@@ -1,4 +1,4 @@
-"""KV state per conversation, for real: llama.cpp's sequence state saved by one engine process and
+"""KV state per conversation, for real: llama.cpp's state saved by one engine process and
 restored by another, on the starter (Gemma 3: sliding-window layers) and the tiny gpt-oss.
 
 What "exact" means here (see docs/NOTES.md): a restored state must equal the warm state it was
@@ -99,6 +99,91 @@ def test_a_restored_conversation_continues_exactly_as_the_warm_one(
     assert warm_done.stats.prompt_tokens_evaluated < warm_done.stats.prompt_tokens // 10  # only the new turn
     assert live_done.stats.prompt_tokens_evaluated == warm_done.stats.prompt_tokens_evaluated
     assert warm_text == live_text  # token for token, same seed
+
+
+@pytest.mark.parametrize(
+    ("model", "ask", "then"),
+    [
+        ("starter", "Write a poem about the sea.", "Now one about the sky."),
+        ("starter", "What is a lighthouse?", "Who keeps it?"),
+        ("tiny-gpt-oss", "Name three rivers.", "And three mountains?"),
+    ],
+)
+def test_with_flash_attention_a_restored_conversation_continues_exactly_as_the_live_one(
+    model: str, ask: str, then: str, starter_path: Path, tiny_gptoss_path: Path, tmp_path: Path
+) -> None:
+    """Flash attention on (what GPU plans ask for), on the planner's threads. llama.cpp's
+    whole-context restore left its search head at cell 0, so the next turn's tokens went into the
+    sliding-window cache's front cells, which the window had left behind, instead of after the
+    prefix as in the live cache: with flash attention the reply then differed from the live one's
+    (before the fix, 4 of 5 starter prompts and 5 of 5 tiny gpt-oss prompts here; these three among
+    them). The engine is used in this process (a fresh llama.cpp context for each load) to force
+    the one setting; the state still goes through the disk."""
+    from dataclasses import replace
+
+    from app.core.engine.llama import Engine
+    from app.core.gguf_file import inspect_gguf
+    from app.core.hardware import probe
+    from app.core.planner import plan_load
+
+    info = inspect_gguf(starter_path if model == "starter" else tiny_gptoss_path)
+    plan = replace(plan_load(probe(info.path.parent), info, ctx_cap=4096), flash_attn=True)
+    system = SYSTEM if model == "starter" else Message("system", "Keep answers short. " * 30)
+    first = (system, Message("user", ask))
+    saved = Engine(kv_dir=tmp_path / "kv")
+    try:
+        saved.load(info, plan=plan)
+        answer, _ = run(saved, first, max_tokens=40)
+        saved.unload()  # saves the state
+        second = (*first, Message("assistant", answer), Message("user", then))
+        saved.load(info, plan=plan)
+        restored_text, restored_done = run(saved, second, max_tokens=64)
+    finally:
+        saved.unload()
+    live = Engine()
+    try:
+        live.load(info, plan=plan)
+        run(live, first, max_tokens=40)
+        live_text, live_done = run(live, second, max_tokens=64)
+    finally:
+        live.unload()
+    assert restored_done.stats.prompt_tokens_restored > restored_done.stats.prompt_tokens // 2
+    assert restored_done.stats.prompt_tokens_evaluated == live_done.stats.prompt_tokens_evaluated
+    assert live_text and restored_text == live_text  # token for token, same seed
+
+
+def test_a_state_llama_cpp_cannot_read_as_a_sequence_is_restored_whole(starter_path: Path, tmp_path: Path) -> None:
+    """The fallback of `_restore_state`: a state whose first bytes are not the model's
+    architecture name (another layout of llama.cpp's state) goes back through the whole-context
+    restore, and the chat still resumes from it."""
+    import ctypes
+
+    import llama_cpp
+
+    from app.core.engine import llama as engine_module
+
+    engine = engine_module.Engine()
+    try:
+        engine.load(starter_path, ctx_cap=4096)
+        run(engine, (SYSTEM, Message("user", "Name three rivers.")), session=None)
+        llm = engine._llm
+        size = llama_cpp.llama_state_get_size(llm._ctx.ctx)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_get_data(llm._ctx.ctx, buffer, size)
+        state = bytearray(bytes(buffer)[:written])
+        positions = llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(llm._ctx.ctx), 0)
+        kept = bytes(state)
+        llm._ctx.kv_cache_clear()
+        assert engine_module._restore_state(llm, "not-" + engine.info.architecture, state)  # type: ignore[union-attr]
+        assert bytes(state) == kept  # the fallback was given the state as it was
+        assert llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(llm._ctx.ctx), 0) == positions
+        llm._ctx.kv_cache_clear()
+        assert engine_module._restore_state(llm, engine.info.architecture, state)  # type: ignore[union-attr]
+        assert llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(llm._ctx.ctx), 0) == positions
+        llm._ctx.kv_cache_clear()
+        assert not engine_module._restore_state(llm, engine.info.architecture, bytearray(state[: len(state) // 2]))
+    finally:
+        engine.unload()
 
 
 def test_after_a_restore_an_edit_before_the_window_rolls_back_exactly(starter_path: Path, tmp_path: Path) -> None:

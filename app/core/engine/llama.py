@@ -244,8 +244,6 @@ class Engine:
         self._session, self._session_dirty = session, False
         if session is None or not self._kv_key or self._kv_dir is None:
             return
-        import llama_cpp
-
         llm = self._llm
         saved = kvcache.read_state(kvcache.session_path(self._kv_key, session, self._kv_dir), self._kv_key,
                                    llm.n_ctx())  # fmt: skip
@@ -254,8 +252,7 @@ class Engine:
         started = time.perf_counter()
         llm.reset()
         llm._ctx.kv_cache_clear()
-        data = (ctypes.c_uint8 * len(saved.data)).from_buffer(saved.data)
-        if llama_cpp.llama_state_set_data(llm._ctx.ctx, data, len(saved.data)) == 0:
+        if not _restore_state(llm, self._info.architecture if self._info else "", saved.data):
             llm._ctx.kv_cache_clear()
             kvcache.session_path(self._kv_key, session, self._kv_dir).unlink(missing_ok=True)
             log.warning("llama.cpp refused the saved KV state of %s; evaluating it again", session)
@@ -490,6 +487,39 @@ def _common_prefix(llm: Any, tokens: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def _restore_state(llm: Any, architecture: str, state: bytearray) -> bool:
+    """Put a whole-context state (`llama_state_get_data`) back into an emptied cache, every cell
+    where it was and llama.cpp's search head after the last one, as in the live cache it was saved
+    from. A whole-context restore (`llama_state_set_data`) leaves the head at cell 0, so the next
+    tokens of a sliding-window cache go into the front cells the window has left behind, where the
+    live cache puts them after the prefix; the attention then meets the same cells in another
+    order. The whole state is the model's architecture name (a u32 length and its bytes) followed
+    by the memory's state for every sequence; a sequence state is a header (llama.cpp's magic and
+    the sequence id) followed by the same memory layout. Given that header, llama.cpp reads the
+    memory back as sequence 0's (Hearth's only sequence) and places the cells through its slot
+    search, which moves the head. The header is taken from llama.cpp itself (the empty sequence's
+    state) and written over the end of the name in `state`, in place. Where any of this is not
+    what llama.cpp reads back, the whole-context restore is the fallback."""
+    import llama_cpp
+
+    ctx = llm._ctx.ctx
+    name = architecture.encode("utf-8")
+    body = 4 + len(name)  # where the memory's state starts
+    header = (ctypes.c_uint8 * 64)()
+    named = 8 <= body < len(state) and state[:body] == len(name).to_bytes(4, "little") + name
+    if named and llama_cpp.llama_state_seq_get_size(ctx, 0) <= len(header):
+        if llama_cpp.llama_state_seq_get_data(ctx, header, len(header), 0) >= 8:
+            state[body - 8 : body] = bytes(header)[:8]
+            size = len(state) - body + 8
+            memory = (ctypes.c_uint8 * size).from_buffer(state, body - 8)
+            if llama_cpp.llama_state_seq_set_data(ctx, memory, size, 0) == size:
+                return True
+            llm._ctx.kv_cache_clear()
+            state[:body] = len(name).to_bytes(4, "little") + name  # as it was, for the fallback
+    whole = (ctypes.c_uint8 * len(state)).from_buffer(state)
+    return bool(llama_cpp.llama_state_set_data(ctx, whole, len(state)) != 0)
 
 
 def _prefix_still_in_cache(llm: Any, info: ModelInfo, plan: LoadPlan | None, prefix: int) -> bool:
