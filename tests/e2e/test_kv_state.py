@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.core.engine.host import LocalBackend
+from app.core.engine.llama import Engine
 from app.core.engine.types import GenerateRequest, Sampling
 from app.core.formats.base import Conversation, Done, Message
 
@@ -24,7 +25,7 @@ SYSTEM = Message("system", "You are helpful. " + "Keep answers short and exact. 
 
 
 def run(
-    backend: LocalBackend, messages: tuple[Message, ...], session: str | None = "c1-1", max_tokens: int = 24
+    backend: LocalBackend | Engine, messages: tuple[Message, ...], session: str | None = "c1-1", max_tokens: int = 24
 ) -> tuple[str, Done]:
     request = GenerateRequest(Conversation(messages), max_tokens=max_tokens, sampling=SEEDED, session=session)
     text: list[str] = []
@@ -121,7 +122,6 @@ def test_with_flash_attention_a_restored_conversation_continues_exactly_as_the_l
     the one setting; the state still goes through the disk."""
     from dataclasses import replace
 
-    from app.core.engine.llama import Engine
     from app.core.gguf_file import inspect_gguf
     from app.core.hardware import probe
     from app.core.planner import plan_load
@@ -167,6 +167,8 @@ def test_a_state_llama_cpp_cannot_read_as_a_sequence_is_restored_whole(starter_p
         engine.load(starter_path, ctx_cap=4096)
         run(engine, (SYSTEM, Message("user", "Name three rivers.")), session=None)
         llm = engine._llm
+        assert engine.info is not None
+        architecture = engine.info.architecture
         size = llama_cpp.llama_state_get_size(llm._ctx.ctx)
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_get_data(llm._ctx.ctx, buffer, size)
@@ -174,14 +176,14 @@ def test_a_state_llama_cpp_cannot_read_as_a_sequence_is_restored_whole(starter_p
         positions = llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(llm._ctx.ctx), 0)
         kept = bytes(state)
         llm._ctx.kv_cache_clear()
-        assert engine_module._restore_state(llm, "not-" + engine.info.architecture, state)  # type: ignore[union-attr]
+        assert engine_module._restore_state(llm, "not-" + architecture, state)
         assert bytes(state) == kept  # the fallback was given the state as it was
         assert llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(llm._ctx.ctx), 0) == positions
         llm._ctx.kv_cache_clear()
-        assert engine_module._restore_state(llm, engine.info.architecture, state)  # type: ignore[union-attr]
+        assert engine_module._restore_state(llm, architecture, state)
         assert llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(llm._ctx.ctx), 0) == positions
         llm._ctx.kv_cache_clear()
-        assert not engine_module._restore_state(llm, engine.info.architecture, bytearray(state[: len(state) // 2]))
+        assert not engine_module._restore_state(llm, architecture, bytearray(state[: len(state) // 2]))
     finally:
         engine.unload()
 
@@ -240,8 +242,6 @@ def test_opening_a_chat_restores_its_state_before_the_user_asks(starter_path: Pa
     """What the window does when a chat is opened (ChatService.enter_conversation): the state comes
     back at once, so the reply asked for later evaluates only the new turn, and its stats still say
     how many tokens came from the saved state."""
-    from app.core.engine.llama import Engine
-
     kv = tmp_path / "kv"
     first, answer, saved = first_turn_saved(starter_path, kv)
     kept = tmp_path / "kept.kv"
