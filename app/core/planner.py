@@ -405,16 +405,16 @@ def _fits_ram(c: _Candidate, hw: HardwareProfile, gpu: GpuInfo | None) -> bool:
 
 
 def _cpu_flash_attn_choices() -> tuple[bool, ...]:
-    # On the CPU flash attention is tried off first, although it is leaner and mostly no slower
-    # (bench/flash_attention.py, docs/PERFORMANCE.md, 2-core build machine: prompt processing 8 %
-    # faster for Gemma 3 270M and for the gpt-oss-20b stand-in, generation 13 % faster for Gemma
-    # and level to 8 % slower for the stand-in): with it and 2 threads, a conversation restored from
-    # its saved KV state does not always continue token for token as the live one does (3 of 5
-    # starter prompts differed; with it off none), and that exactness is what the saved state
-    # promises. Without it llama.cpp keeps the attention scores plus an f16 copy as the context
-    # fills, 1.5 * n_head * n_ctx * n_ubatch * 4 bytes (2.9 GiB measured for gpt-oss at 16K), so it
-    # is switched on where that is what stops a context from fitting.
-    return (False, True)
+    # Flash attention on the CPU too (as on GPUs): it is leaner, the more so the fuller the context
+    # (without it llama.cpp keeps the attention scores plus an f16 copy, 1.5 * n_head * n_ctx *
+    # n_ubatch * 4 bytes: 2.9 GiB measured for gpt-oss at 16K), and no slower (bench/flash_attention.py,
+    # docs/PERFORMANCE.md, 2-core build machine: prompt processing 8 % faster for Gemma 3 270M and
+    # the gpt-oss-20b stand-in, generation 13 % faster for Gemma and level for the stand-in, paired
+    # median 0.98 of 5 noisy rounds). Until 2026-12-03 it was tried off first because a restored KV
+    # state did not continue token for token with it; that was llama.cpp's search head after a
+    # whole-context restore (engine/llama._restore_state), now exact either way. Off never fits
+    # where on does not, so on is the only choice.
+    return (True,)
 
 
 def _make_plan(c: _Candidate, hw: HardwareProfile, model: ModelInfo, gpu: GpuInfo | None, reason: str) -> LoadPlan:
