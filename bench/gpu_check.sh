@@ -3,7 +3,8 @@
 # build the CUDA variant of llama.cpp (the source llama-cpp-python 0.3.36 vendors: the same code
 # the bundle ships) together with llama-bench, load a model with every layer on the GPU through
 # Hearth's own path (llama_builds.choose_build -> child_env -> a child process), and print its
-# generation tokens/s next to llama-bench's from the same build. The last line is the figure.
+# generation tokens/s next to llama-bench's from the same build, after a check that a restored chat
+# continues exactly on the GPU (bench/restore_exactness.py). The last line is the figure.
 #
 # Here (with network), once:   bash bench/gpu_check.sh --prepare
 #   puts the llama-cpp-python sdist and the few wheels the device lacks into .gpu-check/
@@ -61,4 +62,9 @@ if [ -z "$MODEL" ]; then
 fi
 # llama_cpp's Python bindings from the same sdist (pure Python), the libraries from builds/cuda.
 export PYTHONPATH="$WORK/src:$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# Restore exactness on the GPU (issue 14): a chat restored from its saved KV state, every layer on
+# the GPU with flash attention, must continue token for token as the live one (5 prompt pairs).
+LLAMA_CPP_LIB_PATH="$WORK/builds/cuda" timeout 300 $PY bench/restore_exactness.py --model "$MODEL" \
+  --gpu-layers 99 --flash on 2>&1 | grep -a "restored\|restore_exact\|gpu_layers" || echo "gpu_check: the restore check failed"
+say "restore check done"
 $PY bench/gpu_check.py --builds "$WORK/builds" --model "$MODEL" --llama-bench "$WORK/build/bin/llama-bench" --tokens 128
