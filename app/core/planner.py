@@ -404,17 +404,16 @@ def _fits_ram(c: _Candidate, hw: HardwareProfile, gpu: GpuInfo | None) -> bool:
     return c.est.ram + extra <= ram_budget(hw)
 
 
-def _cpu_flash_attn_choices() -> tuple[bool, ...]:
-    # Flash attention on the CPU too (as on GPUs): it is leaner, the more so the fuller the context
-    # (without it llama.cpp keeps the attention scores plus an f16 copy, 1.5 * n_head * n_ctx *
-    # n_ubatch * 4 bytes: 2.9 GiB measured for gpt-oss at 16K), and no slower (bench/flash_attention.py,
-    # docs/PERFORMANCE.md, 2-core build machine: prompt processing 8 % faster for Gemma 3 270M and
-    # the gpt-oss-20b stand-in, generation 13 % faster for Gemma and level for the stand-in, paired
-    # median 0.98 of 5 noisy rounds). Until 2026-12-03 it was tried off first because a restored KV
-    # state did not continue token for token with it; that was llama.cpp's search head after a
-    # whole-context restore (engine/llama._restore_state), now exact either way. Off never fits
-    # where on does not, so on is the only choice.
-    return (True,)
+# Flash attention on the CPU too (as on GPUs): it is leaner, the more so the fuller the context
+# (without it llama.cpp keeps the attention scores plus an f16 copy, 1.5 * n_head * n_ctx *
+# n_ubatch * 4 bytes: 2.9 GiB measured for gpt-oss at 16K), and no slower (bench/flash_attention.py,
+# docs/PERFORMANCE.md, 2-core build machine: prompt processing 8 % faster for Gemma 3 270M and
+# the gpt-oss-20b stand-in, generation 13 % faster for Gemma and level for the stand-in, paired
+# median 0.98 of 5 noisy rounds). Until 2026-12-03 it was tried off first because a restored KV
+# state did not continue token for token with it; that was llama.cpp's search head after a
+# whole-context restore (engine/llama._restore_state), now exact either way. Off never fits
+# where on does not, so on is the only choice.
+CPU_FLASH_ATTN = True
 
 
 def _make_plan(c: _Candidate, hw: HardwareProfile, model: ModelInfo, gpu: GpuInfo | None, reason: str) -> LoadPlan:
@@ -508,10 +507,9 @@ def plan_load(hw: HardwareProfile, model: ModelInfo, ctx_cap: int | None = None,
 
     cpu_top = top if ctx_cap else min(top, CPU_DEFAULT_CTX)
     for n_ctx in _ctx_ladder(cpu_top, min_ctx):
-        for fa in _cpu_flash_attn_choices():
-            c = _candidate(model, hw, 0, n_ctx, flash_attn=fa)
-            if _fits(c, hw, None):
-                return _make_plan(c, hw, model, None, _cpu_reason(hw, _why_cpu(hw), c))
+        c = _candidate(model, hw, 0, n_ctx, flash_attn=CPU_FLASH_ATTN)
+        if _fits(c, hw, None):
+            return _make_plan(c, hw, model, None, _cpu_reason(hw, _why_cpu(hw), c))
 
     return _refusal(hw, model, gpu, min(min_ctx, top))
 
@@ -555,15 +553,14 @@ def step_down(plan: LoadPlan, hw: HardwareProfile, model: ModelInfo, *, min_ctx:
                 return _make_plan(c, hw, model, gpu, reason)
         else:
             for n_ctx in _ctx_ladder(min(plan.n_ctx, CPU_DEFAULT_CTX), min_ctx):
-                for fa in _cpu_flash_attn_choices():
-                    c = _candidate(model, hw, 0, n_ctx, flash_attn=fa, type_kv=plan.type_k)
-                    if _fits(c, hw, None):
-                        threads = _threads(hw)[0]
-                        reason = (
-                            "Retried on the CPU only after running out of GPU memory; "
-                            f"{_ctx_words(n_ctx)}, {threads} thread{'s' if threads != 1 else ''}."
-                        )
-                        return _make_plan(c, hw, model, None, reason)
+                c = _candidate(model, hw, 0, n_ctx, flash_attn=CPU_FLASH_ATTN, type_kv=plan.type_k)
+                if _fits(c, hw, None):
+                    threads = _threads(hw)[0]
+                    reason = (
+                        "Retried on the CPU only after running out of GPU memory; "
+                        f"{_ctx_words(n_ctx)}, {threads} thread{'s' if threads != 1 else ''}."
+                    )
+                    return _make_plan(c, hw, model, None, reason)
 
     # Same layers, smaller cache. A quantized V cache needs flash attention in llama.cpp.
     if plan.type_k == "f16":

@@ -240,7 +240,7 @@ def test_cpu_only_24_gb_runs_with_at_least_8k() -> None:
     assert plan.fits and plan.device == "cpu" and plan.n_gpu_layers == 0
     assert 8192 <= plan.n_ctx <= CPU_DEFAULT_CTX
     assert plan.use_mmap is False
-    assert plan.flash_attn is True  # leaner and no slower on the CPU too (planner._cpu_flash_attn_choices)
+    assert plan.flash_attn is True  # leaner and no slower on the CPU too (planner.CPU_FLASH_ATTN)
     assert plan.n_threads == 2 and plan.n_threads_batch == 2
     assert plan.reason == f"CPU only (no supported GPU), {plan.n_ctx:,}-token context, 2 threads."
     assert_within_budget(plan, CPU_24GB)
