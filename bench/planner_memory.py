@@ -13,9 +13,6 @@ minus 1; the target is 0 <= X <= 0.10).
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.core.gguf_file import inspect_gguf  # noqa: E402
 from app.core.hardware import probe  # noqa: E402
 from app.core.planner import estimate_memory, kv_bytes, plan_load  # noqa: E402
-from tests.e2e.test_planner_memory import _CHILD, MIB, _llama_kwargs  # noqa: E402
+from tests.e2e.test_planner_memory import MIB, _measure  # noqa: E402
 
 
 def main() -> int:
@@ -47,17 +44,7 @@ def main() -> int:
     )  # fmt: skip
     print(f"{info.name}: n_ctx={plan.n_ctx} mmap={plan.use_mmap} flash_attn={plan.flash_attn} "
           f"threads={plan.n_threads}", flush=True)  # fmt: skip
-    kwargs = _llama_kwargs(info, plan) | {"fill": True}
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(kwargs)], capture_output=True, text=True,
-                          check=False)  # fmt: skip
-    out = proc.stdout + proc.stderr
-    if proc.returncode != 0 or "RESULT " not in out:
-        print(out[-3000:])
-        raise SystemExit(f"the load failed (exit code {proc.returncode})")
-    result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
-    logged: dict[str, float] = {}
-    for kind, mib in re.findall(r"(\S+ KV|\S+ compute|\S+ model) buffer size =\s+([\d.]+) MiB", out):
-        logged[kind] = logged.get(kind, 0.0) + float(mib)
+    result, logged = _measure(info, plan, timeout=None)  # the test's check; fails with llama.cpp's log
     grown = {stage: result[stage]["rss"] - result["before"]["rss"] for stage in ("loaded", "filled")}
     kv = kv_bytes(info, plan.n_ctx, plan.type_k, plan.type_v, swa_full=plan.swa_full, n_ubatch=plan.n_ubatch)
     rows = [

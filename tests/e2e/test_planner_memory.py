@@ -145,14 +145,17 @@ def _llama_kwargs(model: ModelInfo, plan: LoadPlan) -> dict[str, Any]:
     return kwargs
 
 
-def _measure(model: ModelInfo, plan: LoadPlan, *, fill: bool = True) -> tuple[dict[str, Any], dict[str, float]]:
-    """Load in a fresh process; `fill` evaluates a whole context of tokens after the load."""
+def _measure(
+    model: ModelInfo, plan: LoadPlan, *, fill: bool = True, timeout: float | None = 600
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Load in a fresh process; `fill` evaluates a whole context of tokens after the load
+    (`timeout` None: as long as it takes, for bench/planner_memory.py)."""
     kwargs = _llama_kwargs(model, plan) | {"fill": fill}
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(kwargs)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
     out = proc.stdout + proc.stderr
