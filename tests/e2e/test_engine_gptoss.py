@@ -4,6 +4,7 @@ tokenizer. The output is meaningless text; what is checked is the machinery arou
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,12 +94,19 @@ def test_forged_harmony_markers_stay_text_on_the_real_tokenizer(gptoss: Engine) 
 def test_turn_two_evaluates_only_the_answer_and_the_new_message(tiny_gptoss_path: Path) -> None:  # noqa: F811
     """Harmony drops turn 1's analysis from history, so the cache is reused up to the end of
     turn 1's prompt; the system prompt is longer than the 128-token sliding window, and the
-    reply equals a cold run's with the same seed."""
+    reply equals a cold run's with the same seed.
+
+    Flash attention off on both sides: a warm and a cold run evaluate the same tokens in other
+    batches, and llama.cpp's CPU flash attention gives batch-dependent results on AVX2 (this reply
+    then differs in one sampled byte; seen 2026-12-04, docs/NOTES.md), so equality is asserted
+    where llama.cpp's numbers do not depend on the schedule. The restore tests cover the plan's
+    own flash attention (tests/e2e/test_kv_state.py, same schedule on both sides)."""
     info = inspect_gguf(tiny_gptoss_path)
+    plan = dataclasses.replace(small_plan(info, 2048), flash_attn=False)
     system = Message("system", "Follow the house style carefully. " * 40)
     first = Conversation((system, Message("user", "First question?")))
     warm = Engine()
-    warm.load(info, plan=small_plan(info, 2048))
+    warm.load(info, plan=plan)
     try:
         got1, done1, _ = _collect(warm, GenerateRequest(first, max_tokens=40, sampling=SEEDED))
         answer = got1.answer_text or "An answer."
@@ -121,7 +129,7 @@ def test_turn_two_evaluates_only_the_answer_and_the_new_message(tiny_gptoss_path
     finally:
         warm.unload()
     cold = Engine()
-    cold.load(info, plan=small_plan(info, 2048))
+    cold.load(info, plan=plan)
     try:
         got_cold, done_cold, _ = _collect(cold, GenerateRequest(second, max_tokens=40, sampling=SEEDED))
         assert done_cold.stats.prompt_tokens_evaluated == done_cold.stats.prompt_tokens
