@@ -108,12 +108,16 @@ def main() -> int:
         window.close()
         settle(300)
 
+    def model_ready(window: MainWindow) -> bool:
+        # The composer's Send too: it turns on a moment after the engine reports the model loaded.
+        return window.engine.is_loaded and not window.engine.loading and window.composer.ready
+
     def load(window: MainWindow, key: str | Path) -> None:
         entry = window._entry_for(key)
         if entry is None:
             raise RuntimeError(f"the picker has no entry for {key}")
         window.load_model(entry)
-        wait(lambda: window.engine.is_loaded and not window.engine.loading, 300, "the model to load")
+        wait(lambda: model_ready(window), 300, "the model to load")
 
     # ---- 1. no model installed: one recommendation, the Library's verdict, text never cut ----------
     db = home / "chat.sqlite3"
@@ -158,7 +162,7 @@ def main() -> int:
     def opened_gguf() -> None:
         window = new_window(store)
         window.open_model_path(str(tiny))  # what "Open a GGUF file…" does once the OS dialog answers
-        wait(lambda: window.engine.is_loaded and not window.engine.loading, 300, "the opened file to load")
+        wait(lambda: model_ready(window), 300, "the opened file to load")
 
         def listed() -> bool:
             return any(r.get("path") and Path(str(r["path"])).resolve() == tiny.resolve() for r in window.library.rows)

@@ -29,7 +29,7 @@ def main() -> None:
     entry = window.header.entry(STARTER_KEY)
     assert entry is not None
     window.load_model(entry)
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 300  # well inside the test's own timeout, so STUCK is seen
     loop = QEventLoop()
 
     def wait(done: object) -> None:
@@ -40,11 +40,16 @@ def main() -> None:
             QTimer.singleShot(20, loop.quit)
             loop.exec()
 
-    wait(lambda: window.engine.is_loaded)
+    # The composer's state, not the engine's: the engine is loaded a moment before the window's
+    # modelLoaded handler turns Send on, and a submit in between is refused (Send is off).
+    wait(lambda: window.engine.is_loaded and window.composer.ready)
     window.session.open(conversation_id)
     window.session.sampling = Sampling(temperature=0.0, seed=1)
     window.composer.set_text("Now count from 1 to 400.")
     window.composer.submit()
+    if not window.session.streaming:
+        print("NOT SENT", flush=True)
+        os._exit(4)
     reader = ChatStore(sys.argv[1])
 
     def saved() -> bool:

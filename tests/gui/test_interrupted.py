@@ -33,7 +33,7 @@ def test_a_reply_cut_off_by_kill_9_says_so_and_offers_regenerate(
         capture_output=True,
         env=env,
         cwd=ROOT,
-        timeout=900,
+        timeout=420,
     )
     assert child.returncode == -9 and b"KILLING" in child.stdout, child.stderr.decode()[-2000:]
     # The restart, as app.gui.app does it: the store marks replies left streaming.
