@@ -4,6 +4,10 @@ script that shows a bare PySide6 window. Both are fresh processes on the same Qt
 its real start-up work (store, window, the model load it starts after the window is up). The
 app reports "shown" from its first event-loop turn after show() (HEARTH_STARTUP_PROBE).
 
+The home is one Hearth has been used in, as a returning user's is: a warm-up start creates its
+database, and the starter model is assembled there first (on a first start the picker reads the
+starter's size from its package, a one-time cost).
+
 The app's modules are byte-compiled first, as an installed copy's are (pip compiles wheels on
 install); without that, a PYTHONDONTWRITEBYTECODE environment would charge the app for compiling
 its own source on every launch.
@@ -66,7 +70,11 @@ def main() -> int:
         env = {**os.environ, "HEARTH_HOME": home, STARTUP_PROBE_ENV: "1"}
         if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
             env["QT_QPA_PLATFORM"] = "offscreen"
-        time_to_line([sys.executable, "-m", "app"], env)  # warm-up: assembles the starter model once
+        os.environ["HEARTH_HOME"] = home  # the starter is assembled where the app will find it
+        from app.core.starter import starter_model_path
+
+        starter_model_path()
+        time_to_line([sys.executable, "-m", "app"], env)  # warm-up: creates the database
         apps, bares = [], []
         for i in range(args.rounds):
             bares.append(time_to_line([sys.executable, "-c", BARE], env))

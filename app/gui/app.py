@@ -24,10 +24,11 @@ from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication
 
 if TYPE_CHECKING:
     from PySide6.QtNetwork import QLocalServer
+    from PySide6.QtWidgets import QMessageBox
 
     from app.core.store import ChatStore, DamagedDatabaseError
 
@@ -115,8 +116,16 @@ class SingleInstance(QObject):
 
     def __init__(self, name: str | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.name = name or server_name()
+        self._name = name
         self._server: QLocalServer | None = None
+
+    @property
+    def name(self) -> str:
+        # Worked out when first used (a second start, or listening after the first frame):
+        # hashlib costs ~4 ms of start-up.
+        if self._name is None:
+            self._name = server_name()
+        return self._name
 
     def activate_running(self, timeout_ms: int = 500) -> bool:
         """True when another instance answered (it has been asked to show its window)."""
@@ -283,6 +292,8 @@ def ask_fresh_start(exc: DamagedDatabaseError) -> bool:
 
 def fresh_start_box(exc: DamagedDatabaseError) -> tuple[QMessageBox, object]:
     """The question, with its "move aside" button."""
+    from PySide6.QtWidgets import QMessageBox  # here: only a damaged database needs it (start-up time)
+
     box = QMessageBox(QMessageBox.Icon.Warning, APP_NAME, str(exc))
     box.setInformativeText(
         "Hearth can move it aside — it is kept, renamed, next to where it is — and start with an empty chat list."
@@ -297,6 +308,8 @@ def _fatal(message: str) -> int:
     """One sentence on stderr and, where someone can see it, in a message box; exit code 1."""
     print(f"hearth: {message}", file=sys.stderr)
     if QApplication.platformName() != "offscreen":  # nobody could close the box there
+        from PySide6.QtWidgets import QMessageBox
+
         QMessageBox.critical(None, APP_NAME, message)
     return 1
 

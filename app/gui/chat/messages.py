@@ -11,14 +11,16 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolBut
 
 from app.core.store import Message as StoredMessage
 from app.core.store import ToolCall
-from app.gui.chat.blocks import MarkdownView, flash_copied
-from app.gui.chat.markdown import breakable
-from app.gui.chat.thinking import ThinkingSection
-from app.gui.chat.tool_card import ToolCard
 from app.gui.theme import named, repolish
+
+# The rendering modules (Markdown, code blocks, the reasoning section, tool cards) are imported
+# when the first message is built, not with this module: a window that opens on an empty chat
+# does not need them before its first frame (~8 ms of start-up).
 
 if TYPE_CHECKING:
     from app.core.formats.base import ParsedEvent
+    from app.gui.chat.thinking import ThinkingSection
+    from app.gui.chat.tool_card import ToolCard
 
 USER_PREVIEW_CHARS = 20_000  # a 1 MB paste is stored whole and shown in part
 BUBBLE_TEXT_WIDTH = 560
@@ -222,6 +224,8 @@ class UserMessageWidget(_HoverActions):
         bubble.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         bubble_layout = QVBoxLayout(bubble)
         bubble_layout.setContentsMargins(16, 10, 16, 10)
+        from app.gui.chat.markdown import breakable
+
         shown = text if len(text) <= USER_PREVIEW_CHARS else text[:USER_PREVIEW_CHARS]
         self.label = BubbleLabel(breakable(shown), BUBBLE_TEXT_WIDTH)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -257,6 +261,8 @@ class UserMessageWidget(_HoverActions):
             self.edit_button.setVisible(editable)
 
     def _copy(self) -> None:
+        from app.gui.chat.blocks import flash_copied
+
         self.copyRequested.emit(self.text)
         flash_copied(self.copy_button)
 
@@ -283,6 +289,8 @@ class AssistantMessageWidget(_HoverActions):
         self._waiting: QLabel | None = None
         self._thinking: ThinkingSection | None = None
         self._notice_row: QWidget | None = None
+        from app.gui.chat.blocks import MarkdownView
+
         self.answer = MarkdownView()
         self.answer.setAccessibleName("Reply")
         layout.addWidget(self.answer)
@@ -306,6 +314,8 @@ class AssistantMessageWidget(_HoverActions):
     @property
     def thinking(self) -> ThinkingSection:
         if self._thinking is None:
+            from app.gui.chat.thinking import ThinkingSection
+
             self._thinking = ThinkingSection()
             self._thinking.setVisible(False)
             self._insert(self._thinking, self.answer)
@@ -357,6 +367,8 @@ class AssistantMessageWidget(_HoverActions):
             self.regenerate_button.setVisible(yes)
 
     def _copy(self) -> None:
+        from app.gui.chat.blocks import flash_copied
+
         self.copyRequested.emit(self.answer_text())
         flash_copied(self.copy_button)
 
@@ -421,6 +433,8 @@ class AssistantMessageWidget(_HoverActions):
             if self.state == "streaming" and call.position == 0:
                 self.answer.flush()
                 self.answer.clear()
+            from app.gui.chat.tool_card import ToolCard
+
             card = ToolCard(call)
             card.decided.connect(lambda call_id, decision: self.toolDecided.emit(self.message_id, call_id, decision))
             self.tool_cards[key] = card
