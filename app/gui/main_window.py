@@ -170,6 +170,7 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._resumed_downloads = False
         self._prewarmed = False
+        self._polished = False  # the work left for after the first frame is scheduled
         self._offer_shown = False  # the banner shows a "switch to this chat's model" offer
         self._freeing = 0  # bytes the model held when Unload was asked for
         self._loading_name = ""
@@ -249,7 +250,6 @@ class MainWindow(QMainWindow):
 
         self._connect()
         self._shortcuts()
-        theme.keyboard_focus_only(self)
         self._restore_layout()
         self._refresh_models(model)
         self._start_draft()
@@ -1167,10 +1167,11 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
-        if self.windowIcon().isNull():
-            # After the first frame (reading the PNG sizes costs start-up time); set on the window
-            # too, for a QApplication that is not Hearth's own (tests, benches).
-            QTimer.singleShot(0, self._set_icon)
+        if not self._polished:
+            self._polished = True
+            # After the first frame, which needs neither (a timer of 0 would still run before the
+            # window is painted): the icon's PNG sizes and the buttons' focus policy, ~8 ms.
+            QTimer.singleShot(AUTOLOAD_DELAY_MS, self._after_first_frame)
         if self._autoload is not None:
             entry, self._autoload = self._autoload, None
             # A short delay lets the first frame paint before the engine thread takes the GIL.
@@ -1207,6 +1208,13 @@ class MainWindow(QMainWindow):
             freeze_once("prewarmed")
 
         threading.Thread(target=prewarm, name="hearth-prewarm", daemon=True).start()
+
+    def _after_first_frame(self) -> None:
+        if self._closed:
+            return
+        theme.keyboard_focus_only(self)  # buttons take the focus from Tab, not from a click
+        if self.windowIcon().isNull():  # set on the window too, for a QApplication not Hearth's own
+            self._set_icon()
 
     def _set_icon(self) -> None:
         from PySide6.QtWidgets import QApplication

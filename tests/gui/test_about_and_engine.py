@@ -28,11 +28,11 @@ def _no_gpu_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(llama_builds.VK_DEVICES_ENV, raising=False)
 
 
-def test_the_app_and_its_windows_have_the_icon(make_window: WindowFactory, store: ChatStore) -> None:
+def test_the_app_and_its_windows_have_the_icon(qtbot: QtBot, make_window: WindowFactory, store: ChatStore) -> None:
     icon = app_icon()
     assert not icon.isNull() and {s.width() for s in icon.availableSizes()} >= {16, 32, 64, 256}
     window = make_window(store)
-    assert not window.windowIcon().isNull()
+    qtbot.waitUntil(lambda: not window.windowIcon().isNull(), timeout=5_000)  # set after the first frame
     assert window.windowIcon().cacheKey() == icon.cacheKey()
 
 

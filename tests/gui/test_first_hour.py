@@ -126,6 +126,8 @@ def test_a_mouse_click_leaves_no_focus_ring_on_a_button(
 ) -> None:
     window = make_window(store)
     button: QWidget = window.sidebar.new_button
+    # The focus policy is set just after the first frame (nobody clicks sooner).
+    qtbot.waitUntil(lambda: button.focusPolicy() == Qt.FocusPolicy.TabFocus, timeout=5_000)
     window.composer.edit.setFocus()
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert not button.hasFocus() and button.focusPolicy() == Qt.FocusPolicy.TabFocus
