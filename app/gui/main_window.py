@@ -1192,7 +1192,9 @@ class MainWindow(QMainWindow):
         thread was the longest stall of a first reply."""
         import threading
 
-        from app.gui.chat import markdown
+        # The message widgets' renderers (not needed for the first frame: see messages.py), here
+        # on the GUI thread while it is idle, ~8 ms, before the first reply or opened chat needs them.
+        from app.gui.chat import blocks, markdown, thinking, tool_card  # noqa: F401
 
         def prewarm() -> None:
             import importlib
