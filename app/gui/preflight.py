@@ -105,16 +105,71 @@ def packages_for(sonames: list[str]) -> list[str]:
     return found
 
 
-def qt_libraries_problem(environ: dict[str, str] | None = None, plugin: Path | None = None) -> str | None:
-    """A sentence naming the system libraries Qt's xcb plugin lacks (Linux, X11 only), else None."""
+LD_CACHE = Path("/etc/ld.so.cache")
+CHECKED_FILE = "xcb-libraries-found"  # in the cache folder: what the last clean check depended on
+
+
+def check_key(plugin: Path, environ: dict[str, str] | os._Environ[str], ld_cache: Path = LD_CACHE) -> str | None:
+    """What a clean library check of `plugin` depends on: the plugin file, the dynamic linker's
+    cache (ldconfig rewrites it whenever a package adds or removes a library) and
+    LD_LIBRARY_PATH. None when one of them cannot be read (then the check always runs)."""
+    try:
+        found, linker = plugin.stat(), ld_cache.stat()
+    except OSError:
+        return None
+    return "\n".join(
+        [
+            str(plugin),
+            f"{found.st_size}:{found.st_mtime_ns}",
+            f"{linker.st_size}:{linker.st_mtime_ns}",
+            environ.get("LD_LIBRARY_PATH", ""),
+        ]
+    )
+
+
+def _checked_file() -> Path | None:
+    from app.core import paths
+
+    try:
+        return paths.cache_dir(create=False) / CHECKED_FILE
+    except OSError:
+        return None
+
+
+def qt_libraries_problem(
+    environ: dict[str, str] | None = None,
+    plugin: Path | None = None,
+    *,
+    checked: Path | None = None,
+    ld_cache: Path = LD_CACHE,
+) -> str | None:
+    """A sentence naming the system libraries Qt's xcb plugin lacks (Linux, X11 only), else None.
+
+    The check runs ldd (a subprocess, 10-20 ms); a clean result is remembered in `checked` (the
+    cache folder's file by default) with what it depended on, so later starts skip it until the
+    plugin, the installed libraries or LD_LIBRARY_PATH change."""
     env = os.environ if environ is None else environ
     if not sys.platform.startswith("linux") or not _uses_xcb(env):
         return None
     plugin = plugin or xcb_plugin()
     if plugin is None:
         return None
+    key = check_key(plugin, env, ld_cache)
+    checked = checked or _checked_file()
+    if key is not None and checked is not None:
+        try:
+            if checked.read_text(encoding="utf-8") == key:
+                return None
+        except (OSError, UnicodeDecodeError):
+            pass  # never checked, or unreadable: check
     missing = missing_libraries(plugin)
     if not missing:
+        if key is not None and checked is not None:
+            try:
+                checked.parent.mkdir(parents=True, exist_ok=True)
+                checked.write_text(key, encoding="utf-8")
+            except OSError:
+                pass  # a read-only home: the check runs at every start, as before
         return None
     packages = packages_for(missing)
     hint = f" (on Debian or Ubuntu: sudo apt install {' '.join(packages)})" if packages else ""
