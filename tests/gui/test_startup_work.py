@@ -20,6 +20,7 @@ from app.core.store import ChatStore
 from app.gui.app import STARTUP_PROBE_ENV, STARTUP_PROBE_LINE
 from app.gui.model_picker import STARTER_KEY
 from tests.gui.conftest import SIGNAL_TIMEOUT_MS, WindowFactory
+from tests.gui.test_model_settings import load_starter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,10 +91,7 @@ def test_the_model_settings_panel_is_built_when_first_opened_with_what_arrived_b
     qtbot: QtBot, make_window: WindowFactory, store: ChatStore, starter_path: Path
 ) -> None:
     window = make_window(store)
-    entry = window.header.entry(STARTER_KEY)
-    assert entry is not None
-    with qtbot.waitSignal(window.modelLoaded, timeout=SIGNAL_TIMEOUT_MS):
-        window.load_model(entry)
+    load_starter(qtbot, window)
     # The planner's baseline comes back from a background thread while the panel does not exist.
     qtbot.waitUntil(lambda: window._baseline.n_ctx > 0, timeout=SIGNAL_TIMEOUT_MS)
     assert window._model_panel is None
