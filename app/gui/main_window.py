@@ -168,9 +168,7 @@ class MainWindow(QMainWindow):
         self.store = store
         self.engine = engine or EngineController(store, self, ctx_cap=ctx_cap)
         self._closed = False
-        self._resumed_downloads = False
-        self._prewarmed = False
-        self._polished = False  # the work left for after the first frame is scheduled
+        self._shown_once = False  # the work left for after the first frame is scheduled
         self._offer_shown = False  # the banner shows a "switch to this chat's model" offer
         self._freeing = 0  # bytes the model held when Unload was asked for
         self._loading_name = ""
@@ -1167,8 +1165,8 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
-        if not self._polished:
-            self._polished = True
+        first, self._shown_once = not self._shown_once, True
+        if first:
             # After the first frame, which needs neither (a timer of 0 would still run before the
             # window is painted): the icon's PNG sizes and the buttons' focus policy, ~8 ms.
             QTimer.singleShot(AUTOLOAD_DELAY_MS, self._after_first_frame)
@@ -1176,11 +1174,8 @@ class MainWindow(QMainWindow):
             entry, self._autoload = self._autoload, None
             # A short delay lets the first frame paint before the engine thread takes the GIL.
             QTimer.singleShot(AUTOLOAD_DELAY_MS, lambda: self.load_model(entry))
-        if not self._prewarmed:
-            self._prewarmed = True
+        if first:
             QTimer.singleShot(PREWARM_DELAY_MS, self._prewarm)
-        if not self._resumed_downloads:
-            self._resumed_downloads = True
             # The network features the user turned on: the local API, the remote servers' models.
             QTimer.singleShot(AUTOLOAD_DELAY_MS, self._start_network_features)
             # A download left unfinished by the last session continues (after the first frame).
