@@ -41,8 +41,8 @@ def test_about_shows_version_build_engine_and_notices(qtbot: QtBot, themed_app: 
     qtbot.addWidget(dialog)
     assert dialog.title.text() == f"Hearth {__version__}"
     assert dialog.build.text().startswith("Checking")  # not known yet: nothing blocked the GUI thread
-    with qtbot.wait_signal(dialog.lookup.ready, timeout=60_000):
-        pass
+    # The label, not the lookup's signal: the lookup's thread may emit before a waiter connects.
+    qtbot.waitUntil(lambda: not dialog.build.text().startswith("Checking"), timeout=60_000)
     text = dialog.build.text()
     assert text.startswith("CPU build (llama-cpp-python 0.3.") and "CPU: " in text
     assert dialog.engine.text().startswith("CPU only")
